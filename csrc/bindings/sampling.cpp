@@ -1,0 +1,115 @@
+// Test hooks: draw samples from the shared physics routines (the same functions transport
+// calls), so tests can compare sampled distributions with their analytic forms.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <stdexcept>
+
+#include "bindings/dict_args.hpp"
+#include "host/params.hpp"
+#include "physics/electron.hpp"
+#include "physics/photon.hpp"
+#include "physics/rng.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+struct NullTally {
+  void add(int64_t, int64_t) {}
+};
+
+struct TablesHolder {
+  std::vector<DArr> keep;
+  std::map<std::string, rpt::host::ArrayRef> arrays;
+  std::map<std::string, double> scalars;
+  std::vector<double> w_ln_a;
+  rpt::TableView view{};
+  explicit TablesHolder(const py::dict& tables) {
+    split_dict(tables, "tables", arrays, scalars, keep);
+    view = rpt::host::make_table_view(arrays, scalars, w_ln_a);
+  }
+};
+
+void check_mat(const rpt::TableView& t, int32_t mat) {
+  if (mat < 0 || mat >= t.n_mat) throw std::invalid_argument("material: index out of range");
+}
+
+}  // namespace
+
+void init_sampling(py::module_& m) {
+  m.def("_philox4x32_10",
+        [](std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
+          std::array<uint32_t, 4> out{};
+          rpt::philox4x32_10(ctr.data(), key.data(), out.data());
+          return out;
+        },
+        "Philox4x32-10 bijection (for known-answer tests).");
+  m.def("_uniforms",
+        [](uint64_t seed, uint64_t history, int64_t n) {
+          rpt::Philox4x32 rng(seed, history);
+          py::array_t<double> out(n);
+          for (int64_t i = 0; i < n; ++i) out.mutable_data()[i] = rng.uniform();
+          return out;
+        });
+  m.def("_sample_incoherent",
+        [](py::dict tables, int32_t mat, double e_mev, int64_t n, uint64_t seed) {
+          TablesHolder th(tables);
+          check_mat(th.view, mat);
+          py::array_t<double> eps(n), cost(n);
+          for (int64_t i = 0; i < n; ++i) {
+            rpt::Philox4x32 rng(seed, uint64_t(i));
+            rpt::sample_incoherent(th.view, mat, e_mev, rng, eps.mutable_data()[i],
+                                   cost.mutable_data()[i]);
+          }
+          return py::make_tuple(eps, cost);
+        },
+        "Samples (E'/E, cos theta) of incoherent scattering in material `mat`.");
+  m.def("_sample_coherent",
+        [](py::dict tables, int32_t mat, double e_mev, int64_t n, uint64_t seed) {
+          TablesHolder th(tables);
+          check_mat(th.view, mat);
+          py::array_t<double> cost(n);
+          for (int64_t i = 0; i < n; ++i) {
+            rpt::Philox4x32 rng(seed, uint64_t(i));
+            cost.mutable_data()[i] = rpt::sample_coherent(th.view, mat, e_mev, rng);
+          }
+          return cost;
+        },
+        "Samples cos theta of coherent scattering in material `mat`.");
+  m.def("_sample_multiple_scattering",
+        [](py::dict tables, double mean_mu, int64_t n, uint64_t seed) {
+          TablesHolder th(tables);
+          py::array_t<double> cost(n);
+          for (int64_t i = 0; i < n; ++i) {
+            rpt::Philox4x32 rng(seed, uint64_t(i));
+            cost.mutable_data()[i] = rpt::sample_multiple_scattering_cos(th.view, mean_mu, rng);
+          }
+          return cost;
+        },
+        "Samples cos theta from the Wentzel distribution with <(1-cos)/2> = mean_mu.");
+  m.def("_sample_moller",
+        [](py::dict tables, double e_mev, int64_t n, uint64_t seed) {
+          TablesHolder th(tables);
+          py::array_t<double> w(n), cost_primary(n);
+          rpt::ParticleStack stack;
+          rpt::Counters cnt{0, 0};
+          NullTally tally;
+          rpt::Params P{};
+          P.tab = th.view;
+          for (int64_t i = 0; i < n; ++i) {
+            rpt::Philox4x32 rng(seed, uint64_t(i));
+            rpt::Track<rpt::Philox4x32, NullTally> tr{rng, stack, cnt, tally, P};
+            rpt::Particle p{{0, 0, 0}, {0, 0, 1}, e_mev, rpt::kElectron};
+            stack.n = 0;
+            rpt::moller_collision(p, 0, tr);
+            w.mutable_data()[i] = stack.n ? stack.p[0].e : 0.0;
+            cost_primary.mutable_data()[i] = p.d.z;
+          }
+          return py::make_tuple(w, cost_primary);
+        },
+        "Samples the delta-ray energy (MeV) of hard Moller collisions at e_mev, and the primary's cos theta.");
+  m.def("_wentzel_mean", &rpt::host::wentzel_mean, py::arg("a"));
+}

@@ -1,0 +1,123 @@
+#include "cpu/driver.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "physics/history.hpp"
+
+namespace rpt::cpu {
+namespace {
+
+// Exact, order-free accumulation: relaxed 64-bit integer atomics.
+struct CpuTally {
+  int64_t* e;
+  inline void add(int64_t voxel, int64_t units) const {
+    __atomic_fetch_add(e + voxel, units, __ATOMIC_RELAXED);
+  }
+};
+
+}  // namespace
+
+double batch_rel_uncertainty(double total, double sumsq, int64_t histories, int32_t batches) {
+  if (total == 0.0) return 1.0;
+  const double b = double(batches);
+  const double mean = total / double(histories);  // per-history mean (all batches)
+  double var = (sumsq - b * mean * mean) / (b - 1.0);
+  if (var < 0.0) var = 0.0;
+  return std::sqrt(var / b) / std::fabs(mean);
+}
+
+RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
+  const Params& P = hr.params;
+  const int64_t nv = hr.n_voxels;
+  if (opt.batches < 2) throw std::invalid_argument("batches: expected >= 2");
+  if (opt.histories < opt.batches)
+    throw std::invalid_argument("histories: expected >= batches (" + std::to_string(opt.batches) + ")");
+  if (opt.histories > host::max_histories(hr.max_mev_per_decay))
+    throw std::invalid_argument("histories: " + std::to_string(opt.histories) +
+                                " exceeds the tally capacity of " +
+                                std::to_string(host::max_histories(hr.max_mev_per_decay)) +
+                                " for this source");
+  const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+
+  RunOutput out;
+  out.threads_used = threads;
+  std::vector<int64_t> batch(size_t(nv), 0), total(size_t(nv), 0);
+  std::vector<double> sumsq(size_t(nv), 0.0);
+  if (opt.n_regions > 0) out.region_batch_mev.assign(size_t(opt.batches) * opt.n_regions, 0.0);
+  CpuTally tally{batch.data()};
+
+  const int64_t chunk = std::max<int64_t>(4096, opt.histories / 200);
+  int64_t done = 0;
+  int64_t emitted = 0, escaped = 0;
+  for (int32_t b = 0; b < opt.batches && !out.aborted; ++b) {
+    int64_t h0, h1;
+    batch_range(opt.histories, opt.batches, b, h0, h1);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t v = 0; v < nv; ++v) batch[size_t(v)] = 0;
+    for (int64_t c0 = h0; c0 < h1; c0 += chunk) {
+      const int64_t c1 = std::min(h1, c0 + chunk);
+      int64_t em = 0, es = 0;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 64) reduction(+ : em, es)
+      for (int64_t h = c0; h < c1; ++h) {
+        Counters cnt{0, 0};
+        run_history(opt.seed, uint64_t(h), P, tally, cnt);
+        em += cnt.emitted;
+        es += cnt.escaped;
+      }
+      emitted += em;
+      escaped += es;
+      done += c1 - c0;
+      if (opt.progress && !opt.progress(done)) {
+        out.aborted = true;
+        break;
+      }
+    }
+    if (out.aborted) break;
+    const double inv_nb = 1.0 / double(h1 - h0);
+    const int32_t nr = opt.n_regions;
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<double> reg(size_t(nr), 0.0);
+#pragma omp for schedule(static)
+      for (int64_t v = 0; v < nv; ++v) {
+        const int64_t x = batch[size_t(v)];
+        if (x == 0) continue;
+        total[size_t(v)] += x;
+        const double y = double(x) * inv_nb;
+        sumsq[size_t(v)] += y * y;
+        if (nr > 0) {
+          const int32_t r = opt.regions[v];
+          if (r >= 0 && r < nr) reg[size_t(r)] += double(x) * kEnergyUnitMeV;
+        }
+      }
+      if (nr > 0) {
+#pragma omp critical
+        for (int32_t r = 0; r < nr; ++r) out.region_batch_mev[size_t(b) * nr + r] += reg[size_t(r)];
+      }
+    }
+  }
+  if (out.aborted) return out;
+  std::vector<int64_t>().swap(batch);
+
+  out.edep_mev.resize(size_t(nv));
+  out.rel_uncertainty.resize(size_t(nv));
+  int64_t deposited = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : deposited)
+  for (int64_t v = 0; v < nv; ++v) {
+    const int64_t t = total[size_t(v)];
+    deposited += t;
+    out.edep_mev[size_t(v)] = double(t) * kEnergyUnitMeV;
+    out.rel_uncertainty[size_t(v)] =
+        batch_rel_uncertainty(double(t), sumsq[size_t(v)], opt.histories, opt.batches);
+  }
+  out.emitted = emitted;
+  out.deposited = deposited;
+  out.escaped = escaped;
+  return out;
+}
+
+}  // namespace rpt::cpu

@@ -1,0 +1,321 @@
+#include "host/params.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+#include "physics/types.hpp"
+
+namespace rpt::host {
+namespace {
+
+[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument(what); }
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream o;
+  o << "(";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << (s.size() == 1 ? ",)" : ")");
+  return o.str();
+}
+
+const ArrayRef& need(const std::map<std::string, ArrayRef>& m, const std::string& dict,
+                     const std::string& key, const std::vector<int64_t>& shape) {
+  auto it = m.find(key);
+  if (it == m.end()) fail(dict + "['" + key + "'] is missing (expected a float64 array)");
+  const ArrayRef& a = it->second;
+  if (a.shape != shape)
+    fail(dict + "['" + key + "'] has shape " + shape_str(a.shape) + ", expected " +
+         shape_str(shape));
+  for (int64_t i = 0; i < a.size(); ++i)
+    if (!std::isfinite(a.data[i])) fail(dict + "['" + key + "'] contains a non-finite value");
+  return a;
+}
+
+double need_scalar(const std::map<std::string, double>& m, const std::string& dict,
+                   const std::string& key) {
+  auto it = m.find(key);
+  if (it == m.end()) fail(dict + "['" + key + "'] is missing (expected a float)");
+  if (!std::isfinite(it->second)) fail(dict + "['" + key + "'] is not finite");
+  return it->second;
+}
+
+// Vose's alias method (M. D. Vose, IEEE TSE 17:972, 1991) over the voxels with decays.
+void build_alias(const double* w, int64_t n, std::vector<float>& prob,
+                 std::vector<uint32_t>& alias, std::vector<uint32_t>& voxel) {
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (w[i] > 0.0) {
+      voxel.push_back(uint32_t(i));
+      total += w[i];
+    }
+  }
+  const size_t m = voxel.size();
+  std::vector<double> p(m);
+  for (size_t k = 0; k < m; ++k) p[k] = w[voxel[k]] * double(m) / total;
+  prob.assign(m, 1.0f);
+  alias.resize(m);
+  for (size_t k = 0; k < m; ++k) alias[k] = uint32_t(k);
+  std::vector<uint32_t> small, large;
+  small.reserve(m);
+  large.reserve(m);
+  for (size_t k = 0; k < m; ++k) (p[k] < 1.0 ? small : large).push_back(uint32_t(k));
+  while (!small.empty() && !large.empty()) {
+    uint32_t s = small.back(); small.pop_back();
+    uint32_t l = large.back(); large.pop_back();
+    prob[s] = float(p[s]);
+    alias[s] = l;
+    p[l] = (p[l] + p[s]) - 1.0;
+    (p[l] < 1.0 ? small : large).push_back(l);
+  }
+  // leftovers are 1 up to rounding
+  for (uint32_t k : large) prob[k] = 1.0f;
+  for (uint32_t k : small) prob[k] = 1.0f;
+}
+
+}  // namespace
+
+double wentzel_mean(double a) {
+  if (a > 1e6) {
+    double y = 1.0 / a;
+    return 0.5 - y / 6.0 + y * y / 12.0;
+  }
+  return a * ((1.0 + a) * std::log1p(1.0 / a) - 1.0);
+}
+
+int64_t max_histories(double max_mev_per_decay) {
+  if (!(max_mev_per_decay > 0.0)) return std::numeric_limits<int64_t>::max();
+  double cap = double(std::numeric_limits<int64_t>::max()) * kEnergyUnitMeV;
+  return int64_t(std::floor(cap / max_mev_per_decay * 0.999));
+}
+
+TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
+                          const std::map<std::string, double>& scalars,
+                          std::vector<double>& w_ln_a) {
+  const ArrayRef& egrid = [&]() -> const ArrayRef& {
+    auto it = tables.find("energy_grid_mev");
+    if (it == tables.end()) fail("tables['energy_grid_mev'] is missing");
+    return it->second;
+  }();
+  if (egrid.shape.size() != 1 || egrid.shape[0] < 2) fail("tables['energy_grid_mev']: expected 1-D, >= 2 points");
+  const int64_t ne = egrid.shape[0];
+  auto mp = tables.find("mu_photo");
+  if (mp == tables.end() || mp->second.shape.size() != 2)
+    fail("tables['mu_photo'] is missing or not 2-D [materials, energies]");
+  const int64_t nm = mp->second.shape[0];
+  if (nm < 1 || nm > 65535) fail("tables: number of materials must be 1..65535");
+
+  double lnmin = std::log(egrid.data[0]);
+  double lnmax = std::log(egrid.data[ne - 1]);
+  double dln = (lnmax - lnmin) / double(ne - 1);
+  for (int64_t i = 0; i < ne; ++i) {
+    double expect = std::exp(lnmin + dln * double(i));
+    if (!(std::fabs(egrid.data[i] - expect) <= 1e-9 * expect))
+      fail("tables['energy_grid_mev']: expected a log-uniform grid");
+  }
+  const std::vector<int64_t> me{nm, ne};
+  const ArrayRef& mu_photo = need(tables, "tables", "mu_photo", me);
+  const ArrayRef& mu_incoh = need(tables, "tables", "mu_incoh", me);
+  const ArrayRef& mu_coh = need(tables, "tables", "mu_coh", me);
+  const ArrayRef& el_dedx = need(tables, "tables", "el_dedx_cont", me);
+  const ArrayRef& el_range = need(tables, "tables", "el_range_cont", me);
+  const ArrayRef& el_hard = need(tables, "tables", "el_sigma_hard", me);
+  const ArrayRef& el_tr1 = need(tables, "tables", "el_tr1", me);
+  for (int64_t m = 0; m < nm; ++m)
+    for (int64_t i = 1; i < ne; ++i)
+      if (!(el_range.data[m * ne + i] > el_range.data[m * ne + i - 1]))
+        fail("tables['el_range_cont']: expected strictly increasing ranges (material " +
+             std::to_string(m) + ")");
+  auto sf = tables.find("incoh_sf");
+  if (sf == tables.end() || sf->second.shape.size() != 2 || sf->second.shape[0] != nm ||
+      sf->second.shape[1] < 2)
+    fail("tables['incoh_sf']: expected shape (materials, n_x)");
+  const int64_t nsf = sf->second.shape[1];
+  const ArrayRef& incoh_sf = need(tables, "tables", "incoh_sf", {nm, nsf});
+  auto cx = tables.find("coh_x2_grid");
+  if (cx == tables.end() || cx->second.shape.size() != 1 || cx->second.shape[0] < 2)
+    fail("tables['coh_x2_grid']: expected a 1-D array");
+  const int64_t ncoh = cx->second.shape[0];
+  const ArrayRef& coh_x2 = need(tables, "tables", "coh_x2_grid", {ncoh});
+  const ArrayRef& coh_cum = need(tables, "tables", "coh_cum", {nm, ncoh});
+  double sf_lnx_min = need_scalar(scalars, "tables", "sf_lnx_min");
+  double sf_lnx_max = need_scalar(scalars, "tables", "sf_lnx_max");
+  double wcc = need_scalar(scalars, "tables", "el_wcc_mev");
+  if (!(sf_lnx_max > sf_lnx_min)) fail("tables: expected sf_lnx_max > sf_lnx_min");
+  if (!(wcc > 0.0)) fail("tables['el_wcc_mev']: expected > 0");
+
+  // multiple-scattering table: ln A on a uniform grid of ln <mu>
+  const int32_t nw = 1024;
+  const double mean_min = 1e-12, mean_max = 0.4999;
+  double wl0 = std::log(mean_min), wl1 = std::log(mean_max);
+  double wdl = (wl1 - wl0) / double(nw - 1);
+  w_ln_a.resize(nw);
+  for (int32_t i = 0; i < nw; ++i) {
+    double target = std::exp(wl0 + wdl * i);
+    double lo = -60.0, hi = 25.0;  // ln A bracket
+    for (int it = 0; it < 200; ++it) {
+      double mid = 0.5 * (lo + hi);
+      if (wentzel_mean(std::exp(mid)) < target) lo = mid; else hi = mid;
+    }
+    w_ln_a[size_t(i)] = 0.5 * (lo + hi);
+  }
+
+  TableView t{};
+  t.n_mat = int32_t(nm);
+  t.n_e = int32_t(ne);
+  t.ln_e_min = lnmin;
+  t.dln_e = dln;
+  t.inv_dln_e = 1.0 / dln;
+  t.mu_photo = mu_photo.data;
+  t.mu_incoh = mu_incoh.data;
+  t.mu_coh = mu_coh.data;
+  t.majorant = nullptr;  // grid-dependent: set by HostRun
+  t.n_sf = int32_t(nsf);
+  t.sf_lnx_min = sf_lnx_min;
+  t.sf_lnx_max = sf_lnx_max;
+  t.sf_inv_dlnx = double(nsf - 1) / (sf_lnx_max - sf_lnx_min);
+  t.incoh_sf = incoh_sf.data;
+  t.n_coh = int32_t(ncoh);
+  t.coh_x2 = coh_x2.data;
+  t.coh_cum = coh_cum.data;
+  t.el_dedx = el_dedx.data;
+  t.el_range = el_range.data;
+  t.el_sigma_hard = el_hard.data;
+  t.el_tr1 = el_tr1.data;
+  t.el_wcc = wcc;
+  t.n_w = nw;
+  t.w_ln_mean_min = wl0;
+  t.w_inv_dln = 1.0 / wdl;
+  t.w_mean_max = mean_max;
+  t.w_ln_a = w_ln_a.data();
+
+  return t;
+}
+
+HostRun::HostRun(const RunInputs& in) {
+  // ---- grid
+  if (in.nx <= 0 || in.ny <= 0 || in.nz <= 0) fail("density: expected a non-empty 3-D array");
+  n_voxels = int64_t(in.nx) * in.ny * in.nz;
+  if (n_voxels >= (int64_t(1) << 32))
+    fail("density: grid of " + std::to_string(n_voxels) + " voxels exceeds 2^32 - 1");
+  for (double s : {in.sx, in.sy, in.sz})
+    if (!(s >= 1e-3 && s <= 1e3))
+      fail("spacing_mm: " + std::to_string(s) + " mm is outside the accepted 0.001-1000 mm");
+  if (!in.density || !in.material || !in.decays) fail("density/material/decays: null array");
+
+  // grid contents
+  auto mp = in.tables.find("mu_photo");
+  if (mp == in.tables.end() || mp->second.shape.size() != 2)
+    fail("tables['mu_photo'] is missing or not 2-D [materials, energies]");
+  const int64_t nm = mp->second.shape[0];
+  std::vector<double> rho_max(size_t(nm), 0.0);
+  for (int64_t i = 0; i < n_voxels; ++i) {
+    float r = in.density[i];
+    int32_t m = in.material[i];
+    if (!(r > 0.0f) || !std::isfinite(r))
+      fail("density: voxel " + std::to_string(i) + " has density " + std::to_string(r) +
+           " g/cm3, expected a finite value > 0");
+    if (m < 0 || m >= nm)
+      fail("material: voxel " + std::to_string(i) + " has index " + std::to_string(m) +
+           ", expected 0.." + std::to_string(nm - 1));
+    rho_max[size_t(m)] = std::max(rho_max[size_t(m)], double(r));
+  }
+
+  // ---- tables
+  params.tab = make_table_view(in.tables, in.table_scalars, w_ln_a);
+  TableView& t = params.tab;
+  const int64_t ne = t.n_e;
+  const double* egrid_data = in.tables.at("energy_grid_mev").data;
+  // photon majorant (1/mm) over the materials and densities present
+  majorant.assign(size_t(ne), 0.0);
+  for (int64_t m = 0; m < nm; ++m) {
+    if (rho_max[size_t(m)] <= 0.0) continue;
+    for (int64_t i = 0; i < ne; ++i) {
+      double mu = t.mu_photo[m * ne + i] + t.mu_incoh[m * ne + i] + t.mu_coh[m * ne + i];
+      majorant[size_t(i)] = std::max(majorant[size_t(i)], mu * rho_max[size_t(m)] * 0.1);
+    }
+  }
+  for (double& v : majorant) v *= 1.0 + 1e-9;  // rounding guard: stays >= every voxel's mu
+  t.majorant = majorant.data();
+
+  // ---- source
+  double total = 0.0;
+  for (int64_t i = 0; i < n_voxels; ++i) {
+    double d = in.decays[i];
+    if (!std::isfinite(d) || d < 0.0)
+      fail("decays: voxel " + std::to_string(i) + " holds " + std::to_string(d) +
+           ", expected a finite value >= 0");
+    total += d;
+  }
+  if (!(total > 0.0)) fail("decays: the total is 0, expected some voxel with decays > 0");
+  build_alias(in.decays, n_voxels, alias_prob, alias_idx, src_voxel);
+
+  SourceView& s = params.src;
+  s.n_src = uint32_t(src_voxel.size());
+  s.alias_prob = alias_prob.data();
+  s.alias_idx = alias_idx.data();
+  s.voxel = src_voxel.data();
+  s.beta_yield = need_scalar(in.emission_scalars, "emissions", "beta_yield");
+  s.local_mev = need_scalar(in.emission_scalars, "emissions", "local_mev_per_decay");
+  if (s.beta_yield < 0.0 || s.local_mev < 0.0)
+    fail("emissions: beta_yield and local_mev_per_decay must be >= 0");
+  auto bi = in.emissions.find("beta_inv_cdf");
+  if (bi == in.emissions.end() || bi->second.shape.size() != 1 || bi->second.shape[0] < 1)
+    fail("emissions['beta_inv_cdf']: expected a 1-D array");
+  const ArrayRef& binv = need(in.emissions, "emissions", "beta_inv_cdf", bi->second.shape);
+  s.n_beta = int32_t(binv.shape[0]);
+  s.beta_inv_cdf = binv.data;
+  if (s.beta_yield > 0.0 && s.n_beta < 2) fail("emissions['beta_inv_cdf']: expected >= 2 points");
+  auto le = in.emissions.find("line_energy_mev");
+  if (le == in.emissions.end() || le->second.shape.size() != 1)
+    fail("emissions['line_energy_mev']: expected a 1-D array");
+  const int64_t nl = le->second.shape[0];
+  const ArrayRef& line_e = need(in.emissions, "emissions", "line_energy_mev", {nl});
+  const ArrayRef& line_y = need(in.emissions, "emissions", "line_yield", {nl});
+  if (in.n_line_photon != nl || (nl > 0 && !in.line_photon))
+    fail("emissions['line_is_photon']: expected an int32 array as long as line_energy_mev");
+  const double e_top = egrid_data[ne - 1];
+  max_mev_per_decay = s.local_mev;
+  if (s.beta_yield > 0.0) {
+    double bmax = 0.0;
+    for (int32_t i = 0; i < s.n_beta; ++i) {
+      if (binv.data[i] < 0.0 || binv.data[i] > e_top)
+        fail("emissions['beta_inv_cdf']: energies must lie in 0.." + std::to_string(e_top) + " MeV");
+      if (i > 0 && binv.data[i] < binv.data[i - 1])
+        fail("emissions['beta_inv_cdf']: expected non-decreasing energies");
+      bmax = std::max(bmax, binv.data[i]);
+    }
+    max_mev_per_decay += std::ceil(s.beta_yield) * bmax;
+  }
+  for (int64_t l = 0; l < nl; ++l) {
+    if (!(line_e.data[l] > 0.0 && line_e.data[l] <= e_top))
+      fail("emissions['line_energy_mev']: line " + std::to_string(l) + " at " +
+           std::to_string(line_e.data[l]) + " MeV is outside 0.." + std::to_string(e_top) + " MeV");
+    if (!(line_y.data[l] >= 0.0)) fail("emissions['line_yield']: expected yields >= 0");
+    max_mev_per_decay += std::ceil(line_y.data[l]) * line_e.data[l];
+  }
+  if (!(max_mev_per_decay > 0.0)) fail("emissions: the source emits no energy");
+  s.n_lines = int32_t(nl);
+  s.line_e = line_e.data;
+  s.line_y = line_y.data;
+  s.line_photon = in.line_photon;
+
+  Settings& st = params.set;
+  st.el_cut = need_scalar(in.emission_scalars, "emissions", "el_cut_mev");
+  st.ph_cut = need_scalar(in.emission_scalars, "emissions", "ph_cut_mev");
+  if (!(st.el_cut >= egrid_data[0] * (1 - 1e-9)) || !(st.ph_cut >= egrid_data[0] * (1 - 1e-9)))
+    fail("emissions: el_cut_mev and ph_cut_mev must be >= the table's first energy");
+  st.electron_transport = in.electron_transport ? 1 : 0;
+  st.max_loss_fraction = 0.2;
+  st.min_step_mm = 1e-4 * std::min(in.sx, std::min(in.sy, in.sz));
+
+  GridView& g = params.grid;
+  g.nx = in.nx; g.ny = in.ny; g.nz = in.nz;
+  g.sx = in.sx; g.sy = in.sy; g.sz = in.sz;
+  g.density = in.density;
+  g.material = in.material;
+}
+
+}  // namespace rpt::host

@@ -1,0 +1,70 @@
+// Host side: raw input arrays -> validated, self-consistent rpt::Params plus the buffers
+// derived from them (alias table, photon majorant, multiple-scattering table).
+// Every check names the argument and what was expected; errors are std::invalid_argument
+// (ValueError in Python). Nothing here runs inside a kernel.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "physics/params.hpp"
+
+namespace rpt::host {
+
+struct ArrayRef {
+  const double* data = nullptr;
+  std::vector<int64_t> shape;
+  int64_t size() const {
+    int64_t n = 1;
+    for (auto s : shape) n *= s;
+    return n;
+  }
+};
+
+struct RunInputs {
+  int32_t nz = 0, ny = 0, nx = 0;
+  double sx = 0, sy = 0, sz = 0;   // mm
+  const float* density = nullptr;  // [nz, ny, nx]
+  const int32_t* material = nullptr;
+  const double* decays = nullptr;
+  std::map<std::string, ArrayRef> tables;       // float64 arrays of the physics tables
+  std::map<std::string, double> table_scalars;  // el_wcc_mev, sf_lnx_min, sf_lnx_max
+  std::map<std::string, ArrayRef> emissions;    // beta_inv_cdf, line_energy_mev, line_yield
+  std::map<std::string, double> emission_scalars;  // beta_yield, local_mev_per_decay, cuts
+  const int32_t* line_photon = nullptr;
+  int64_t n_line_photon = 0;
+  bool electron_transport = true;
+};
+
+// Owns the derived buffers; `params` points into them and into the caller's arrays, which
+// must outlive this object.
+class HostRun {
+ public:
+  explicit HostRun(const RunInputs& in);
+  HostRun(const HostRun&) = delete;
+  HostRun& operator=(const HostRun&) = delete;
+
+  Params params{};
+  int64_t n_voxels = 0;
+  double max_mev_per_decay = 0;  // upper bound of the energy one decay can emit
+
+  std::vector<float> alias_prob;
+  std::vector<uint32_t> alias_idx, src_voxel;
+  std::vector<double> majorant, w_ln_a;
+};
+
+// Validated view of the physics tables (majorant left null: it depends on the grid).
+// `w_ln_a` receives the multiple-scattering table the view points into.
+TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
+                          const std::map<std::string, double>& scalars,
+                          std::vector<double>& w_ln_a);
+
+// Wentzel distribution mean of mu = (1-cos)/2 for screening parameter a.
+double wentzel_mean(double a);
+
+// Tally capacity: histories whose worst-case total energy fits in a signed 64-bit count of
+// kEnergyUnitMeV.
+int64_t max_histories(double max_mev_per_decay);
+
+}  // namespace rpt::host

@@ -1,0 +1,158 @@
+// Electron transport: class II condensed history.
+//
+// - Continuous slowing down with the restricted collision + radiative stopping power; the
+//   energy after a path is taken from the range table (exact CSDA bookkeeping within a step).
+//   Radiative losses are deposited locally (no bremsstrahlung photons are produced).
+// - Hard Moller collisions (energy transfer above el_wcc) sampled explicitly; the delta ray is
+//   transported. Sampling as in Geant4's G4MollerBhabhaModel (Moller, Ann. Phys. 14:531, 1932).
+// - Multiple elastic scattering: the angular deflection over a step s is drawn from a Wentzel
+//   (screened Rutherford) distribution p(mu) = A(1+A)/(mu+A)^2, mu = (1-cos)/2, whose screening
+//   parameter A reproduces the exact Goudsmit-Saunderson first moment
+//   <mu> = (1 - exp(-s/lambda_1))/2 (Lewis 1950); as for PENELOPE's soft events
+//   (Baro et al., NIM B 100:31, 1995), the deflection is applied at a random hinge point.
+// - Step limits: a fraction of the residual range, the distance to the next hard collision and
+//   the distance to the voxel boundary, so every step stays in one material and its energy is
+//   deposited in the voxel where it was lost.
+// - Range rejection: when the residual range is shorter than the distance to the nearest face of
+//   the current voxel, the electron (and every secondary it could make, whose ranges are
+//   shorter) cannot leave the voxel: its energy is deposited there at once. Exact for the voxel
+//   tally in this model, since there is no bremsstrahlung transport.
+#pragma once
+#include "grid.hpp"
+#include "particle_stack.hpp"
+#include "tables.hpp"
+
+namespace rpt {
+
+constexpr int kMaxElectronSteps = 100000;  // safety net; never reached in normal transport
+
+template <class Rng>
+RPT_INLINE double sample_multiple_scattering_cos(const TableView& t, double mean_mu, Rng& rng) {
+  if (mean_mu <= 0.0) return 1.0;
+  if (mean_mu >= t.w_mean_max) return 2.0 * rng.uniform() - 1.0;  // isotropic limit
+  double x = (log(mean_mu) - t.w_ln_mean_min) * t.w_inv_dln;
+  double ln_a;
+  if (x <= 0.0) {
+    // below the table: A small, <mu> ~ A ln(1/A); the table's first entry scaled linearly
+    ln_a = t.w_ln_a[0] + (log(mean_mu) - t.w_ln_mean_min);
+  } else {
+    int32_t i = int32_t(x);
+    if (i >= t.n_w - 1) {
+      ln_a = t.w_ln_a[t.n_w - 1];
+    } else {
+      double f = x - double(i);
+      ln_a = t.w_ln_a[i] + f * (t.w_ln_a[i + 1] - t.w_ln_a[i]);
+    }
+  }
+  double a = exp(ln_a);
+  double u = rng.uniform();
+  double mu = a * u / (1.0 + a - u);
+  return 1.0 - 2.0 * mu;
+}
+
+// Hard Moller collision of electron p (kinetic energy > 2 el_wcc): the delta ray goes onto the
+// stack, the primary is slowed down and deflected (momentum conservation).
+template <class Rng, class Tally>
+RPT_INLINE void moller_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& tr) {
+  const double mc2 = kElectronMassMeV;
+  const double T = p.e;
+  const double wcc = tr.P.tab.el_wcc;
+  if (T <= 2.0 * wcc) return;
+  Rng& rng = tr.rng;
+  const double xmin = wcc / T, xmax = 0.5;
+  const double gam = T / mc2 + 1.0;
+  const double gamma2 = gam * gam;
+  const double gg = (2.0 * gam - 1.0) / gamma2;
+  double y = 1.0 - xmax;
+  const double grej = 1.0 - gg * xmax + xmax * xmax * (1.0 - gg + (1.0 - gg * y) / (y * y));
+  double x = xmin;
+  for (int iter = 0; iter < 10000; ++iter) {
+    double q = rng.uniform();
+    x = xmin * xmax / (xmin * (1.0 - q) + xmax * q);
+    y = 1.0 - x;
+    double z = 1.0 - gg * x + x * x * (1.0 - gg + (1.0 - gg * y) / (y * y));
+    if (grej * rng.uniform() <= z) break;
+  }
+  const double w = x * T;
+  double cost_d = sqrt(w * (T + 2.0 * mc2) / (T * (w + 2.0 * mc2)));
+  if (cost_d > 1.0) cost_d = 1.0;
+  Vec3 dd = rotate(p.d, cost_d, kTwoPi * rng.uniform());
+  const double p0 = sqrt(T * (T + 2.0 * mc2));
+  const double pd = sqrt(w * (w + 2.0 * mc2));
+  Vec3 pp{p0 * p.d.x - pd * dd.x, p0 * p.d.y - pd * dd.y, p0 * p.d.z - pd * dd.z};
+  int64_t q_old = quantize(T);
+  p.e = T - w;
+  p.d = normalized(pp);
+  int64_t rem = q_old - quantize(p.e) - quantize(w);
+  if (rem != 0) tr.tally.add(voxel, rem);
+  tr.emit_secondary(Particle{p.r, dd, w, kElectron}, voxel);
+}
+
+template <class Rng, class Tally>
+RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
+  const Params& P = tr.P;
+  const GridView& g = P.grid;
+  const TableView& t = P.tab;
+  Rng& rng = tr.rng;
+  VoxelPos vp = locate(g, p.r);
+  if (vp.index < 0) {
+    tr.cnt.escaped += quantize(p.e);
+    return;
+  }
+  if (!P.set.electron_transport || p.e <= P.set.el_cut) {
+    tr.tally.add(vp.index, quantize(p.e));
+    return;
+  }
+  for (int step = 0; step < kMaxElectronSteps; ++step) {
+    const int32_t m = g.material[vp.index];
+    const double rho10 = double(g.density[vp.index]) * 0.1;  // cm2/g -> 1/mm
+    const EIndex k = energy_index(t, p.e);
+    const double range_g = lookup(t.el_range, t, m, k);     // g/cm2
+    const double range_mm = range_g / rho10;
+    if (range_mm < safety_distance(g, vp, p.r)) {
+      tr.tally.add(vp.index, quantize(p.e));  // range rejection (see header)
+      return;
+    }
+    const double s_loss = P.set.max_loss_fraction * range_mm;
+    const double sig_h = lookup(t.el_sigma_hard, t, m, k) * rho10;  // 1/mm
+    const double s_hard = sig_h > 0.0 ? -log(rng.uniform()) / sig_h : 1e300;
+    const double s_bnd = fmax(distance_to_boundary(g, vp, p.r, p.d) + kBoundaryPush,
+                              P.set.min_step_mm);
+    double s = fmin(s_loss, fmin(s_hard, s_bnd));
+    const bool hard = s_hard < s_loss && s_hard < s_bnd;
+    // random hinge: straight to the hinge, deflect, straight on (truncated at the boundary)
+    const double t1 = s * rng.uniform();
+    p.r = advance(p.r, p.d, t1);
+    const double tr1 = lookup(t.el_tr1, t, m, k) * rho10;  // 1/lambda_1 (1/mm)
+    const double mean_mu = 0.5 * (1.0 - exp(-s * tr1));
+    const double cost = sample_multiple_scattering_cos(t, mean_mu, rng);
+    p.d = rotate(p.d, cost, kTwoPi * rng.uniform());
+    double t2 = s - t1;
+    bool crossed = false;
+    const double d2 = distance_to_boundary(g, vp, p.r, p.d);
+    if (t2 >= d2) {
+      t2 = fmax(d2 + kBoundaryPush, 0.0);
+      crossed = true;
+    }
+    p.r = advance(p.r, p.d, t2);
+    // continuous energy loss over the path actually travelled, all in this voxel
+    const double new_range_g = range_g - (t1 + t2) * rho10;
+    double e_new = new_range_g > 0.0 ? energy_from_range(t, m, new_range_g) : 0.0;
+    if (e_new > p.e) e_new = p.e;
+    tr.tally.add(vp.index, quantize(p.e) - quantize(e_new));
+    p.e = e_new;
+    if (hard && !crossed && p.e > 2.0 * t.el_wcc) moller_collision(p, vp.index, tr);
+    if (p.e <= P.set.el_cut) {
+      tr.tally.add(vp.index, quantize(p.e));
+      return;
+    }
+    vp = locate(g, p.r);
+    if (vp.index < 0) {
+      tr.cnt.escaped += quantize(p.e);
+      return;
+    }
+  }
+  tr.tally.add(vp.index, quantize(p.e));
+}
+
+}  // namespace rpt

@@ -1,0 +1,87 @@
+// The one per-history entry point that every backend calls.
+//
+// One decay = one history: the voxel from the alias table over the source map, a uniform
+// position inside it, then every emission of the nuclide (ICRP-107 data): the beta particle(s)
+// from the tabulated spectrum and each discrete line (conversion and Auger electrons, gamma and
+// X rays) emitted floor(y) times plus once with probability y - floor(y), isotropically, each
+// transported with all its secondaries. Lines below the tracking cuts are deposited at the
+// decay site as their expected energy (zero-variance local deposition, documented).
+#pragma once
+#include "electron.hpp"
+#include "photon.hpp"
+#include "rng.hpp"
+
+namespace rpt {
+
+template <class Rng>
+RPT_INLINE int32_t sample_count(double yield, Rng& rng) {
+  double n = floor(yield);
+  double frac = yield - n;
+  int32_t c = int32_t(n);
+  if (frac > 0.0 && rng.uniform() < frac) ++c;
+  return c;
+}
+
+template <class Rng>
+RPT_INLINE double sample_beta_energy(const SourceView& s, Rng& rng) {
+  double x = rng.uniform() * double(s.n_beta - 1);
+  int32_t i = int32_t(x);
+  if (i >= s.n_beta - 1) return s.beta_inv_cdf[s.n_beta - 1];
+  double f = x - double(i);
+  return s.beta_inv_cdf[i] + f * (s.beta_inv_cdf[i + 1] - s.beta_inv_cdf[i]);
+}
+
+template <class Rng, class Tally>
+RPT_INLINE void transport_with_secondaries(Particle p, Track<Rng, Tally>& tr) {
+  for (;;) {
+    if (p.type == kPhoton) transport_photon(p, tr);
+    else transport_electron(p, tr);
+    if (tr.stack.n == 0) return;
+    p = tr.stack.pop();
+  }
+}
+
+template <class Rng, class Tally>
+RPT_INLINE void emit_primary(const Vec3& r0, double e, int32_t type, Track<Rng, Tally>& tr) {
+  if (e <= 0.0) return;
+  tr.cnt.emitted += quantize(e);
+  Particle p{r0, isotropic(tr.rng), e, type};
+  transport_with_secondaries(p, tr);
+}
+
+// Simulate decay number `history` (global index, independent of batch and thread).
+template <class Tally>
+RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Tally& tally,
+                            Counters& cnt) {
+  Philox4x32 rng(seed, history);
+  const SourceView& s = P.src;
+  const GridView& g = P.grid;
+  uint32_t j = rng.below(s.n_src);
+  if (rng.uniform() >= double(s.alias_prob[j])) j = s.alias_idx[j];
+  const uint32_t v = s.voxel[j];
+  const uint32_t nxy = uint32_t(g.nx) * uint32_t(g.ny);
+  const uint32_t iz = v / nxy;
+  const uint32_t rem = v - iz * nxy;
+  const uint32_t iy = rem / uint32_t(g.nx);
+  const uint32_t ix = rem - iy * uint32_t(g.nx);
+  const Vec3 r0{(double(ix) + rng.uniform()) * g.sx, (double(iy) + rng.uniform()) * g.sy,
+                (double(iz) + rng.uniform()) * g.sz};
+  if (s.local_mev > 0.0) {
+    int64_t q = quantize(s.local_mev);
+    cnt.emitted += q;
+    tally.add(int64_t(v), q);
+  }
+  ParticleStack stack;
+  Track<Philox4x32, Tally> tr{rng, stack, cnt, tally, P};
+  if (s.beta_yield > 0.0) {
+    int32_t nb = sample_count(s.beta_yield, rng);
+    for (int32_t b = 0; b < nb; ++b) emit_primary(r0, sample_beta_energy(s, rng), kElectron, tr);
+  }
+  for (int32_t l = 0; l < s.n_lines; ++l) {
+    int32_t n = sample_count(s.line_y[l], rng);
+    for (int32_t c = 0; c < n; ++c)
+      emit_primary(r0, s.line_e[l], s.line_photon[l] ? kPhoton : kElectron, tr);
+  }
+}
+
+}  // namespace rpt

@@ -1,0 +1,29 @@
+// Host/device qualifiers and internal assertions shared by every physics header.
+//
+// Everything under csrc/physics is header-only and compiled twice: by the host C++ compiler
+// for the OpenMP backend and by nvcc/NVRTC for the CUDA backends. Rules for these headers:
+// no allocation, no exceptions, no STL containers, no virtual calls.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define RPT_HD __host__ __device__
+#define RPT_DEVICE_CODE 1
+#else
+#define RPT_HD
+#endif
+
+#define RPT_INLINE RPT_HD inline
+
+#if !defined(__CUDACC_RTC__)
+#include <cstdint>
+#include <cmath>
+#endif
+
+// Debug-only invariant checks (never user-input validation: that happens on the host, before
+// any transport, in csrc/host).
+#if defined(RPTDOSE_DEBUG) && !defined(RPT_DEVICE_CODE)
+#include <cassert>
+#define RPT_ASSERT(cond) assert(cond)
+#else
+#define RPT_ASSERT(cond) ((void)0)
+#endif

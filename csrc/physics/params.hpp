@@ -1,0 +1,73 @@
+// Read-only parameters of a run: the grid, the physics tables, the source. Plain pointers so
+// the same struct describes host memory (CPU backend) or device memory (CUDA backends).
+// Filled and validated on the host by csrc/host/params.cpp; never modified during transport.
+#pragma once
+#include "macros.hpp"
+
+namespace rpt {
+
+struct GridView {
+  int32_t nx, ny, nz;
+  double sx, sy, sz;           // voxel size (mm)
+  const float* density;        // [nz*ny*nx] g/cm3
+  const int32_t* material;     // [nz*ny*nx] index into the tables' material axis
+};
+
+// Tables on a log-uniform energy grid, [material][energy] row-major.
+struct TableView {
+  int32_t n_mat, n_e;
+  double ln_e_min, inv_dln_e, dln_e;
+  // photons (cm2/g)
+  const double* mu_photo;
+  const double* mu_incoh;
+  const double* mu_coh;
+  const double* majorant;      // [n_e] 1/mm, >= density*mu_total of every voxel of the grid
+  int32_t n_sf;                // incoherent scattering function S(x)/Z, uniform in ln x
+  double sf_lnx_min, sf_inv_dlnx, sf_lnx_max;
+  const double* incoh_sf;      // [n_mat*n_sf]
+  int32_t n_coh;               // coherent form factor: cumulative of F^2 over x^2
+  const double* coh_x2;        // [n_coh] 1/Angstrom^2
+  const double* coh_cum;       // [n_mat*n_coh]
+  // electrons
+  const double* el_dedx;       // continuous-loss stopping power (MeV cm2/g)
+  const double* el_range;      // range with that stopping power (g/cm2)
+  const double* el_sigma_hard; // Moller cross section above el_wcc (cm2/g)
+  const double* el_tr1;        // first transport cross section (cm2/g)
+  double el_wcc;               // Moller cut (MeV)
+  // Wentzel screening parameter A as a function of the mean of mu=(1-cos)/2 (host-built)
+  int32_t n_w;
+  double w_ln_mean_min, w_inv_dln, w_mean_max;
+  const double* w_ln_a;        // [n_w]
+};
+
+struct SourceView {
+  uint32_t n_src;              // number of voxels with decays
+  const float* alias_prob;     // [n_src] Walker/Vose alias table
+  const uint32_t* alias_idx;   // [n_src]
+  const uint32_t* voxel;       // [n_src] linear voxel index (z*ny + y)*nx + x
+  double beta_yield;           // expected betas per decay
+  int32_t n_beta;
+  const double* beta_inv_cdf;  // [n_beta] energy (MeV) at u = i/(n_beta-1)
+  int32_t n_lines;
+  const double* line_e;        // MeV
+  const double* line_y;        // yield per decay
+  const int32_t* line_photon;  // 1 photon, 0 electron
+  double local_mev;            // expected energy of sub-cut lines, deposited at the decay site
+};
+
+struct Settings {
+  double el_cut;               // electrons at or below this deposit locally (MeV)
+  double ph_cut;               // photons at or below this deposit locally (MeV)
+  int32_t electron_transport;  // 0: all electrons deposit at their creation point
+  double max_loss_fraction;    // electron step limited to this fraction of the residual range
+  double min_step_mm;          // shortest boundary-limited electron step (avoids grazing stalls)
+};
+
+struct Params {
+  GridView grid;
+  TableView tab;
+  SourceView src;
+  Settings set;
+};
+
+}  // namespace rpt

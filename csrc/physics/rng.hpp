@@ -1,0 +1,64 @@
+// Counter-based random numbers: Philox4x32-10.
+//
+// Reference: J. K. Salmon, M. A. Moraes, R. O. Dror, D. E. Shaw, "Parallel random numbers: as
+// easy as 1, 2, 3", SC'11 (2011); constants as in Random123 and cuRAND's Philox.
+// Each history owns the stream keyed by (seed) with counter (history index, block number), so
+// its random numbers do not depend on the thread, the batch layout or the backend.
+#pragma once
+#include "macros.hpp"
+
+namespace rpt {
+
+// The Philox4x32 bijection with 10 rounds: out = philox(ctr, key).
+RPT_INLINE void philox4x32_10(const uint32_t ctr_in[4], const uint32_t key_in[2], uint32_t out[4]) {
+  uint32_t c0 = ctr_in[0], c1 = ctr_in[1], c2 = ctr_in[2], c3 = ctr_in[3];
+  uint32_t k0 = key_in[0], k1 = key_in[1];
+  for (int r = 0; r < 10; ++r) {
+    const uint64_t p0 = uint64_t(0xD2511F53u) * uint64_t(c0);
+    const uint64_t p1 = uint64_t(0xCD9E8D57u) * uint64_t(c2);
+    const uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
+    const uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
+    c0 = hi1 ^ c1 ^ k0;
+    c1 = lo1;
+    c2 = hi0 ^ c3 ^ k1;
+    c3 = lo0;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+struct Philox4x32 {
+  static constexpr uint32_t kStreamTag = 0x52505444u;  // "RPTD": fixed 4th counter word
+
+  uint32_t key0, key1;   // from the user seed
+  uint32_t ctr0, ctr1;   // history index (64 bit)
+  uint32_t block;        // block number within the history's stream
+  uint32_t out[4];
+  int used;              // outputs of `out` already consumed
+
+  RPT_INLINE Philox4x32(uint64_t seed, uint64_t history)
+      : key0(uint32_t(seed)), key1(uint32_t(seed >> 32)), ctr0(uint32_t(history)),
+        ctr1(uint32_t(history >> 32)), block(0), out{0, 0, 0, 0}, used(4) {}
+
+  RPT_INLINE void refill() {
+    uint32_t ctr[4] = {ctr0, ctr1, block, kStreamTag};
+    uint32_t key[2] = {key0, key1};
+    philox4x32_10(ctr, key, out);
+    ++block;
+    used = 0;
+  }
+
+  RPT_INLINE uint32_t next_u32() {
+    if (used == 4) refill();
+    return out[used++];
+  }
+
+  // Uniform in the open interval (0, 1): safe for log().
+  RPT_INLINE double uniform() { return (double(next_u32()) + 0.5) * 2.3283064365386963e-10; }
+
+  // Uniform integer in [0, n) for n < 2^32 (multiply-high; bias < n / 2^32).
+  RPT_INLINE uint32_t below(uint32_t n) { return uint32_t((uint64_t(next_u32()) * n) >> 32); }
+};
+
+}  // namespace rpt

@@ -1,0 +1,48 @@
+// Table look-ups: linear interpolation in ln(E) on the shared log-uniform energy grid.
+#pragma once
+#include "params.hpp"
+
+namespace rpt {
+
+struct EIndex {
+  int32_t i;   // lower grid point
+  double f;    // fraction towards i+1
+};
+
+RPT_INLINE EIndex energy_index(const TableView& t, double e) {
+  double x = (log(e) - t.ln_e_min) * t.inv_dln_e;
+  if (x <= 0.0) return EIndex{0, 0.0};
+  int32_t i = int32_t(x);
+  if (i >= t.n_e - 1) return EIndex{t.n_e - 2, 1.0};
+  return EIndex{i, x - double(i)};
+}
+
+RPT_INLINE double lookup(const double* table, const TableView& t, int32_t mat, EIndex k) {
+  const double* row = table + size_t(mat) * size_t(t.n_e);
+  return row[k.i] + k.f * (row[k.i + 1] - row[k.i]);
+}
+
+RPT_INLINE double lookup1(const double* row, EIndex k) {
+  return row[k.i] + k.f * (row[k.i + 1] - row[k.i]);
+}
+
+// Energy whose range (g/cm2) in material `mat` is `range_g` (inverse of lookup(el_range)):
+// binary search then the inverse of the same linear interpolation, so E(R(E)) == E.
+RPT_INLINE double energy_from_range(const TableView& t, int32_t mat, double range_g) {
+  const double* row = t.el_range + size_t(mat) * size_t(t.n_e);
+  if (range_g <= row[0]) {
+    // below the grid: range ~ E^2 at low energy (documented extrapolation; only reached
+    // under the tracking cut, where the electron stops anyway)
+    return range_g > 0.0 ? exp(t.ln_e_min) * sqrt(range_g / row[0]) : 0.0;
+  }
+  int32_t lo = 0, hi = t.n_e - 1;
+  if (range_g >= row[hi]) return exp(t.ln_e_min + t.dln_e * double(hi));
+  while (hi - lo > 1) {
+    int32_t mid = (lo + hi) >> 1;
+    if (row[mid] <= range_g) lo = mid; else hi = mid;
+  }
+  double f = (range_g - row[lo]) / (row[hi] - row[lo]);
+  return exp(t.ln_e_min + t.dln_e * (double(lo) + f));
+}
+
+}  // namespace rpt

@@ -1,0 +1,20 @@
+"""rptdose's exceptions: one root class, typed children, so callers can catch selectively.
+
+Messages follow the form "<what> (<why>): <what was expected / what to do>".
+"""
+
+
+class RptdoseError(Exception):
+    """Root of every error rptdose raises on purpose."""
+
+
+class InputError(RptdoseError, ValueError):
+    """A user input (argument, file, field) is invalid; raised before any transport starts."""
+
+
+class DataError(RptdoseError):
+    """Physics data could not be loaded or is inconsistent (missing library, corrupt cache)."""
+
+
+class BackendUnavailableError(RptdoseError, RuntimeError):
+    """An explicitly requested backend cannot run here (no CUDA build, no GPU, cupy missing)."""
