@@ -113,9 +113,13 @@ py::dict simulate_cpu(FArr density, IArr material, std::tuple<double, double, do
   }
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  py::array_t<double> edep(shape), rel(shape);
-  std::copy(out.edep_mev.begin(), out.edep_mev.end(), edep.mutable_data());
-  std::copy(out.rel_uncertainty.begin(), out.rel_uncertainty.end(), rel.mutable_data());
+  // hand the result buffers to numpy without copying (capsules own the vectors)
+  auto* edep_vec = new std::vector<int64_t>(std::move(out.edep_mev_bits));
+  auto* rel_vec = new std::vector<double>(std::move(out.rel_uncertainty));
+  py::capsule edep_owner(edep_vec, [](void* p) { delete static_cast<std::vector<int64_t>*>(p); });
+  py::capsule rel_owner(rel_vec, [](void* p) { delete static_cast<std::vector<double>*>(p); });
+  py::array_t<double> edep(shape, reinterpret_cast<const double*>(edep_vec->data()), edep_owner);
+  py::array_t<double> rel(shape, rel_vec->data(), rel_owner);
   py::dict res;
   res["edep_mev"] = edep;
   res["rel_uncertainty"] = rel;

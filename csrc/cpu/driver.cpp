@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "physics/history.hpp"
@@ -103,17 +104,17 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
   if (out.aborted) return out;
   std::vector<int64_t>().swap(batch);
 
-  out.edep_mev.resize(size_t(nv));
-  out.rel_uncertainty.resize(size_t(nv));
   int64_t deposited = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : deposited)
   for (int64_t v = 0; v < nv; ++v) {
     const int64_t t = total[size_t(v)];
     deposited += t;
-    out.edep_mev[size_t(v)] = double(t) * kEnergyUnitMeV;
-    out.rel_uncertainty[size_t(v)] =
-        batch_rel_uncertainty(double(t), sumsq[size_t(v)], opt.histories, opt.batches);
+    const double e = double(t) * kEnergyUnitMeV;
+    sumsq[size_t(v)] = batch_rel_uncertainty(double(t), sumsq[size_t(v)], opt.histories, opt.batches);
+    std::memcpy(&total[size_t(v)], &e, sizeof(double));
   }
+  out.edep_mev_bits.swap(total);
+  out.rel_uncertainty.swap(sumsq);
   out.emitted = emitted;
   out.deposited = deposited;
   out.escaped = escaped;

@@ -20,8 +20,10 @@ struct RunOptions {
 };
 
 struct RunOutput {
-  std::vector<double> edep_mev;         // [n_voxels] summed over all histories
-  std::vector<double> rel_uncertainty;  // [n_voxels]
+  // [n_voxels] energy (MeV) summed over all histories, stored as float64 bit patterns in the
+  // buffer that held the integer tally (converted in place to keep peak memory low)
+  std::vector<int64_t> edep_mev_bits;
+  std::vector<double> rel_uncertainty;  // [n_voxels], computed in place of the sum of squares
   std::vector<double> region_batch_mev; // [batches * n_regions]
   int64_t emitted = 0, deposited = 0, escaped = 0;  // energy units (kEnergyUnitMeV)
   int32_t threads_used = 0;
