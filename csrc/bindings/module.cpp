@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -79,15 +80,15 @@ py::dict simulate_cpu(FArr density, IArr material, std::tuple<double, double, do
     opt.regions = r;
     opt.n_regions = mx + 1;
   }
-  py::object py_error;
+  std::optional<py::error_already_set> py_error;  // raised by the progress callable
   if (!progress.is_none()) {
     opt.progress = [&progress, &py_error](int64_t done) -> bool {
       py::gil_scoped_acquire gil;
       try {
         progress(done);
-        return true;
+        return PyErr_CheckSignals() == 0;
       } catch (py::error_already_set& e) {
-        py_error = py::reinterpret_borrow<py::object>(e.value());
+        py_error = e;
         return false;
       }
     };
@@ -107,7 +108,7 @@ py::dict simulate_cpu(FArr density, IArr material, std::tuple<double, double, do
     out = rpt::cpu::run(*hr, opt);
   }
   if (out.aborted) {
-    if (py_error) throw py::error_already_set();  // not reached: error state was cleared
+    if (py_error) throw *py_error;
     if (PyErr_Occurred()) throw py::error_already_set();
     throw std::runtime_error("simulation aborted");
   }
