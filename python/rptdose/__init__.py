@@ -1,0 +1,28 @@
+"""rptdose: Monte Carlo absorbed dose for radiopharmaceutical therapy.
+
+>>> import rptdose as rd
+>>> ph = rd.Phantom.water(shape=(16, 16, 16), spacing_mm=(2.0, 2.0, 2.0))
+>>> src = rd.Source("Lu-177", decays)                 # decays per voxel [z, y, x] (Bq*s)
+>>> res = rd.simulate(ph, src, histories=10**6, seed=1)
+>>> res.dose_gy, res.rel_uncertainty, res.energy_balance
+>>> res.save("out.h5"); rd.load_result("out.h5")
+>>> rd.backends()
+
+Units: mm, MeV, g/cm3, s, Bq, Gy. Arrays [z, y, x] (C order); spacing, origin, direction in
+(x, y, z) order as in SimpleITK/DICOM.
+"""
+
+from importlib import metadata as _metadata
+
+try:
+    __version__: str = _metadata.version("rptdose")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+from rptdose import errors
+from rptdose.phantom import Phantom
+from rptdose.source import Source
+from rptdose.transport import SimulationResult, backends, load_result, simulate
+
+__all__ = ["Phantom", "SimulationResult", "Source", "__version__", "backends", "errors", "load_result",
+           "simulate"]

@@ -1,0 +1,204 @@
+"""HDF5 files: atomic writing, and the layout of a saved :class:`~rptdose.SimulationResult`.
+
+Result file layout (``format_version`` "1"):
+
+=====================  =========  ==================  ========================================
+name                   kind       type                content
+=====================  =========  ==================  ========================================
+``format_version``     attr       str                 ``"1"``; checked at load
+``kind``               attr       str                 ``"rptdose.SimulationResult"``
+``provenance``         attr       str (JSON)          versions, settings, seed, input hashes
+``energy_balance``     attr       str (JSON)          emitted/deposited/escaped MeV per decay
+``region_means``       attr       str (JSON)          per-region mean dose (``null`` if none)
+``backend``            attr       str                 backend that ran
+``histories``          attr       int64               simulated decays
+``seed``               attr       uint64              the run's seed
+``batches``            attr       int64               batches of the uncertainty estimate
+``elapsed_s``          attr       float64             transport wall time (s)
+``spacing_mm``         attr       float64 (3,)        (x, y, z) mm
+``origin_mm``          attr       float64 (3,)        (x, y, z) mm, centre of voxel [0, 0, 0]
+``direction``          attr       float64 (9,)        direction cosines, row-major
+``dose_gy``            dataset    float64 [z, y, x]   absorbed dose to medium (Gy), gzip
+``rel_uncertainty``    dataset    float64 [z, y, x]   relative 1-sigma standard error, gzip
+=====================  =========  ==================  ========================================
+
+Writes are atomic: the file is written under a temporary name in the destination folder and
+moved into place with :func:`os.replace`, so a failed save leaves nothing behind and never a
+half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rptdose.errors import InputError
+
+FORMAT_VERSION = "1"
+RESULT_KIND = "rptdose.SimulationResult"
+_DATASETS = ("dose_gy", "rel_uncertainty")
+_REQUIRED_ATTRS = ("provenance", "energy_balance", "backend", "histories", "seed", "batches", "elapsed_s",
+                   "spacing_mm", "origin_mm", "direction")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (Path, os.PathLike)):
+        return os.fspath(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def to_json(value: Any) -> str:
+    """JSON text of a provenance-like structure (numpy scalars/arrays converted); floats exact."""
+    return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+def check_output_path(path: Any, name: str = "path") -> Path:
+    """Validate an output file path: a str/PathLike whose folder exists and that is not a folder."""
+    if not isinstance(path, (str, os.PathLike)) or os.fspath(path) == "":
+        raise InputError(f"{name} {path!r} (not a file path): expected a str or pathlib.Path such as 'result.h5'")
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{name} '{p}' (is a folder): expected a file name such as '{p / 'result.h5'}'")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{name} '{p}' (folder '{parent}' does not exist): expected a file in an existing folder")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_h5(path: Any, name: str = "path") -> Iterator[Any]:
+    """Open ``path`` for writing as an h5py.File that appears under its name only on success.
+
+    The file is written as a hidden temporary file in the same folder, flushed to disk, then
+    moved over ``path`` with :func:`os.replace` (atomic on POSIX and Windows). On any exception
+    the temporary file is removed and ``path`` is left as it was.
+    """
+    import h5py
+
+    target = check_output_path(path, name)
+    folder = target.parent if str(target.parent) else Path(".")
+    # not tempfile.mkstemp: its 0600 mode would stick to the result; os.open applies the umask
+    tmp = str(folder / f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except OSError as exc:
+        raise InputError(f"{name} '{target}' (cannot write in '{folder}': {exc.strerror or exc}): expected a "
+                         "writable folder") from None
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            yield f
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_result(path: Any, fields: dict[str, Any]) -> Path:
+    """Write the fields of a SimulationResult (see the module docstring) atomically to ``path``."""
+    # serialise first, so that a failure cannot happen half-way through the file
+    provenance = to_json(fields["provenance"])
+    energy_balance = to_json(fields["energy_balance"])
+    region_means = to_json(fields.get("region_means"))
+    target = check_output_path(path)
+    with atomic_h5(target) as f:
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["kind"] = RESULT_KIND
+        f.attrs["provenance"] = provenance
+        f.attrs["energy_balance"] = energy_balance
+        f.attrs["region_means"] = region_means
+        f.attrs["backend"] = str(fields["backend"])
+        f.attrs["histories"] = np.int64(fields["histories"])
+        f.attrs["seed"] = np.uint64(fields["seed"])
+        f.attrs["batches"] = np.int64(fields["batches"])
+        f.attrs["elapsed_s"] = np.float64(fields["elapsed_s"])
+        f.attrs["spacing_mm"] = np.asarray(fields["spacing_mm"], dtype=np.float64)
+        f.attrs["origin_mm"] = np.asarray(fields["origin_mm"], dtype=np.float64)
+        f.attrs["direction"] = np.asarray(fields["direction"], dtype=np.float64)
+        units = {"dose_gy": "Gy", "rel_uncertainty": "1 (relative 1-sigma standard error of the mean)"}
+        for key in _DATASETS:
+            data = np.ascontiguousarray(fields[key], dtype=np.float64)
+            ds = f.create_dataset(key, data=data, compression="gzip", compression_opts=4, shuffle=True,
+                                  chunks=True)
+            ds.attrs["units"] = units[key]
+            ds.attrs["axes"] = "z, y, x"
+    return target
+
+
+def _attr_str(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _attr_str(value.item())
+    return str(value)
+
+
+def read_result(path: Any) -> dict[str, Any]:
+    """Read a result file written by :func:`write_result`; returns its fields as a dict.
+
+    Raises InputError naming the file when it is missing, not HDF5, not a result, of another
+    ``format_version``, or incomplete.
+    """
+    import h5py
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"path {path!r} (not a file path): expected the path of an rptdose result (.h5)")
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"result file '{p}' (does not exist): expected an rptdose result (.h5)")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise InputError(f"result file '{p}' (not a readable HDF5 file: {exc}): expected an rptdose "
+                         "result (.h5)") from None
+    with f:
+        if "format_version" not in f.attrs:
+            raise InputError(f"result file '{p}' (no format_version attribute; not an rptdose result?): expected "
+                             f"format_version '{FORMAT_VERSION}'")
+        version = _attr_str(f.attrs["format_version"])
+        if version != FORMAT_VERSION:
+            raise InputError(f"result file '{p}' (format_version {version!r}): expected '{FORMAT_VERSION}'; "
+                             "it was written by another rptdose version")
+        missing = [a for a in _REQUIRED_ATTRS if a not in f.attrs] + [d for d in _DATASETS if d not in f]
+        if missing:
+            raise InputError(f"result file '{p}' (missing {', '.join(missing)}): expected a complete rptdose "
+                             "result; the file is damaged")
+        try:
+            out: dict[str, Any] = {
+                "provenance": json.loads(_attr_str(f.attrs["provenance"])),
+                "energy_balance": json.loads(_attr_str(f.attrs["energy_balance"])),
+                "region_means": json.loads(_attr_str(f.attrs["region_means"])) if "region_means" in f.attrs else None,
+                "backend": _attr_str(f.attrs["backend"]),
+                "histories": int(f.attrs["histories"]),
+                "seed": int(f.attrs["seed"]),
+                "batches": int(f.attrs["batches"]),
+                "elapsed_s": float(f.attrs["elapsed_s"]),
+                "spacing_mm": tuple(float(v) for v in f.attrs["spacing_mm"]),
+                "origin_mm": tuple(float(v) for v in f.attrs["origin_mm"]),
+                "direction": tuple(float(v) for v in f.attrs["direction"]),
+            }
+            for key in _DATASETS:
+                out[key] = np.asarray(f[key][()], dtype=np.float64)
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            raise InputError(f"result file '{p}' (unreadable content: {exc}): expected an rptdose result; "
+                             "the file is damaged") from None
+    if out["dose_gy"].ndim != 3 or out["dose_gy"].shape != out["rel_uncertainty"].shape:
+        raise InputError(f"result file '{p}' (datasets of shapes {out['dose_gy'].shape} and "
+                         f"{out['rel_uncertainty'].shape}): expected two 3-D arrays of the same shape")
+    return out

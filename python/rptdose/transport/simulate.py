@@ -1,0 +1,318 @@
+"""``rptdose.simulate``: validate, build the physics, run a backend, convert energy to dose.
+
+Options (each declared once here, with its default, unit and check):
+
+======================  ==========  =========================================================
+argument                default     meaning / check
+======================  ==========  =========================================================
+``phantom``             --          a :class:`rptdose.Phantom`
+``source``              --          a :class:`rptdose.Source` on the phantom's grid
+``histories``           10**6       decays simulated; integer, >= ``batches`` and within the
+                                    tally capacity (``_core.max_histories``)
+``seed``                1           integer in 0..2**64-1; same seed + backend => same bits
+``backend``             "auto"      "auto" (cuda, else cupy, else cpu), "cuda", "cupy", "cpu"
+``threads``             None        CPU threads (None: all the OpenMP default gives), >= 1
+``batches``             10          batches for the uncertainty (batch method), >= 10
+``electron_transport``  True        False: electrons deposit their energy where created
+``regions``             None        {name: bool mask [z, y, x]} (masks may overlap) or an
+                                    integer label map [z, y, x] (0 = background, each label
+                                    > 0 a region named str(label)): per-region mean dose
+``progress``            None        None: a bar on a terminal for long runs; True / False;
+                                    or a callable(histories_done)
+======================  ==========  =========================================================
+
+Dose from energy (all in float64)::
+
+    dose_gy = edep_mev * (total_decays / histories) * 1.602176634e-13 J/MeV / voxel_mass_kg
+
+so the dose is that of *all* the source's decays, estimated from the simulated ones.
+A region's mean dose is its energy over its mass (the MIRD mean absorbed dose), and its
+uncertainty comes from the per-batch region energies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from rptdose._progress import check_progress, progress_callback
+from rptdose._validate import as_grid_array, as_int, describe
+from rptdose.errors import InputError
+from rptdose.phantom import Phantom
+from rptdose.source import Source, max_mev_per_decay
+from rptdose.transport.backends import check_backend_name, max_histories, select_backend
+from rptdose.transport.result import SimulationResult
+
+#: J per MeV (exact, SI 2019).
+J_PER_MEV = 1.602176634e-13
+#: Fewest batches accepted (batch-method uncertainty needs enough degrees of freedom).
+MIN_BATCHES = 10
+MAX_BATCHES = 100_000
+SEED_MAX = 2**64 - 1
+
+
+class _Regions:
+    """Regions prepared for the core: disjoint "atoms" (one label per voxel) and, per region,
+    the atoms it is made of, so that overlapping masks get exact per-batch sums."""
+
+    def __init__(self, names: list[str], labels: np.ndarray, membership: np.ndarray,
+                 voxels: np.ndarray, mass_kg: np.ndarray):
+        self.names = names            # R region names
+        self.labels = labels          # int32 [z, y, x]: atom 0..A-1, -1 outside every region
+        self.membership = membership  # float64 [A, R]: 1 where atom a belongs to region r, else 0
+        self.voxels = voxels          # int64 [R]
+        self.mass_kg = mass_kg        # float64 [R]
+
+
+def _prepare_regions(regions: Any, phantom: Phantom) -> _Regions | None:
+    if regions is None:
+        return None
+    shape = phantom.shape
+    if isinstance(regions, Mapping):
+        if not regions:
+            raise InputError("regions {} (empty): expected {name: bool mask} with at least one region, or None")
+        names, masks = [], []
+        for name, mask in regions.items():
+            if not isinstance(name, str) or not name:
+                raise InputError(f"regions key {name!r} (not a name): expected non-empty str region names")
+            m = as_grid_array(f"regions[{name!r}]", mask, shape=shape, what="a boolean mask [z, y, x]")
+            if m.dtype != bool:
+                if not np.issubdtype(m.dtype, np.integer) or not np.all((m == 0) | (m == 1)):
+                    raise InputError(f"regions[{name!r}] {describe(m)} (not a mask): expected a boolean mask "
+                                     "[z, y, x] (or 0/1 integers)")
+                m = m.astype(bool)
+            if not m.any():
+                raise InputError(f"regions[{name!r}] (empty mask): expected at least one voxel in the region")
+            names.append(name)
+            masks.append(m.reshape(-1))
+        count = np.zeros(masks[0].size, dtype=np.int32)
+        for m in masks:
+            count += m
+        flat = np.full(count.size, -1, dtype=np.int64)
+        if count.max() <= 1:  # disjoint: one atom per region
+            for k, m in enumerate(masks):
+                flat[m] = k
+            membership = np.eye(len(names))
+        else:  # overlapping: atoms = the distinct combinations of regions, as bit strings
+            inside = count > 0
+            nbytes = (len(masks) + 7) // 8
+            packed = np.zeros((int(inside.sum()), nbytes), dtype=np.uint8)  # [voxels inside, bytes]
+            for k, m in enumerate(masks):
+                packed[:, k // 8] |= m[inside].astype(np.uint8) << np.uint8(7 - k % 8)
+            keys = packed.view(np.dtype((np.void, nbytes))).ravel()
+            uniq, inverse = np.unique(keys, return_inverse=True)
+            flat[inside] = inverse.ravel()
+            bits = np.unpackbits(uniq.view(np.uint8).reshape(len(uniq), nbytes), axis=1)[:, :len(names)]
+            membership = bits.astype(np.float64)
+        labels = flat.astype(np.int32).reshape(shape)
+    else:
+        arr = as_grid_array("regions", regions, shape=shape,
+                            what="a {name: mask} dict or an integer label map [z, y, x]")
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"regions {describe(arr)} (dtype {arr.dtype}): expected an integer label map "
+                             "(0 = background) or a {name: bool mask} dict")
+        if int(arr.min()) < 0:
+            raise InputError(f"regions (minimum label {int(arr.min())}): expected labels >= 0 (0 = background)")
+        values = np.unique(arr[arr > 0])
+        if values.size == 0:
+            raise InputError("regions (only background, label 0): expected at least one label > 0")
+        flat = np.full(arr.size, -1, dtype=np.int64)
+        inside = arr.reshape(-1) > 0
+        flat[inside] = np.searchsorted(values, arr.reshape(-1)[inside])
+        labels = flat.astype(np.int32).reshape(shape)
+        names = [str(int(v)) for v in values]
+        membership = np.eye(len(names))
+    atom_voxels = _atom_sums(labels, None, membership.shape[0])
+    atom_mass = _atom_sums(labels, phantom.voxel_mass_kg, membership.shape[0])
+    voxels = np.rint(_regions_from_atoms(atom_voxels, membership)).astype(np.int64)
+    mass = _regions_from_atoms(atom_mass, membership)
+    return _Regions(names, np.ascontiguousarray(labels), membership, voxels, mass)
+
+
+def _atom_sums(labels: np.ndarray, values: np.ndarray | None, atoms: int) -> np.ndarray:
+    """Sum of ``values`` (or voxel counts) per atom label; one sequential pass, deterministic."""
+    flat = labels.reshape(-1)
+    sel = flat >= 0
+    weights = None if values is None else values.reshape(-1)[sel]
+    return np.bincount(flat[sel], weights=weights, minlength=atoms).astype(np.float64)
+
+
+def _regions_from_atoms(atom_values: np.ndarray, membership: np.ndarray) -> np.ndarray:
+    """Per-region sums of per-atom values (a fixed summation order, so bit-reproducible)."""
+    return np.array([np.sum(atom_values[membership[:, r] > 0]) for r in range(membership.shape[1])])
+
+
+def _region_means(reg: _Regions, edep_mev: np.ndarray, batch_edep_mev: np.ndarray, histories: int,
+                  batches: int, total_decays: float) -> dict[str, dict[str, float]]:
+    """Mean dose (energy / mass) and batch-method relative uncertainty of each region.
+
+    The mean comes from the voxel energies (exact tallies, summed in a fixed order: the same
+    bits whatever the thread count); the uncertainty from the core's per-batch region sums.
+    """
+    energy = _regions_from_atoms(_atom_sums(reg.labels, edep_mev, reg.membership.shape[0]), reg.membership)
+    per_region = np.asarray(batch_edep_mev, dtype=np.float64) @ reg.membership  # [B, R]
+    b = np.arange(batches)
+    n_b = histories // batches + (b < histories % batches)  # the core's split of histories
+    x = per_region / n_b[:, None]              # mean energy per history in each batch
+    total = per_region.sum(axis=0)
+    mean = total / histories                   # per-history mean over all batches
+    var = np.maximum((np.sum(x * x, axis=0) - batches * mean * mean) / (batches - 1), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(total > 0, np.sqrt(var / batches) / np.abs(mean), 1.0)
+    dose = energy * (total_decays / histories) * J_PER_MEV / reg.mass_kg
+    return {name: {"mean_dose_gy": float(dose[r]), "rel_uncertainty": float(rel[r]),
+                   "mass_kg": float(reg.mass_kg[r]), "voxels": int(reg.voxels[r])}
+            for r, name in enumerate(reg.names)}
+
+
+def _sha256(arr: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return h.hexdigest()
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int = 1, backend: str = "auto",
+             threads: int | None = None, batches: int = 10, electron_transport: bool = True,
+             regions: Any = None, progress: Any = None) -> SimulationResult:
+    """Monte Carlo absorbed dose of ``source`` in ``phantom``.
+
+    See the module docstring for the arguments. Everything is validated before any work starts:
+    a bad argument raises :class:`~rptdose.errors.InputError` naming it, an unavailable
+    explicitly requested backend :class:`~rptdose.errors.BackendUnavailableError`.
+
+    Returns a :class:`~rptdose.SimulationResult` with ``dose_gy`` (from all
+    ``source.total_decays`` decays), ``rel_uncertainty``, ``energy_balance`` (MeV per decay),
+    ``region_means`` and ``provenance``.
+    """
+    # ---- validate everything first --------------------------------------------------------
+    if not isinstance(phantom, Phantom):
+        raise InputError(f"phantom {describe(phantom)} (of type {type(phantom).__name__}): expected an "
+                         "rptdose.Phantom (Phantom.water, Phantom.from_arrays, Phantom.from_ct)")
+    if not isinstance(source, Source):
+        raise InputError(f"source {describe(source)} (of type {type(source).__name__}): expected an "
+                         "rptdose.Source (Source('Lu-177', decays) or Source.monoenergetic)")
+    if source.shape != phantom.shape:
+        raise InputError(f"source decays shape {source.shape} (differs from the phantom's {phantom.shape}): "
+                         "expected the source on the phantom's [z, y, x] grid")
+    batches = as_int("batches", batches, minimum=MIN_BATCHES, maximum=MAX_BATCHES)
+    histories = as_int("histories", histories, minimum=1)
+    if histories < batches:
+        raise InputError(f"histories {histories} (fewer than batches={batches}): expected at least one "
+                         "history per batch")
+    seed = as_int("seed", seed, minimum=0, maximum=SEED_MAX)
+    if threads is not None:
+        threads = as_int("threads", threads, minimum=1, maximum=2**31 - 1)
+    if not isinstance(electron_transport, (bool, np.bool_)):
+        raise InputError(f"electron_transport {electron_transport!r}: expected True or False")
+    electron_transport = bool(electron_transport)
+    check_progress(progress)
+    check_backend_name(backend)
+    reg = _prepare_regions(regions, phantom)
+
+    emissions = source.emission_arrays()
+    max_mev = max_mev_per_decay(emissions)
+    capacity = max_histories(max_mev)
+    if histories > capacity:
+        raise InputError(f"histories {histories} (beyond the tally capacity for {source.nuclide}, at most "
+                         f"{max_mev:.4g} MeV per decay): expected at most {capacity}; split the run over seeds")
+
+    backend_name, runner = select_backend(backend)  # BackendUnavailableError says why
+
+    # ---- physics tables --------------------------------------------------------------------
+    from rptdose.physics.tables import transport_tables
+
+    t0 = time.perf_counter()
+    tables = transport_tables(phantom.materials)
+    t_tables = time.perf_counter() - t0
+
+    # ---- transport -------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    with progress_callback(progress, histories, desc=f"rptdose {backend_name}") as callback:
+        out = runner(phantom.density, phantom.material_index, phantom.spacing_mm, source.decays, tables,
+                     emissions, histories, seed, batches, 0 if threads is None else threads,
+                     electron_transport, regions=None if reg is None else reg.labels, progress=callback)
+    elapsed_s = time.perf_counter() - t0
+
+    # ---- energy -> dose --------------------------------------------------------------------
+    decays_per_history = source.total_decays / histories
+    dose_gy = np.array(out["edep_mev"], dtype=np.float64, copy=True)
+    dose_gy *= decays_per_history * J_PER_MEV
+    dose_gy /= phantom.voxel_mass_kg
+    energy_balance = {k: float(out[k]) / histories for k in ("emitted_mev", "deposited_mev", "escaped_mev")}
+    region_means = None
+    if reg is not None:
+        region_means = _region_means(reg, out["edep_mev"], out["region_batch_edep_mev"], histories, batches,
+                                     source.total_decays)
+
+    provenance = _provenance(phantom, source, reg, tables, emissions, out, backend_name, backend, histories,
+                             seed, batches, threads, electron_transport, max_mev, t_tables, elapsed_s)
+    return SimulationResult(dose_gy=dose_gy, rel_uncertainty=out["rel_uncertainty"],
+                            energy_balance=energy_balance, backend=backend_name, histories=histories, seed=seed,
+                            batches=batches, elapsed_s=elapsed_s, provenance=provenance,
+                            spacing_mm=phantom.spacing_mm, origin_mm=phantom.origin_mm,
+                            direction=phantom.direction, region_means=region_means)
+
+
+def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: dict, emissions: dict,
+                out: dict, backend_name: str, backend_requested: str, histories: int, seed: int, batches: int,
+                threads: int | None, electron_transport: bool, max_mev: float, t_tables: float,
+                t_transport: float) -> dict[str, Any]:
+    from rptdose import __version__
+
+    core_version = None
+    try:
+        from rptdose import _core
+
+        core_version = str(_core.version())
+    except ImportError:
+        pass
+    nuclide: dict[str, Any] = {"name": source.nuclide, "half_life_s": source.half_life_s,
+                               "monoenergetic": source.is_monoenergetic}
+    if not source.is_monoenergetic:
+        nuclide["data_source"] = str(getattr(source._nuclide, "source", ""))
+    inputs = {"density_g_cm3": _sha256(phantom.density), "material_index": _sha256(phantom.material_index),
+              "decays": _sha256(source.decays)}
+    if reg is not None:
+        inputs["region_labels"] = _sha256(reg.labels)
+    return {
+        "rptdose_version": __version__,
+        "core_version": core_version,
+        "backend": backend_name,
+        "backend_requested": backend_requested,
+        "seed": seed,
+        "histories": histories,
+        "batches": batches,
+        "electron_transport": electron_transport,
+        "threads_requested": threads,
+        "threads_used": int(out.get("threads_used", 0)),
+        "nuclide": nuclide,
+        "total_decays": source.total_decays,
+        "tracking_cuts_mev": {"electron": float(emissions["el_cut_mev"]), "photon": float(emissions["ph_cut_mev"])},
+        "max_mev_per_decay": max_mev,
+        "physics_data": dict(tables.get("provenance", {})),
+        "materials": [{"name": m.name, "definition": m.key()} for m in phantom.materials],
+        "phantom": {"shape": list(phantom.shape), "spacing_mm": list(phantom.spacing_mm),
+                    "origin_mm": list(phantom.origin_mm), "direction": list(phantom.direction)},
+        "regions": None if reg is None else list(reg.names),
+        "inputs_sha256": inputs,
+        "timing_s": {"tables": t_tables, "transport": t_transport},
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "h5py": _version("h5py"),
+                     "SimpleITK": _version("SimpleITK"), "pydicom": _version("pydicom")},
+        "platform": platform.platform(),
+        "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
