@@ -132,6 +132,7 @@ py::dict simulate_cpu(FArr density, IArr material, std::tuple<double, double, do
   res["escaped_units"] = out.escaped;
   res["energy_unit_mev"] = rpt::kEnergyUnitMeV;
   res["max_mev_per_decay"] = hr->max_mev_per_decay;
+  res["mean_mev_per_decay"] = hr->mean_mev_per_decay;
   if (opt.n_regions > 0) {
     py::array_t<double> rb({py::ssize_t(batches), py::ssize_t(opt.n_regions)});
     std::copy(out.region_batch_mev.begin(), out.region_batch_mev.end(), rb.mutable_data());
@@ -157,8 +158,9 @@ PYBIND11_MODULE(_core, m) {
         "Run `histories` decays on the CPU; see docs/core_contract.md.");
   m.def("version", []() { return std::string("0.1.0"); });
   m.def("openmp_max_threads", []() { return omp_get_max_threads(); });
-  m.def("max_histories", &rpt::host::max_histories, py::arg("max_mev_per_decay"),
-        "Largest number of histories whose worst-case energy fits the 64-bit tallies.");
+  m.def("max_histories", &rpt::host::max_histories, py::arg("mean_mev_per_decay"),
+        "Largest number of histories whose expected emitted energy fills at most half of the "
+        "64-bit tallies (a run-time guard stops a run that would overflow anyway).");
   m.attr("ENERGY_UNIT_MEV") = rpt::kEnergyUnitMeV;
   init_emulation(m);
   init_sampling(m);

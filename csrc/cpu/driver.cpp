@@ -22,25 +22,16 @@ struct CpuTally {
 
 }  // namespace
 
-double batch_rel_uncertainty(double total, double sumsq, int64_t histories, int32_t batches) {
-  if (total == 0.0) return 1.0;
-  const double b = double(batches);
-  const double mean = total / double(histories);  // per-history mean (all batches)
-  double var = (sumsq - b * mean * mean) / (b - 1.0);
-  if (var < 0.0) var = 0.0;
-  return std::sqrt(var / b) / std::fabs(mean);
-}
-
 RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
   const Params& P = hr.params;
   const int64_t nv = hr.n_voxels;
   if (opt.batches < 2) throw std::invalid_argument("batches: expected >= 2");
   if (opt.histories < opt.batches)
     throw std::invalid_argument("histories: expected >= batches (" + std::to_string(opt.batches) + ")");
-  if (opt.histories > host::max_histories(hr.max_mev_per_decay))
+  if (opt.histories > host::max_histories(hr.mean_mev_per_decay))
     throw std::invalid_argument("histories: " + std::to_string(opt.histories) +
                                 " exceeds the tally capacity of " +
-                                std::to_string(host::max_histories(hr.max_mev_per_decay)) +
+                                std::to_string(host::max_histories(hr.mean_mev_per_decay)) +
                                 " for this source");
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
 
@@ -48,10 +39,13 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
   out.threads_used = threads;
   std::vector<int64_t> batch(size_t(nv), 0), total(size_t(nv), 0);
   std::vector<double> sumsq(size_t(nv), 0.0);
-  if (opt.n_regions > 0) out.region_batch_mev.assign(size_t(opt.batches) * opt.n_regions, 0.0);
+  // region sums per batch in exact integer units (converted to MeV at the end)
+  std::vector<int64_t> region_units(size_t(opt.batches) * size_t(std::max(opt.n_regions, 0)), 0);
   CpuTally tally{batch.data()};
 
-  const int64_t chunk = std::max<int64_t>(4096, opt.histories / 200);
+  // chunks: progress granularity, and a bound on the energy one chunk can add before the
+  // overflow guard looks again (<= 1e8 histories * max energy per decay << 2^63 units)
+  const int64_t chunk = std::min<int64_t>(std::max<int64_t>(4096, opt.histories / 200), 100000000);
   int64_t done = 0;
   int64_t emitted = 0, escaped = 0;
   for (int32_t b = 0; b < opt.batches && !out.aborted; ++b) {
@@ -72,6 +66,9 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
       emitted += em;
       escaped += es;
       done += c1 - c0;
+      if (emitted > host::kTallyGuardUnits)
+        throw std::overflow_error("histories: the emitted energy reached the 64-bit tally capacity "
+                                  "after " + std::to_string(done) + " histories; split the run");
       if (opt.progress && !opt.progress(done)) {
         out.aborted = true;
         break;
@@ -82,7 +79,7 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
     const int32_t nr = opt.n_regions;
 #pragma omp parallel num_threads(threads)
     {
-      std::vector<double> reg(size_t(nr), 0.0);
+      std::vector<int64_t> reg(size_t(nr), 0);
 #pragma omp for schedule(static)
       for (int64_t v = 0; v < nv; ++v) {
         const int64_t x = batch[size_t(v)];
@@ -92,17 +89,20 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
         sumsq[size_t(v)] += y * y;
         if (nr > 0) {
           const int32_t r = opt.regions[v];
-          if (r >= 0 && r < nr) reg[size_t(r)] += double(x) * kEnergyUnitMeV;
+          if (r >= 0 && r < nr) reg[size_t(r)] += x;
         }
       }
       if (nr > 0) {
-#pragma omp critical
-        for (int32_t r = 0; r < nr; ++r) out.region_batch_mev[size_t(b) * nr + r] += reg[size_t(r)];
+        for (int32_t r = 0; r < nr; ++r)
+          __atomic_fetch_add(&region_units[size_t(b) * nr + r], reg[size_t(r)], __ATOMIC_RELAXED);
       }
     }
   }
   if (out.aborted) return out;
   std::vector<int64_t>().swap(batch);
+  out.region_batch_mev.resize(region_units.size());
+  for (size_t i = 0; i < region_units.size(); ++i)
+    out.region_batch_mev[i] = double(region_units[i]) * kEnergyUnitMeV;
 
   int64_t deposited = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : deposited)

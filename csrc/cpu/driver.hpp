@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "host/params.hpp"
+#include "physics/batch.hpp"
 
 namespace rpt::cpu {
 
@@ -30,17 +31,10 @@ struct RunOutput {
   bool aborted = false;
 };
 
-// First and one-past-last history of batch b when n histories are split in nb batches.
-inline void batch_range(int64_t n, int32_t nb, int32_t b, int64_t& h0, int64_t& h1) {
-  const int64_t q = n / nb, r = n % nb;
-  h0 = q * b + (b < r ? b : r);
-  h1 = h0 + q + (b < r ? 1 : 0);
-}
-
-// Relative standard error of the mean from batch sums: `total` the sum over all batches of the
-// per-voxel batch sums x_b, `sumsq` the sum over batches of (x_b / n_b)^2 with n_b the batch's
-// histories. Returns 1.0 where nothing was deposited.
-double batch_rel_uncertainty(double total, double sumsq, int64_t histories, int32_t batches);
+// batch_range() and batch_rel_uncertainty() live in physics/batch.hpp (shared with the CUDA
+// kernels, so every backend splits batches and computes uncertainties with the same code).
+using rpt::batch_range;
+using rpt::batch_rel_uncertainty;
 
 RunOutput run(const host::HostRun& run, const RunOptions& opt);
 

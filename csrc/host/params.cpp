@@ -85,10 +85,10 @@ double wentzel_mean(double a) {
   return a * ((1.0 + a) * std::log1p(1.0 / a) - 1.0);
 }
 
-int64_t max_histories(double max_mev_per_decay) {
-  if (!(max_mev_per_decay > 0.0)) return std::numeric_limits<int64_t>::max();
+int64_t max_histories(double mean_mev_per_decay) {
+  if (!(mean_mev_per_decay > 0.0)) return std::numeric_limits<int64_t>::max();
   double cap = double(std::numeric_limits<int64_t>::max()) * kEnergyUnitMeV;
-  return int64_t(std::floor(cap / max_mev_per_decay * 0.999));
+  return int64_t(std::floor(0.5 * cap / mean_mev_per_decay));
 }
 
 TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
@@ -278,6 +278,7 @@ HostRun::HostRun(const RunInputs& in) {
     fail("emissions['line_is_photon']: expected an int32 array as long as line_energy_mev");
   const double e_top = egrid_data[ne - 1];
   max_mev_per_decay = s.local_mev;
+  mean_mev_per_decay = s.local_mev;
   if (s.beta_yield > 0.0) {
     double bmax = 0.0;
     for (int32_t i = 0; i < s.n_beta; ++i) {
@@ -288,6 +289,9 @@ HostRun::HostRun(const RunInputs& in) {
       bmax = std::max(bmax, binv.data[i]);
     }
     max_mev_per_decay += std::ceil(s.beta_yield) * bmax;
+    double bmean = 0.0;  // mean of the inverse CDF on its uniform grid (trapezoid rule)
+    for (int32_t i = 0; i + 1 < s.n_beta; ++i) bmean += 0.5 * (binv.data[i] + binv.data[i + 1]);
+    mean_mev_per_decay += s.beta_yield * bmean / double(s.n_beta - 1);
   }
   for (int64_t l = 0; l < nl; ++l) {
     if (!(line_e.data[l] > 0.0 && line_e.data[l] <= e_top))
@@ -295,6 +299,7 @@ HostRun::HostRun(const RunInputs& in) {
            std::to_string(line_e.data[l]) + " MeV is outside 0.." + std::to_string(e_top) + " MeV");
     if (!(line_y.data[l] >= 0.0)) fail("emissions['line_yield']: expected yields >= 0");
     max_mev_per_decay += std::ceil(line_y.data[l]) * line_e.data[l];
+    mean_mev_per_decay += line_y.data[l] * line_e.data[l];
   }
   if (!(max_mev_per_decay > 0.0)) fail("emissions: the source emits no energy");
   s.n_lines = int32_t(nl);

@@ -47,7 +47,8 @@ class HostRun {
 
   Params params{};
   int64_t n_voxels = 0;
-  double max_mev_per_decay = 0;  // upper bound of the energy one decay can emit
+  double max_mev_per_decay = 0;   // upper bound of the energy one decay can emit
+  double mean_mev_per_decay = 0;  // expected energy emitted per decay
 
   std::vector<float> alias_prob;
   std::vector<uint32_t> alias_idx, src_voxel;
@@ -63,8 +64,12 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
 // Wentzel distribution mean of mu = (1-cos)/2 for screening parameter a.
 double wentzel_mean(double a);
 
-// Tally capacity: histories whose worst-case total energy fits in a signed 64-bit count of
-// kEnergyUnitMeV.
-int64_t max_histories(double max_mev_per_decay);
+// Tally capacity: the largest number of histories whose expected emitted energy is at most
+// half of a signed 64-bit count of kEnergyUnitMeV (no voxel or total can hold more than all
+// the emitted energy). The drivers also stop a run whose actual emitted energy nears the limit.
+int64_t max_histories(double mean_mev_per_decay);
+
+// Emitted-energy level (units) at which a driver stops a run rather than risk overflow.
+constexpr int64_t kTallyGuardUnits = int64_t(9.0e18);
 
 }  // namespace rpt::host

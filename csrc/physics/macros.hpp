@@ -17,6 +17,17 @@
 #if !defined(__CUDACC_RTC__)
 #include <cstdint>
 #include <cmath>
+#else
+// NVRTC (run-time compilation, the cupy backend) has no C++ standard headers: the fixed-width
+// integer types come from here, the math functions (log, exp, sqrt, ...) are NVRTC built-ins.
+typedef signed char int8_t;
+typedef short int16_t;
+typedef int int32_t;
+typedef long long int64_t;
+typedef unsigned char uint8_t;
+typedef unsigned short uint16_t;
+typedef unsigned int uint32_t;
+typedef unsigned long long uint64_t;
 #endif
 
 // Debug-only invariant checks (never user-input validation: that happens on the host, before

@@ -146,6 +146,19 @@ class Source:
         return f"Source({self._name!r}, shape={self.shape}, total_decays={self._total:.6g})"
 
 
+def mean_mev_per_decay(emissions: dict) -> float:
+    """Expected energy (MeV) one decay emits with these emission arrays (the core's formula:
+    local + beta_yield * mean of the inverse CDF + sum of y * E over the lines)."""
+    total = float(emissions["local_mev_per_decay"])
+    beta_yield = float(emissions["beta_yield"])
+    if beta_yield > 0:
+        inv = np.asarray(emissions["beta_inv_cdf"], dtype=np.float64)
+        total += beta_yield * float(np.mean(0.5 * (inv[1:] + inv[:-1])))
+    e = np.asarray(emissions["line_energy_mev"], dtype=np.float64)
+    y = np.asarray(emissions["line_yield"], dtype=np.float64)
+    return total + float(np.sum(y * e))
+
+
 def max_mev_per_decay(emissions: dict) -> float:
     """Upper bound of the energy (MeV) one decay can emit with these emission arrays.
 

@@ -167,17 +167,19 @@ def select_backend(backend: str = "auto") -> tuple[str, Runner]:
     return backend, _RUNNERS[backend]
 
 
-def max_histories(max_mev_per_decay: float) -> int:
-    """Tally capacity: the most histories whose worst-case energy fits the 64-bit tallies.
+def max_histories(mean_mev_per_decay: float) -> int:
+    """Tally capacity: the most histories whose expected emitted energy fills at most half of
+    the 64-bit tallies (no voxel or total can hold more than all the emitted energy; the core
+    also stops a run whose actual emitted energy nears the limit).
 
     Uses ``rptdose._core.max_histories`` when the core is built (it is the authority); otherwise
-    the same formula: floor((2**63 - 1) units of 1e-8 MeV / max_mev_per_decay * 0.999).
+    the same formula: floor(0.5 * (2**63 - 1) units of 1e-8 MeV / mean_mev_per_decay).
     """
     try:
         from rptdose import _core
 
-        return int(_core.max_histories(float(max_mev_per_decay)))
+        return int(_core.max_histories(float(mean_mev_per_decay)))
     except ImportError:
-        if not max_mev_per_decay > 0:
+        if not mean_mev_per_decay > 0:
             return 2**63 - 1
-        return int(float(2**63 - 1) * 1e-8 / float(max_mev_per_decay) * 0.999)
+        return int(0.5 * float(2**63 - 1) * 1e-8 / float(mean_mev_per_decay))

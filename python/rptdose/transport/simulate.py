@@ -46,7 +46,7 @@ from rptdose._progress import check_progress, progress_callback
 from rptdose._validate import as_grid_array, as_int, describe
 from rptdose.errors import InputError
 from rptdose.phantom import Phantom
-from rptdose.source import Source, max_mev_per_decay
+from rptdose.source import Source, max_mev_per_decay, mean_mev_per_decay
 from rptdose.transport.backends import check_backend_name, max_histories, select_backend
 from rptdose.transport.result import SimulationResult
 
@@ -226,10 +226,12 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
 
     emissions = source.emission_arrays()
     max_mev = max_mev_per_decay(emissions)
-    capacity = max_histories(max_mev)
+    mean_mev = mean_mev_per_decay(emissions)
+    capacity = max_histories(mean_mev)
     if histories > capacity:
-        raise InputError(f"histories {histories} (beyond the tally capacity for {source.nuclide}, at most "
-                         f"{max_mev:.4g} MeV per decay): expected at most {capacity}; split the run over seeds")
+        raise InputError(f"histories {histories} (beyond the 64-bit tally capacity for {source.nuclide}, "
+                         f"{mean_mev:.4g} MeV per decay on average): expected at most {capacity}; "
+                         "split the run over seeds")
 
     backend_name, runner = select_backend(backend)  # BackendUnavailableError says why
 

@@ -1,0 +1,114 @@
+// Bodies of the GPU kernels, as plain host+device functions.
+//
+// The __global__ kernels in kernels.cu are one-line wrappers that pass CUDA's built-in indices
+// (blockIdx, blockDim, gridDim, threadIdx) to these functions. The CPU emulation
+// (csrc/bindings/emulation.cpp) calls the very same functions over loops of block and thread
+// indices, so the launch logic (grid-stride indexing, batch ranges, fold, counter reduction)
+// is tested on machines without a GPU, bit for bit against the CPU backend.
+//
+// Compiled by nvcc (rptdose._core_cuda), by NVRTC (the cupy backend) and by the host C++
+// compiler (emulation): no allocation, no exceptions, no STL (rules of csrc/physics).
+#pragma once
+#include "../physics/batch.hpp"
+#include "../physics/history.hpp"
+
+namespace rpt {
+namespace gpu {
+
+// Launch coordinates of one thread (only .x is used: 1-D grids of 1-D blocks).
+struct Idx3 {
+  uint32_t x, y, z;
+};
+
+// Relaxed 64-bit atomic add; the tallies hold int64 values in two's complement, so adding a
+// negative value through the unsigned type is exact.
+RPT_INLINE void atomic_add_u64(unsigned long long* p, unsigned long long v) {
+#if defined(__CUDA_ARCH__)
+  atomicAdd(p, v);
+#else
+  __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+#endif
+}
+
+// Tally policy for rpt::run_history: integer energy units added atomically to the batch tally.
+struct AtomicTally {
+  unsigned long long* e;
+  RPT_INLINE void add(int64_t voxel, int64_t units) const {
+    atomic_add_u64(e + voxel, (unsigned long long)units);
+  }
+};
+
+// Indices into the run counters (unsigned long long [kNumCounters], int64 two's complement).
+enum CounterIndex : int32_t { kEmitted = 0, kEscaped = 1, kDeposited = 2, kNumCounters = 3 };
+
+RPT_INLINE int64_t global_thread(const Idx3& block_idx, const Idx3& block_dim,
+                                 const Idx3& thread_idx) {
+  return int64_t(block_idx.x) * int64_t(block_dim.x) + int64_t(thread_idx.x);
+}
+
+RPT_INLINE int64_t grid_stride(const Idx3& block_dim, const Idx3& grid_dim) {
+  return int64_t(grid_dim.x) * int64_t(block_dim.x);
+}
+
+// Histories [h0, h1) of one launch, one thread per history in a grid-stride loop. Each thread
+// sums its own energy counters and adds them to `counters` once at the end.
+// `P` points to a Params whose array pointers are valid where this runs (device memory on the
+// GPU); it is copied to a local so the compiler may keep its fields in registers.
+RPT_INLINE void histories_body(const Idx3& block_idx, const Idx3& block_dim, const Idx3& grid_dim,
+                               const Idx3& thread_idx, const Params* P, uint64_t seed, int64_t h0,
+                               int64_t h1, unsigned long long* batch_tally,
+                               unsigned long long* counters) {
+  const Params params = *P;
+  AtomicTally tally{batch_tally};
+  Counters cnt{0, 0};
+  const int64_t stride = grid_stride(block_dim, grid_dim);
+  for (int64_t h = h0 + global_thread(block_idx, block_dim, thread_idx); h < h1; h += stride)
+    run_history(seed, uint64_t(h), params, tally, cnt);
+  if (cnt.emitted != 0) atomic_add_u64(counters + kEmitted, (unsigned long long)cnt.emitted);
+  if (cnt.escaped != 0) atomic_add_u64(counters + kEscaped, (unsigned long long)cnt.escaped);
+}
+
+// End of a batch: fold the batch tally into the run total and the sum of squared batch means
+// (`inv_nb` = 1 / histories of the batch), add the batch's region sums (integer units, row of
+// this batch), and zero the batch tally for the next batch. One thread per voxel (grid-stride):
+// every voxel's sums are updated by one thread in batch order, as on the CPU.
+RPT_INLINE void fold_body(const Idx3& block_idx, const Idx3& block_dim, const Idx3& grid_dim,
+                          const Idx3& thread_idx, int64_t n_voxels,
+                          unsigned long long* batch_tally, unsigned long long* total,
+                          double* sumsq, double inv_nb, const int32_t* regions, int32_t n_regions,
+                          unsigned long long* region_units) {
+  const int64_t stride = grid_stride(block_dim, grid_dim);
+  for (int64_t v = global_thread(block_idx, block_dim, thread_idx); v < n_voxels; v += stride) {
+    const int64_t x = (int64_t)batch_tally[v];
+    if (x == 0) continue;
+    batch_tally[v] = 0ull;
+    total[v] = (unsigned long long)((int64_t)total[v] + x);
+    const double y = double(x) * inv_nb;
+    sumsq[v] += y * y;
+    if (n_regions > 0) {
+      const int32_t r = regions[v];
+      if (r >= 0 && r < n_regions) atomic_add_u64(region_units + r, (unsigned long long)x);
+    }
+  }
+}
+
+// End of the run: energy (MeV) per voxel into `edep_mev` (may be the batch tally's memory,
+// which is no longer needed), relative uncertainty in place of `sumsq`, and the deposited total
+// (integer units) into counters[kDeposited].
+RPT_INLINE void finalize_body(const Idx3& block_idx, const Idx3& block_dim, const Idx3& grid_dim,
+                              const Idx3& thread_idx, int64_t n_voxels,
+                              const unsigned long long* total, double* sumsq, double* edep_mev,
+                              int64_t histories, int32_t batches, unsigned long long* counters) {
+  const int64_t stride = grid_stride(block_dim, grid_dim);
+  int64_t deposited = 0;
+  for (int64_t v = global_thread(block_idx, block_dim, thread_idx); v < n_voxels; v += stride) {
+    const int64_t t = (int64_t)total[v];
+    deposited += t;
+    edep_mev[v] = double(t) * kEnergyUnitMeV;
+    sumsq[v] = batch_rel_uncertainty(double(t), sumsq[v], histories, batches);
+  }
+  if (deposited != 0) atomic_add_u64(counters + kDeposited, (unsigned long long)deposited);
+}
+
+}  // namespace gpu
+}  // namespace rpt

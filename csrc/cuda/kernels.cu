@@ -1,0 +1,45 @@
+// The CUDA kernels: thin wrappers around the bodies in kernel_body.hpp (all physics lives in
+// csrc/physics). This file is compiled three ways: by nvcc into rptdose._core_cuda, by NVRTC at
+// run time for the cupy backend (shipped in the wheel under rptdose/csrc/cuda/), and by the
+// tests (nvcc --ptx). Floating-point contraction is disabled in every build (--fmad=false).
+#include "cuda/kernel_body.hpp"
+#include "cuda/kernels.cuh"
+
+// Layout check for the cupy backend, which builds the Params image on the host: it passes
+// -DRPT_EXPECTED_PARAMS_SIZE=sizeof(rpt::Params) as the host compiler laid it out.
+#if defined(RPT_EXPECTED_PARAMS_SIZE)
+static_assert(sizeof(rpt::Params) == RPT_EXPECTED_PARAMS_SIZE,
+              "rpt::Params has a different layout on the device than on the host");
+#endif
+
+namespace {
+__device__ __forceinline__ rpt::gpu::Idx3 idx3(const uint3& v) { return {v.x, v.y, v.z}; }
+__device__ __forceinline__ rpt::gpu::Idx3 idx3(const dim3& v) { return {v.x, v.y, v.z}; }
+}  // namespace
+
+extern "C" {
+
+__global__ void rpt_histories_kernel(const rpt::Params* __restrict__ params,
+                                     unsigned long long seed, long long h0, long long h1,
+                                     unsigned long long* batch_tally,
+                                     unsigned long long* counters) {
+  rpt::gpu::histories_body(idx3(blockIdx), idx3(blockDim), idx3(gridDim), idx3(threadIdx),
+                           params, seed, h0, h1, batch_tally, counters);
+}
+
+__global__ void rpt_fold_kernel(long long n_voxels, unsigned long long* batch_tally,
+                                unsigned long long* total, double* sumsq, double inv_nb,
+                                const int* regions, int n_regions,
+                                unsigned long long* region_units) {
+  rpt::gpu::fold_body(idx3(blockIdx), idx3(blockDim), idx3(gridDim), idx3(threadIdx), n_voxels,
+                      batch_tally, total, sumsq, inv_nb, regions, n_regions, region_units);
+}
+
+__global__ void rpt_finalize_kernel(long long n_voxels, const unsigned long long* total,
+                                    double* sumsq, double* edep_mev, long long histories,
+                                    int batches, unsigned long long* counters) {
+  rpt::gpu::finalize_body(idx3(blockIdx), idx3(blockDim), idx3(gridDim), idx3(threadIdx),
+                          n_voxels, total, sumsq, edep_mev, histories, batches, counters);
+}
+
+}  // extern "C"

@@ -1,0 +1,45 @@
+// Every array a rpt::Params points to, with its element count: one list, used to copy a run's
+// parameters to a device (rptdose._core_cuda), to export them for the cupy backend
+// (_core.prepare_run) and by the emulation. Host-only C++ (no CUDA headers).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "physics/params.hpp"
+
+namespace rpt::gpu {
+
+// Calls f(name, pointer_field, count) for each array of `p`, where pointer_field is a reference
+// to the `const T*` member (so f may read the host data and replace the pointer) and count the
+// number of elements of type T (0 for an empty array, whose pointer may be null).
+template <class F>
+void visit_param_arrays(Params& p, int64_t n_voxels, F&& f) {
+  GridView& g = p.grid;
+  TableView& t = p.tab;
+  SourceView& s = p.src;
+  const size_t nv = size_t(n_voxels);
+  const size_t me = size_t(t.n_mat) * size_t(t.n_e);
+  f("density", g.density, nv);
+  f("material", g.material, nv);
+  f("mu_photo", t.mu_photo, me);
+  f("mu_incoh", t.mu_incoh, me);
+  f("mu_coh", t.mu_coh, me);
+  f("majorant", t.majorant, size_t(t.n_e));
+  f("incoh_sf", t.incoh_sf, size_t(t.n_mat) * size_t(t.n_sf));
+  f("coh_x2", t.coh_x2, size_t(t.n_coh));
+  f("coh_cum", t.coh_cum, size_t(t.n_mat) * size_t(t.n_coh));
+  f("el_dedx", t.el_dedx, me);
+  f("el_range", t.el_range, me);
+  f("el_sigma_hard", t.el_sigma_hard, me);
+  f("el_tr1", t.el_tr1, me);
+  f("w_ln_a", t.w_ln_a, size_t(t.n_w));
+  f("alias_prob", s.alias_prob, size_t(s.n_src));
+  f("alias_idx", s.alias_idx, size_t(s.n_src));
+  f("src_voxel", s.voxel, size_t(s.n_src));
+  f("beta_inv_cdf", s.beta_inv_cdf, size_t(s.n_beta));
+  f("line_e", s.line_e, size_t(s.n_lines));
+  f("line_y", s.line_y, size_t(s.n_lines));
+  f("line_photon", s.line_photon, size_t(s.n_lines));
+}
+
+}  // namespace rpt::gpu
