@@ -252,14 +252,19 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
 
     # ---- energy -> dose --------------------------------------------------------------------
     decays_per_history = source.total_decays / histories
-    dose_gy = np.array(out["edep_mev"], dtype=np.float64, copy=True)
-    dose_gy *= decays_per_history * J_PER_MEV
-    dose_gy /= phantom.voxel_mass_kg
     energy_balance = {k: float(out[k]) / histories for k in ("emitted_mev", "deposited_mev", "escaped_mev")}
     region_means = None
     if reg is not None:
         region_means = _region_means(reg, out["edep_mev"], out["region_batch_edep_mev"], histories, batches,
                                      source.total_decays)
+    # the backend's buffer is ours: convert it in place (no second voxel-sized array)
+    dose_gy = np.asarray(out.pop("edep_mev"), dtype=np.float64)
+    if not dose_gy.flags.writeable:
+        dose_gy = dose_gy.copy()
+    # Gy = J / (density [g/cm3] * volume [mm3] * 1e-6 [kg per g/cm3 mm3]), without a mass array
+    sx, sy, sz = phantom.spacing_mm
+    dose_gy *= decays_per_history * J_PER_MEV / (sx * sy * sz * 1e-6)
+    dose_gy /= phantom.density
 
     provenance = _provenance(phantom, source, reg, tables, emissions, out, backend_name, backend, histories,
                              seed, batches, threads, electron_transport, max_mev, t_tables, elapsed_s)
