@@ -114,6 +114,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Modules that contribute subcommands: each defines ``add_commands(sub)`` which adds its parsers
+#: to the subparsers object and sets ``func`` (args -> exit code) on each.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rptdose", description="Monte Carlo absorbed dose for "
                                      "radiopharmaceutical therapy.")
@@ -130,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_ex.add_argument("--backend", default="auto", help="auto, cuda, cupy or cpu (default auto)")
     p_ex.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     p_ex.set_defaults(func=cmd_example)
+
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
     return parser
 
 
