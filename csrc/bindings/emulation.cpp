@@ -1,6 +1,292 @@
-// CPU emulation of the CUDA kernels' launch logic (filled by the GPU backend work).
+// GPU-backend support inside rptdose._core (built on every machine, no CUDA needed):
+//
+// - simulate_emulated(): the CUDA backend's batch loop (cuda/gpu_driver.hpp) driving the very
+//   kernel bodies the __global__ kernels call (cuda/kernel_body.hpp), over loops of block and
+//   thread indices on the CPU, atomics mapped to __atomic builtins. Integer tallies make its
+//   result equal simulate_cpu's bit for bit: tests check the GPU launch logic without a GPU.
+// - prepare_run(): validated inputs and the host-derived buffers (alias table, majorant,
+//   multiple-scattering table) as numpy arrays, with the host layout of rpt::Params, for the
+//   cupy backend, which uploads them and compiles kernels.cu with NVRTC.
+// - emulate_kernel(): one kernel of kernels.cu, emulated on numpy arrays, so the cupy backend's
+//   Python driver can be run on the CPU in tests (its Params image included).
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <omp.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "bindings/run_args.hpp"
+#include "cuda/gpu_driver.hpp"
+#include "cuda/kernel_body.hpp"
+#include "cuda/param_arrays.hpp"
 
 namespace py = pybind11;
+using rpt::gpu::Idx3;
 
-void init_emulation(py::module_& m) { (void)m; }
+namespace {
+
+// Runs body(block_idx, block_dim, grid_dim, thread_idx) for every thread of a 1-D launch.
+// The emulated threads run in any order and concurrently (OpenMP), as on a device.
+template <class Body>
+void emulate_launch(uint32_t grid, uint32_t block, int threads, Body&& body) {
+  const int64_t n = int64_t(grid) * int64_t(block);
+  const Idx3 gd{grid, 1, 1}, bd{block, 1, 1};
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 16)
+  for (int64_t i = 0; i < n; ++i) {
+    const Idx3 bi{uint32_t(i / block), 0, 0};
+    const Idx3 ti{uint32_t(i % block), 0, 0};
+    body(bi, bd, gd, ti);
+  }
+}
+
+// The executor of gpu_driver.hpp on the CPU: the memory a CudaExec keeps on the device.
+class EmulatedExec {
+ public:
+  EmulatedExec(const rpt::host::HostRun& hr, const rpt::gpu::RunOptions& opt, int threads)
+      : P_(hr.params), nv_(hr.n_voxels), grid_(opt.grid_dim), block_(opt.block_dim),
+        threads_(threads), regions_(opt.regions), n_regions_(opt.n_regions),
+        batch_(size_t(nv_), 0ull), total_(size_t(nv_), 0ull), sumsq_(size_t(nv_), 0.0),
+        counters_(rpt::gpu::kNumCounters, 0ull),
+        region_units_(size_t(opt.batches) * size_t(opt.n_regions > 0 ? opt.n_regions : 0), 0ull) {}
+
+  uint32_t grid_dim() const { return grid_; }
+  uint32_t block_dim() const { return block_; }
+  int64_t threads_per_launch() const { return int64_t(grid_) * block_; }
+
+  void histories(uint64_t seed, int64_t h0, int64_t h1) {
+    emulate_launch(grid_, block_, threads_, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
+      rpt::gpu::histories_body(bi, bd, gd, ti, &P_, seed, h0, h1, batch_.data(), counters_.data());
+    });
+  }
+  int64_t emitted_units() const { return int64_t(counters_[rpt::gpu::kEmitted]); }
+  // The voxel kernels get the same launch shape as the histories here, so tests vary both.
+  void fold(int32_t b, double inv_nb) {
+    unsigned long long* row = n_regions_ > 0 ? region_units_.data() + size_t(b) * n_regions_ : nullptr;
+    emulate_launch(grid_, block_, threads_, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
+      rpt::gpu::fold_body(bi, bd, gd, ti, nv_, batch_.data(), total_.data(), sumsq_.data(), inv_nb,
+                          regions_, n_regions_, row);
+    });
+  }
+  void finalize(int64_t histories, int32_t batches) {
+    edep_.assign(size_t(nv_), 0.0);
+    emulate_launch(grid_, block_, threads_, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
+      rpt::gpu::finalize_body(bi, bd, gd, ti, nv_, total_.data(), sumsq_.data(), edep_.data(),
+                              histories, batches, counters_.data());
+    });
+  }
+  void download(rpt::gpu::RunOutput& out) {
+    out.edep_mev.swap(edep_);
+    out.rel_uncertainty.swap(sumsq_);
+    out.emitted = int64_t(counters_[rpt::gpu::kEmitted]);
+    out.escaped = int64_t(counters_[rpt::gpu::kEscaped]);
+    out.deposited = int64_t(counters_[rpt::gpu::kDeposited]);
+    out.region_batch_mev.resize(region_units_.size());
+    for (size_t i = 0; i < region_units_.size(); ++i)
+      out.region_batch_mev[i] = double(int64_t(region_units_[i])) * rpt::kEnergyUnitMeV;
+  }
+
+ private:
+  const rpt::Params& P_;
+  int64_t nv_;
+  uint32_t grid_, block_;
+  int threads_;
+  const int32_t* regions_;
+  int32_t n_regions_;
+  std::vector<unsigned long long> batch_, total_;
+  std::vector<double> sumsq_, edep_;
+  std::vector<unsigned long long> counters_, region_units_;
+};
+
+py::dict simulate_emulated(FArr density, IArr material, std::tuple<double, double, double> spacing_mm,
+                           DArr decays, py::dict tables, py::dict emissions, int64_t histories,
+                           uint64_t seed, int32_t batches, int32_t threads, bool electron_transport,
+                           uint32_t grid_dim, uint32_t block_dim, py::object regions,
+                           py::object progress, int64_t chunk) {
+  if (grid_dim < 1) throw std::invalid_argument("grid_dim: expected >= 1");
+  if (block_dim < 1 || block_dim > 1024) throw std::invalid_argument("block_dim: expected 1..1024");
+  rpt::bind::RunArgs a;
+  rpt::bind::parse_run_args(a, density, material, spacing_mm, decays, tables, emissions,
+                            electron_transport, regions);
+  rpt::gpu::RunOptions opt;
+  rpt::bind::fill_gpu_options(a, opt, histories, seed, batches);
+  opt.grid_dim = grid_dim;
+  opt.block_dim = block_dim;
+  opt.chunk = chunk;
+  std::optional<py::error_already_set> py_error;
+  opt.progress = rpt::bind::make_progress(progress, py_error);
+  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
+
+  auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<rpt::host::HostRun> hr;
+  rpt::gpu::RunOutput out;
+  {
+    py::gil_scoped_release release;
+    hr = std::make_unique<rpt::host::HostRun>(a.in);
+    rpt::gpu::validate_options(*hr, opt);
+    EmulatedExec ex(*hr, opt, nthreads);
+    out = rpt::gpu::drive(ex, *hr, opt);
+  }
+  if (out.aborted) rpt::bind::raise_aborted(py_error);
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rpt::bind::result_dict(a, std::move(out), *hr, batches, elapsed);
+}
+
+template <class T>
+py::array_t<T> copy_array(const T* p, size_t n) {
+  py::array_t<T> a{py::ssize_t(n)};
+  if (n) std::memcpy(a.mutable_data(), p, n * sizeof(T));
+  return a;
+}
+
+py::dict prepare_run(FArr density, IArr material, std::tuple<double, double, double> spacing_mm,
+                     DArr decays, py::dict tables, py::dict emissions, bool electron_transport) {
+  rpt::bind::RunArgs a;
+  rpt::bind::parse_run_args(a, density, material, spacing_mm, decays, tables, emissions,
+                            electron_transport, py::none());
+  std::unique_ptr<rpt::host::HostRun> hr;
+  {
+    py::gil_scoped_release release;
+    hr = std::make_unique<rpt::host::HostRun>(a.in);
+  }
+  rpt::Params p = hr->params;
+  py::dict arrays, offsets;
+  rpt::gpu::visit_param_arrays(p, hr->n_voxels, [&](const char* name, auto& ptr, size_t count) {
+    using T = std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<decltype(ptr)>>>;
+    arrays[name] = copy_array<T>(ptr, count);
+    offsets[name] = py::int_(reinterpret_cast<const char*>(&ptr) - reinterpret_cast<const char*>(&p));
+    ptr = nullptr;  // the image carries no host pointers: the caller writes its own
+  });
+  py::dict r;
+  r["params_bytes"] = py::bytes(reinterpret_cast<const char*>(&p), sizeof(p));
+  r["params_size"] = py::int_(sizeof(p));
+  r["pointer_offsets"] = offsets;
+  r["arrays"] = arrays;
+  r["n_voxels"] = hr->n_voxels;
+  r["shape"] = py::make_tuple(a.shape[0], a.shape[1], a.shape[2]);
+  r["max_mev_per_decay"] = hr->max_mev_per_decay;
+  r["mean_mev_per_decay"] = hr->mean_mev_per_decay;
+  r["max_histories"] = rpt::host::max_histories(hr->mean_mev_per_decay);
+  r["tally_guard_units"] = rpt::host::kTallyGuardUnits;
+  r["n_source_voxels"] = p.src.n_src;
+  r["energy_unit_mev"] = rpt::kEnergyUnitMeV;
+  return r;
+}
+
+// ---- emulate_kernel: one kernel of kernels.cu on numpy arrays
+
+template <class T>
+T* array_ptr(const py::handle& h, const char* kernel, int index, bool allow_empty = false,
+             bool writeable = true) {
+  const std::string arg = std::string(kernel) + ": argument " + std::to_string(index);
+  if (!py::isinstance<py::array>(h)) throw std::invalid_argument(arg + " must be a numpy array");
+  py::array a = py::reinterpret_borrow<py::array>(h);
+  const char kind = a.dtype().kind();
+  const bool kind_ok = std::is_floating_point<T>::value ? kind == 'f' : (kind == 'i' || kind == 'u');
+  if (!kind_ok || a.dtype().itemsize() != py::ssize_t(sizeof(T)))
+    throw std::invalid_argument(arg + " has dtype " + std::string(py::str(a.dtype())) +
+                                ", expected " + std::to_string(sizeof(T)) + "-byte " +
+                                (std::is_floating_point<T>::value ? "floats" : "integers"));
+  if (!(a.flags() & py::array::c_style) || (writeable && !a.writeable()))
+    throw std::invalid_argument(arg + " must be a C-contiguous" +
+                                std::string(writeable ? ", writeable" : "") + " array");
+  if (a.size() == 0) {
+    if (allow_empty) return nullptr;
+    throw std::invalid_argument(arg + " is empty");
+  }
+  return static_cast<T*>(const_cast<void*>(a.data()));
+}
+
+void emulate_kernel(const std::string& name, uint32_t grid, uint32_t block, py::tuple args,
+                    int32_t threads) {
+  if (grid < 1 || block < 1 || block > 1024)
+    throw std::invalid_argument("emulate_kernel: expected grid >= 1 and block 1..1024");
+  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
+  const char* k = name.c_str();
+  auto need = [&](size_t n) {
+    if (args.size() != n)
+      throw std::invalid_argument(name + ": expected " + std::to_string(n) + " arguments");
+  };
+  if (name == "rpt_histories_kernel") {
+    need(6);
+    // the Params image (uint8) holds host pointers written by the caller
+    const unsigned char* img = array_ptr<unsigned char>(args[0], k, 0, false, false);
+    if (py::reinterpret_borrow<py::array>(args[0]).nbytes() != py::ssize_t(sizeof(rpt::Params)))
+      throw std::invalid_argument(name + ": params image has the wrong size");
+    rpt::Params P;
+    std::memcpy(&P, img, sizeof(P));
+    const uint64_t seed = args[1].cast<uint64_t>();
+    const int64_t h0 = args[2].cast<int64_t>(), h1 = args[3].cast<int64_t>();
+    auto* tally = array_ptr<unsigned long long>(args[4], k, 4);
+    auto* counters = array_ptr<unsigned long long>(args[5], k, 5);
+    py::gil_scoped_release release;
+    emulate_launch(grid, block, nthreads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
+      rpt::gpu::histories_body(bi, bd, gd, ti, &P, seed, h0, h1, tally, counters);
+    });
+  } else if (name == "rpt_fold_kernel") {
+    need(8);
+    const int64_t nv = args[0].cast<int64_t>();
+    auto* batch = array_ptr<unsigned long long>(args[1], k, 1);
+    auto* total = array_ptr<unsigned long long>(args[2], k, 2);
+    auto* sumsq = array_ptr<double>(args[3], k, 3);
+    const double inv_nb = args[4].cast<double>();
+    const int32_t nr = args[6].cast<int32_t>();
+    const int32_t* regions = array_ptr<int32_t>(args[5], k, 5, true, false);
+    unsigned long long* row = array_ptr<unsigned long long>(args[7], k, 7, true);
+    if (nr > 0 && (!regions || !row)) throw std::invalid_argument(name + ": regions arrays are empty");
+    py::gil_scoped_release release;
+    emulate_launch(grid, block, nthreads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
+      rpt::gpu::fold_body(bi, bd, gd, ti, nv, batch, total, sumsq, inv_nb, regions, nr, row);
+    });
+  } else if (name == "rpt_finalize_kernel") {
+    need(7);
+    const int64_t nv = args[0].cast<int64_t>();
+    auto* total = array_ptr<unsigned long long>(args[1], k, 1);
+    auto* sumsq = array_ptr<double>(args[2], k, 2);
+    auto* edep = array_ptr<double>(args[3], k, 3);
+    const int64_t histories = args[4].cast<int64_t>();
+    const int32_t batches = args[5].cast<int32_t>();
+    auto* counters = array_ptr<unsigned long long>(args[6], k, 6);
+    py::gil_scoped_release release;
+    emulate_launch(grid, block, nthreads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
+      rpt::gpu::finalize_body(bi, bd, gd, ti, nv, total, sumsq, edep, histories, batches, counters);
+    });
+  } else {
+    throw std::invalid_argument("emulate_kernel: unknown kernel '" + name + "'");
+  }
+}
+
+}  // namespace
+
+void init_emulation(py::module_& m) {
+  m.def("simulate_emulated", &simulate_emulated, py::arg("density"), py::arg("material"),
+        py::arg("spacing_mm"), py::arg("decays"), py::arg("tables"), py::arg("emissions"),
+        py::arg("histories"), py::arg("seed"), py::arg("batches"), py::arg("threads"),
+        py::arg("electron_transport"), py::arg("grid_dim"), py::arg("block_dim"),
+        py::arg("regions") = py::none(), py::arg("progress") = py::none(),
+        py::arg("chunk") = 0,
+        "CPU emulation of the CUDA backend: its batch loop and kernel bodies run over loops of "
+        "block/thread indices (grid_dim blocks of block_dim threads; `chunk` histories per "
+        "launch, 0 = the CUDA default). Same result dict as simulate_cpu, plus 'launch'.");
+  m.def("prepare_run", &prepare_run, py::arg("density"), py::arg("material"),
+        py::arg("spacing_mm"), py::arg("decays"), py::arg("tables"), py::arg("emissions"),
+        py::arg("electron_transport"),
+        "Validate a run's inputs and return what a GPU needs: 'arrays' (every array rpt::Params "
+        "points to, host-derived ones included), 'params_bytes' (the host layout of "
+        "rpt::Params, pointers zeroed) with 'pointer_offsets' (byte offset of each array's "
+        "pointer), 'params_size', 'n_voxels', 'max_mev_per_decay', 'mean_mev_per_decay', 'max_histories', "
+        "'tally_guard_units' (emitted energy at which a run stops).");
+  m.def("emulate_kernel", &emulate_kernel, py::arg("name"), py::arg("grid"), py::arg("block"),
+        py::arg("args"), py::arg("threads") = 0,
+        "Run one kernel of csrc/cuda/kernels.cu on the CPU with numpy arrays for its pointer "
+        "arguments (test hook of the cupy backend).");
+}

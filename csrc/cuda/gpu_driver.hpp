@@ -20,6 +20,10 @@
 
 namespace rpt::gpu {
 
+// Most histories in one launch: bounds the energy a launch can add before the overflow guard
+// looks again (as the CPU driver's chunks).
+constexpr int64_t kMaxChunk = 100000000;
+
 struct RunOptions {
   int64_t histories = 0;
   uint64_t seed = 0;
@@ -49,22 +53,24 @@ inline void validate_options(const host::HostRun& hr, const RunOptions& opt) {
   if (opt.batches < 2) throw std::invalid_argument("batches: expected >= 2");
   if (opt.histories < opt.batches)
     throw std::invalid_argument("histories: expected >= batches (" + std::to_string(opt.batches) + ")");
-  if (opt.histories > host::max_histories(hr.max_mev_per_decay))
+  if (opt.histories > host::max_histories(hr.mean_mev_per_decay))
     throw std::invalid_argument("histories: " + std::to_string(opt.histories) +
                                 " exceeds the tally capacity of " +
-                                std::to_string(host::max_histories(hr.max_mev_per_decay)) +
+                                std::to_string(host::max_histories(hr.mean_mev_per_decay)) +
                                 " for this source");
   if (opt.n_regions < 0) throw std::invalid_argument("regions: negative region count");
   if (opt.n_regions > 0 && !opt.regions) throw std::invalid_argument("regions: null array");
   if (opt.block_dim > 1024) throw std::invalid_argument("block_dim: expected 0 (auto) or 1..1024");
-  if (opt.chunk < 0) throw std::invalid_argument("chunk: expected 0 (auto) or > 0");
+  if (opt.chunk < 0 || opt.chunk > kMaxChunk)
+    throw std::invalid_argument("chunk: expected 0 (auto) or 1.." + std::to_string(kMaxChunk));
 }
 
 // Histories per launch: enough for ~16 histories per GPU thread (so the tail of a launch, where
 // the last long histories run on few threads, stays short against its length), and at most
 // ~100 launches per run (progress granularity, launch and synchronisation overhead).
 inline int64_t default_chunk(int64_t histories, int64_t threads_per_launch) {
-  return std::max<int64_t>(16 * std::max<int64_t>(threads_per_launch, 1), (histories + 99) / 100);
+  return std::min<int64_t>(
+      kMaxChunk, std::max<int64_t>(16 * std::max<int64_t>(threads_per_launch, 1), (histories + 99) / 100));
 }
 
 // Executor interface (all calls in order on the calling thread; each call completes the work
@@ -72,6 +78,7 @@ inline int64_t default_chunk(int64_t histories, int64_t threads_per_launch) {
 //   int64_t threads_per_launch() const;         grid_dim * block_dim of the history launches
 //   uint32_t grid_dim() const, block_dim() const;
 //   void histories(uint64_t seed, int64_t h0, int64_t h1);   histories [h0, h1) into the batch
+//   int64_t emitted_units();                    emitted energy so far (after histories())
 //   void fold(int32_t batch, double inv_nb);    batch tally -> total, sumsq, region row `batch`
 //   void finalize(int64_t histories, int32_t batches);
 //   void download(RunOutput& out);              edep, rel_uncertainty, counters, region sums
@@ -91,6 +98,9 @@ RunOutput drive(Exec& ex, const host::HostRun& hr, const RunOptions& opt) {
       ex.histories(opt.seed, c0, c1);
       ++out.launches;
       done += c1 - c0;
+      if (ex.emitted_units() > host::kTallyGuardUnits)
+        throw std::overflow_error("histories: the emitted energy reached the 64-bit tally capacity "
+                                  "after " + std::to_string(done) + " histories; split the run");
       if (opt.progress && !opt.progress(done)) {
         out.aborted = true;
         break;

@@ -63,6 +63,19 @@ def _run_cpu(*args: Any, **kwargs: Any) -> dict:
 register_runner("cpu", _run_cpu)
 
 
+def _register_gpu_runners() -> None:
+    """Register the runners of the GPU backends whose software is installed here (the CUDA
+    module, cupy with the kernel sources). Whether a GPU is usable is probed separately."""
+    from rptdose.transport import gpu_runners
+
+    for name, (runner, _why) in gpu_runners.runners().items():
+        if runner is not None:
+            register_runner(name, runner)
+
+
+_register_gpu_runners()
+
+
 def _import_error_text(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text

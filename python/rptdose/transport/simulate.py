@@ -307,6 +307,9 @@ def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: 
         "electron_transport": electron_transport,
         "threads_requested": threads,
         "threads_used": int(out.get("threads_used", 0)),
+        # GPU backends: the launch shape and the device that ran it
+        **({"gpu_launch": dict(out["launch"])} if "launch" in out else {}),
+        **({"gpu_device": out["device"]} if "device" in out else {}),
         "nuclide": nuclide,
         "total_decays": source.total_decays,
         "tracking_cuts_mev": {"electron": float(emissions["el_cut_mev"]), "photon": float(emissions["ph_cut_mev"])},

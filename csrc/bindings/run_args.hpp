@@ -1,0 +1,168 @@
+// The arguments of `_core.simulate_cpu` (docs/core_contract.md), parsed once for the other
+// entry points that take the same ones: `_core_cuda.simulate_cuda`, `_core.simulate_emulated`
+// and `_core.prepare_run`; and the result dict they return (the keys of simulate_cpu's).
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "bindings/dict_args.hpp"
+#include "cuda/gpu_driver.hpp"
+#include "host/params.hpp"
+#include "physics/types.hpp"
+
+namespace rpt::bind {
+
+namespace py = pybind11;
+
+// Holds the converted arrays alive while `in` points into them (not copyable or movable).
+struct RunArgs {
+  std::vector<py::ssize_t> shape;  // [nz, ny, nx]
+  host::RunInputs in;
+  std::vector<DArr> keep;
+  FArr density;
+  IArr material, line_photon, regions;
+  DArr decays;
+  int32_t n_regions = 0;
+
+  RunArgs() = default;
+  RunArgs(const RunArgs&) = delete;
+  RunArgs& operator=(const RunArgs&) = delete;
+};
+
+inline void check_3d(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape) {
+  if (a.ndim() != 3) throw std::invalid_argument(std::string(name) + ": expected a 3-D array [z, y, x]");
+  for (int i = 0; i < 3; ++i)
+    if (a.shape(i) != shape[size_t(i)])
+      throw std::invalid_argument(std::string(name) + ": shape differs from the density's");
+}
+
+// Same checks and conversions as simulate_cpu (module.cpp).
+inline void parse_run_args(RunArgs& a, FArr density, IArr material,
+                           std::tuple<double, double, double> spacing_mm, DArr decays,
+                           py::dict tables, py::dict emissions, bool electron_transport,
+                           py::object regions) {
+  if (!density || density.ndim() != 3)
+    throw std::invalid_argument("density: expected a 3-D array [z, y, x]");
+  a.shape = {density.shape(0), density.shape(1), density.shape(2)};
+  check_3d(material, "material", a.shape);
+  check_3d(decays, "decays", a.shape);
+  a.density = density;
+  a.material = material;
+  a.decays = decays;
+  host::RunInputs& in = a.in;
+  in.nz = int32_t(a.shape[0]);
+  in.ny = int32_t(a.shape[1]);
+  in.nx = int32_t(a.shape[2]);
+  in.sx = std::get<0>(spacing_mm);
+  in.sy = std::get<1>(spacing_mm);
+  in.sz = std::get<2>(spacing_mm);
+  in.density = a.density.data();
+  in.material = a.material.data();
+  in.decays = a.decays.data();
+  in.electron_transport = electron_transport;
+  split_dict(tables, "tables", in.tables, in.table_scalars, a.keep);
+  split_dict(emissions, "emissions", in.emissions, in.emission_scalars, a.keep, "line_is_photon");
+  if (emissions.contains("line_is_photon")) {
+    a.line_photon = IArr::ensure(emissions["line_is_photon"]);
+    if (!a.line_photon || a.line_photon.ndim() != 1)
+      throw std::invalid_argument("emissions['line_is_photon']: expected a 1-D int32 array");
+    in.line_photon = a.line_photon.data();
+    in.n_line_photon = a.line_photon.shape(0);
+  }
+  if (!regions.is_none()) {
+    a.regions = IArr::ensure(regions);
+    if (!a.regions) throw std::invalid_argument("regions: expected an integer array");
+    check_3d(a.regions, "regions", a.shape);
+    int32_t mx = -1;
+    const int32_t* r = a.regions.data();
+    for (py::ssize_t i = 0; i < a.regions.size(); ++i) {
+      if (r[i] < -1) throw std::invalid_argument("regions: labels must be >= -1");
+      mx = std::max(mx, r[i]);
+    }
+    a.n_regions = mx + 1;
+  }
+}
+
+inline void fill_gpu_options(const RunArgs& a, gpu::RunOptions& opt, int64_t histories,
+                             uint64_t seed, int32_t batches) {
+  opt.histories = histories;
+  opt.seed = seed;
+  opt.batches = batches;
+  opt.regions = a.n_regions > 0 ? a.regions.data() : nullptr;
+  opt.n_regions = a.n_regions;
+}
+
+// The progress hook of simulate_cpu: calls `progress(done)` with the GIL and checks for
+// KeyboardInterrupt; an exception raised by `progress` is kept in `error` and aborts the run.
+inline std::function<bool(int64_t)> make_progress(py::object progress,
+                                                  std::optional<py::error_already_set>& error) {
+  if (!progress.is_none()) {
+    return [progress, &error](int64_t done) -> bool {
+      py::gil_scoped_acquire gil;
+      try {
+        progress(done);
+        return PyErr_CheckSignals() == 0;
+      } catch (py::error_already_set& e) {
+        error = e;
+        return false;
+      }
+    };
+  }
+  return [](int64_t) -> bool {
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() == 0;
+  };
+}
+
+inline void raise_aborted(std::optional<py::error_already_set>& error) {
+  if (error) throw *error;
+  if (PyErr_Occurred()) throw py::error_already_set();
+  throw std::runtime_error("simulation aborted");
+}
+
+inline py::array_t<double> to_array(std::vector<double>&& v, const std::vector<py::ssize_t>& shape) {
+  auto* owned = new std::vector<double>(std::move(v));
+  py::capsule owner(owned, [](void* p) { delete static_cast<std::vector<double>*>(p); });
+  return py::array_t<double>(shape, owned->data(), owner);
+}
+
+// The dict of simulate_cpu from a GPU-style run output, plus `launch` details.
+inline py::dict result_dict(const RunArgs& a, gpu::RunOutput&& out, const host::HostRun& hr,
+                            int32_t batches, double elapsed_s) {
+  py::dict res;
+  res["edep_mev"] = to_array(std::move(out.edep_mev), a.shape);
+  res["rel_uncertainty"] = to_array(std::move(out.rel_uncertainty), a.shape);
+  res["emitted_mev"] = double(out.emitted) * kEnergyUnitMeV;
+  res["deposited_mev"] = double(out.deposited) * kEnergyUnitMeV;
+  res["escaped_mev"] = double(out.escaped) * kEnergyUnitMeV;
+  res["emitted_units"] = out.emitted;
+  res["deposited_units"] = out.deposited;
+  res["escaped_units"] = out.escaped;
+  res["energy_unit_mev"] = kEnergyUnitMeV;
+  res["max_mev_per_decay"] = hr.max_mev_per_decay;
+  res["mean_mev_per_decay"] = hr.mean_mev_per_decay;
+  if (a.n_regions > 0) {
+    py::array_t<double> rb({py::ssize_t(batches), py::ssize_t(a.n_regions)});
+    std::copy(out.region_batch_mev.begin(), out.region_batch_mev.end(), rb.mutable_data());
+    res["region_batch_edep_mev"] = rb;
+  }
+  res["threads_used"] = int64_t(out.grid_dim) * int64_t(out.block_dim);
+  res["elapsed_s"] = elapsed_s;
+  py::dict launch;
+  launch["grid_dim"] = out.grid_dim;
+  launch["block_dim"] = out.block_dim;
+  launch["chunk"] = out.chunk;
+  launch["launches"] = out.launches;
+  res["launch"] = launch;
+  return res;
+}
+
+}  // namespace rpt::bind

@@ -1,0 +1,226 @@
+// Host launch code of the CUDA backend: device buffers, the Params copy on the device, launch
+// shapes, and the executor that gpu_driver.hpp's batch loop drives.
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "cuda/cuda_check.hpp"
+#include "cuda/kernel_body.hpp"
+#include "cuda/kernels.cuh"
+#include "cuda/launch.hpp"
+#include "cuda/param_arrays.hpp"
+
+namespace rpt::gpu {
+namespace {
+
+std::string version_str(int v) {
+  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+}
+
+// Device-resident copy of a run's parameters: every array of the Params, then the Params
+// itself (with device pointers) so kernels receive one pointer.
+class DeviceParams {
+ public:
+  explicit DeviceParams(const host::HostRun& hr) {
+    Params p = hr.params;
+    visit_param_arrays(p, hr.n_voxels, [this](const char* name, auto& ptr, size_t count) {
+      using T = std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<decltype(ptr)>>>;
+      if (count == 0) {
+        ptr = nullptr;
+        return;
+      }
+      DeviceBuffer<unsigned char> buf(count * sizeof(T), std::string("params ") + name);
+      buf.upload(reinterpret_cast<const unsigned char*>(ptr), count * sizeof(T));
+      ptr = reinterpret_cast<const T*>(buf.get());
+      arrays_.push_back(std::move(buf));
+    });
+    params_ = DeviceBuffer<Params>(1, "params struct");
+    params_.upload(&p, 1);
+  }
+  const Params* get() const { return params_.get(); }
+
+ private:
+  std::vector<DeviceBuffer<unsigned char>> arrays_;
+  DeviceBuffer<Params> params_;
+};
+
+class CudaExec {
+ public:
+  CudaExec(const host::HostRun& hr, const RunOptions& opt)
+      : nv_(hr.n_voxels), n_regions_(opt.n_regions), params_(hr) {
+    int dev = 0;
+    RPT_CUDA_CHECK(cudaGetDevice(&dev), "current device");
+    RPT_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, dev),
+                   "multiprocessor count");
+    // history launches: occupancy-derived shape unless given (grid-stride: the grid only needs
+    // to fill the device)
+    int block = int(opt.block_dim);
+    int grid = int(opt.grid_dim);
+    if (block == 0) {
+      int min_grid = 0;
+      RPT_CUDA_CHECK(cudaOccupancyMaxPotentialBlockSize(&min_grid, &block, rpt_histories_kernel, 0, 0),
+                     "occupancy of rpt_histories_kernel");
+      if (grid == 0) grid = min_grid;
+    }
+    if (grid == 0) {
+      int per_sm = 0;
+      RPT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, rpt_histories_kernel, block, 0),
+                     "occupancy of rpt_histories_kernel, block of " + std::to_string(block));
+      grid = std::max(1, per_sm) * sms_;
+    }
+    grid_ = uint32_t(std::max(grid, 1));
+    block_ = uint32_t(std::max(block, 1));
+    // voxel kernels: 256 threads, grid-stride over the voxels
+    const int64_t vb = (nv_ + kVoxelBlock - 1) / kVoxelBlock;
+    voxel_grid_ = uint32_t(std::max<int64_t>(1, std::min<int64_t>(vb, int64_t(sms_) * 32)));
+
+    const size_t nv = size_t(nv_);
+    batch_ = DeviceBuffer<unsigned long long>(nv, "batch tally");
+    total_ = DeviceBuffer<unsigned long long>(nv, "total tally");
+    sumsq_ = DeviceBuffer<double>(nv, "sum of squared batch means");
+    counters_ = DeviceBuffer<unsigned long long>(kNumCounters, "energy counters");
+    batch_.zero();
+    total_.zero();
+    sumsq_.zero();
+    counters_.zero();
+    if (n_regions_ > 0) {
+      regions_ = DeviceBuffer<int32_t>(nv, "region labels");
+      regions_.upload(opt.regions, nv);
+      region_units_ = DeviceBuffer<unsigned long long>(size_t(opt.batches) * size_t(n_regions_),
+                                                       "region batch sums");
+      region_units_.zero();
+    }
+  }
+
+  uint32_t grid_dim() const { return grid_; }
+  uint32_t block_dim() const { return block_; }
+  int64_t threads_per_launch() const { return int64_t(grid_) * block_; }
+
+  void histories(uint64_t seed, int64_t h0, int64_t h1) {
+    rpt_histories_kernel<<<grid_, block_>>>(params_.get(), seed, h0, h1, batch_.get(),
+                                            counters_.get());
+    RPT_CUDA_CHECK(cudaGetLastError(), "launch of rpt_histories_kernel <<<" +
+                                           std::to_string(grid_) + ", " + std::to_string(block_) + ">>>");
+    RPT_CUDA_CHECK(cudaDeviceSynchronize(), "rpt_histories_kernel, histories " +
+                                                std::to_string(h0) + ".." + std::to_string(h1));
+  }
+
+  int64_t emitted_units() const {
+    unsigned long long e = 0;
+    RPT_CUDA_CHECK(cudaMemcpy(&e, counters_.get() + kEmitted, sizeof(e), cudaMemcpyDeviceToHost),
+                   "emitted-energy counter");
+    return int64_t(e);
+  }
+
+  void fold(int32_t b, double inv_nb) {
+    unsigned long long* row = n_regions_ > 0 ? region_units_.get() + size_t(b) * n_regions_ : nullptr;
+    rpt_fold_kernel<<<voxel_grid_, kVoxelBlock>>>(nv_, batch_.get(), total_.get(), sumsq_.get(),
+                                                  inv_nb, regions_.get(), n_regions_, row);
+    RPT_CUDA_CHECK(cudaGetLastError(), "launch of rpt_fold_kernel");
+  }
+
+  void finalize(int64_t histories, int32_t batches) {
+    // the batch tally is all zeros after the last fold and no longer needed: it receives the
+    // energies (same size: 8 bytes per voxel)
+    double* edep = reinterpret_cast<double*>(batch_.get());
+    rpt_finalize_kernel<<<voxel_grid_, kVoxelBlock>>>(nv_, total_.get(), sumsq_.get(), edep,
+                                                      histories, batches, counters_.get());
+    RPT_CUDA_CHECK(cudaGetLastError(), "launch of rpt_finalize_kernel");
+    RPT_CUDA_CHECK(cudaDeviceSynchronize(), "rpt_fold_kernel / rpt_finalize_kernel");
+  }
+
+  void download(RunOutput& out) {
+    const size_t nv = size_t(nv_);
+    out.edep_mev.resize(nv);
+    out.rel_uncertainty.resize(nv);
+    RPT_CUDA_CHECK(cudaMemcpy(out.edep_mev.data(), batch_.get(), nv * sizeof(double),
+                              cudaMemcpyDeviceToHost), "energy per voxel");
+    sumsq_.download(out.rel_uncertainty.data(), nv);
+    unsigned long long c[kNumCounters];
+    counters_.download(c, kNumCounters);
+    out.emitted = int64_t(c[kEmitted]);
+    out.escaped = int64_t(c[kEscaped]);
+    out.deposited = int64_t(c[kDeposited]);
+    if (n_regions_ > 0) {
+      std::vector<unsigned long long> units(region_units_.size());
+      region_units_.download(units.data(), units.size());
+      out.region_batch_mev.resize(units.size());
+      for (size_t i = 0; i < units.size(); ++i)
+        out.region_batch_mev[i] = double(int64_t(units[i])) * kEnergyUnitMeV;
+    }
+  }
+
+ private:
+  static constexpr uint32_t kVoxelBlock = 256;
+  int64_t nv_;
+  int32_t n_regions_;
+  int sms_ = 1;
+  uint32_t grid_ = 1, block_ = 1, voxel_grid_ = 1;
+  DeviceParams params_;
+  DeviceBuffer<unsigned long long> batch_, total_, counters_, region_units_;
+  DeviceBuffer<double> sumsq_;
+  DeviceBuffer<int32_t> regions_;
+};
+
+}  // namespace
+
+// Never throws: each failing call is turned into the reason why no device can be used.
+DeviceStatus device_status() {
+  DeviceStatus s;
+  if (cudaRuntimeGetVersion(&s.runtime_version) != cudaSuccess) s.runtime_version = 0;
+  if (cudaDriverGetVersion(&s.driver_version) != cudaSuccess) s.driver_version = 0;
+  if (s.driver_version == 0) {
+    s.reason = "no NVIDIA driver found (libcuda is not loadable); the CUDA backend needs an "
+               "NVIDIA GPU with its driver";
+    return s;
+  }
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear the (non-sticky) error
+    s.count = 0;
+    s.reason = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorString(e) + " [" +
+               cudaGetErrorName(e) + "] (driver supports CUDA " + version_str(s.driver_version) +
+               ", this module was built with CUDA " + version_str(s.runtime_version) + ")";
+    return s;
+  }
+  s.count = n;
+  s.reason = n > 0 ? std::to_string(n) + " CUDA device(s), driver CUDA " +
+                         version_str(s.driver_version)
+                   : "the NVIDIA driver reports no CUDA device";
+  return s;
+}
+
+DeviceInfo device_info(int device) {
+  DeviceInfo d;
+  if (device < 0) RPT_CUDA_CHECK(cudaGetDevice(&device), "current device");
+  cudaDeviceProp prop;
+  RPT_CUDA_CHECK(cudaGetDeviceProperties(&prop, device), "device " + std::to_string(device));
+  int previous = 0;
+  RPT_CUDA_CHECK(cudaGetDevice(&previous), "current device");
+  RPT_CUDA_CHECK(cudaSetDevice(device), "device " + std::to_string(device));
+  cudaError_t mem = cudaMemGetInfo(&d.free_memory, &d.total_memory);
+  cudaError_t back = cudaSetDevice(previous);  // leave the caller's current device as it was
+  check(mem, "cudaMemGetInfo", "device " + std::to_string(device));
+  check(back, "cudaSetDevice", "restoring device " + std::to_string(previous));
+  d.device = device;
+  d.name = prop.name;
+  d.major = prop.major;
+  d.minor = prop.minor;
+  d.multiprocessors = prop.multiProcessorCount;
+  RPT_CUDA_CHECK(cudaDriverGetVersion(&d.driver_version), "driver version");
+  RPT_CUDA_CHECK(cudaRuntimeGetVersion(&d.runtime_version), "runtime version");
+  return d;
+}
+
+RunOutput run_cuda(const host::HostRun& hr, const RunOptions& opt) {
+  validate_options(hr, opt);
+  const DeviceStatus st = device_status();
+  if (st.count < 1) throw CudaError("no CUDA device to run on (" + st.reason + ")", cudaErrorNoDevice);
+  CudaExec ex(hr, opt);
+  return drive(ex, hr, opt);
+}
+
+}  // namespace rpt::gpu

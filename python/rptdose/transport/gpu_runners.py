@@ -1,0 +1,105 @@
+"""Runners of the GPU backends, for :mod:`rptdose.transport.backends` to register.
+
+:func:`runners` returns ``{"cuda": (runner or None, reason), "cupy": (runner or None, reason)}``.
+A runner is present when the backend's software is installed here (the compiled module
+``rptdose._core_cuda``; cupy with the shipped kernel sources); ``reason`` then describes it,
+and otherwise says what is missing. Finding a runner does not probe for a GPU (that is
+:func:`cuda_available` / :func:`rptdose.transport.cupy_backend.available`); a runner called
+without a usable GPU raises :class:`~rptdose.errors.BackendUnavailableError` saying why.
+
+Both runners take the arguments of ``rptdose._core.simulate_cpu`` and return its dict
+(docs/core_contract.md), plus ``launch`` (grid_dim, block_dim, chunk, launches) and
+``device``; ``threads`` is accepted and ignored. Keyword-only extras: ``grid_dim``,
+``block_dim`` (0 = chosen from the kernel's occupancy).
+
+=========  ==========================  ======================================================
+backend    runner                      implementation
+=========  ==========================  ======================================================
+``cuda``   :func:`run_cuda`            ``rptdose._core_cuda.simulate_cuda`` (nvcc-compiled)
+``cupy``   :func:`run_cupy`            :func:`rptdose.transport.cupy_backend.simulate_cupy`
+                                       (kernels.cu compiled at run time by NVRTC)
+=========  ==========================  ======================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from rptdose.errors import BackendUnavailableError
+
+Runner = Callable[..., dict]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _import_core_cuda() -> Any:
+    return importlib.import_module("rptdose._core_cuda")
+
+
+def cuda_available() -> tuple[bool, str]:
+    """``(True, description)`` when the CUDA module is built and sees a GPU, else why not."""
+    try:
+        mod = _import_core_cuda()
+    except ImportError as exc:
+        return False, ("no CUDA build (rptdose._core_cuda is not importable: "
+                       f"{_first_line(exc)}); rebuild with nvcc on PATH and RPTDOSE_CUDA=ON")
+    status = mod.device_status()
+    if int(status["count"]) < 1:
+        return False, f"CUDA build present but no GPU is usable ({status['reason']})"
+    return True, f"rptdose._core_cuda, {status['reason']}"
+
+
+def run_cuda(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: dict,
+             emissions: dict, histories: int, seed: int, batches: int, threads: int,
+             electron_transport: bool, regions: Any = None,
+             progress: Callable[[int], Any] | None = None, *, grid_dim: int = 0,
+             block_dim: int = 0) -> dict:
+    """The ``cuda`` backend's runner (signature of ``_core.simulate_cpu``)."""
+    ok, why = cuda_available()
+    if not ok:
+        raise BackendUnavailableError(f"backend 'cuda' unavailable ({why}): install what is missing, "
+                                      "or use backend='auto'")
+    mod = _import_core_cuda()
+    return mod.simulate_cuda(density, material, spacing_mm, decays, tables, emissions, int(histories),
+                             int(seed), int(batches), int(threads), bool(electron_transport), regions,
+                             progress, grid_dim=int(grid_dim), block_dim=int(block_dim))
+
+
+def run_cupy(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: dict,
+             emissions: dict, histories: int, seed: int, batches: int, threads: int,
+             electron_transport: bool, regions: Any = None,
+             progress: Callable[[int], Any] | None = None, *, grid_dim: int = 0,
+             block_dim: int = 0) -> dict:
+    """The ``cupy`` backend's runner (signature of ``_core.simulate_cpu``)."""
+    from rptdose.transport import cupy_backend
+
+    return cupy_backend.simulate_cupy(density, material, spacing_mm, decays, tables, emissions,
+                                      histories, seed, batches, threads, electron_transport,
+                                      regions, progress, grid_dim=grid_dim, block_dim=block_dim)
+
+
+def runners() -> dict[str, tuple[Runner | None, str]]:
+    """``{"cuda": (runner | None, reason), "cupy": (runner | None, reason)}``; cheap: imports
+    neither cupy nor touches a GPU (only ``rptdose._core_cuda`` is imported when built)."""
+    out: dict[str, tuple[Runner | None, str]] = {}
+    try:
+        _import_core_cuda()
+        out["cuda"] = (run_cuda, "rptdose._core_cuda is built (GPU checked when run)")
+    except ImportError as exc:
+        out["cuda"] = (None, f"no CUDA build (rptdose._core_cuda is not importable: {_first_line(exc)})")
+    if importlib.util.find_spec("cupy") is None:
+        out["cupy"] = (None, "cupy is not installed (pip install 'rptdose[gpu]')")
+    else:
+        from rptdose.transport.cupy_backend import kernel_source_dir
+
+        if kernel_source_dir() is None:
+            out["cupy"] = (None, "the CUDA kernel sources are not installed with this rptdose")
+        else:
+            out["cupy"] = (run_cupy, "cupy is installed (GPU and NVRTC checked when run)")
+    return out

@@ -1,0 +1,209 @@
+"""The GPU backends' launch logic, checked on the CPU.
+
+`_core.simulate_emulated` runs the CUDA backend's batch loop (csrc/cuda/gpu_driver.hpp) over the
+very kernel bodies that the __global__ kernels call (csrc/cuda/kernel_body.hpp), looping over
+block and thread indices; `cupy_backend.simulate_cupy_emulated` runs the cupy backend's host
+code (Params image with pointers, uploads, batch loop) with numpy arrays, each kernel emulated
+by `_core.emulate_kernel`. Histories draw their random numbers from (seed, history index) and
+tallies are integers, so both must equal `simulate_cpu` bit for bit whatever the launch shape:
+grid-stride indexing, batch ranges, chunking, fold and counter reductions are all exercised
+(region sums are integer units on every backend, so they are compared exactly too).
+"""
+import numpy as np
+import pytest
+
+from rptdose import _core
+from rptdose.physics.nuclides import load_nuclide
+from rptdose.physics.tables import transport_tables
+from rptdose.transport import cupy_backend
+
+N = 8
+HISTORIES = 2003  # not a multiple of the batches nor of any grid below
+SEED = 7
+BATCHES = 10
+SPACING = (2.0, 2.0, 2.0)
+
+
+@pytest.fixture(scope="module")
+def case():
+    tables = transport_tables(["water", "cortical_bone"])
+    emissions = load_nuclide("Lu-177").emission_arrays()
+    density = np.ones((N, N, N), np.float32)
+    material = np.zeros((N, N, N), np.int32)
+    material[:, :, N // 2:] = 1
+    density[:, :, N // 2:] = 1.92
+    decays = np.zeros((N, N, N))
+    decays[3:5, 3:5, 3:5] = 1.0
+    decays[0, 0, 0] = 2.0  # a corner source: many escapes
+    return dict(density=density, material=material, spacing_mm=SPACING, decays=decays,
+                tables=tables, emissions=emissions)
+
+
+def _cpu(case, electron_transport=True, regions=None):
+    return _core.simulate_cpu(case["density"], case["material"], case["spacing_mm"], case["decays"],
+                              case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 2,
+                              electron_transport, regions=regions)
+
+
+@pytest.fixture(scope="module")
+def regions():
+    r = np.full((N, N, N), -1, np.int32)
+    r[: N // 2] = 0
+    r[N // 2:, : N // 2] = 1
+    return r
+
+
+@pytest.fixture(scope="module")
+def cpu_ref(case, regions):
+    return _cpu(case, True, regions)
+
+
+def assert_same(ref, got, regions=True):
+    np.testing.assert_array_equal(got["edep_mev"], ref["edep_mev"])
+    np.testing.assert_array_equal(got["rel_uncertainty"], ref["rel_uncertainty"])
+    for k in ("emitted_units", "deposited_units", "escaped_units", "emitted_mev", "deposited_mev",
+              "escaped_mev", "max_mev_per_decay", "mean_mev_per_decay"):
+        assert got[k] == ref[k], k
+    assert got["emitted_units"] == got["deposited_units"] + got["escaped_units"]
+    assert got["edep_mev"].shape == ref["edep_mev"].shape and got["edep_mev"].dtype == np.float64
+    if regions:
+        np.testing.assert_array_equal(got["region_batch_edep_mev"], ref["region_batch_edep_mev"])
+
+
+# (grid_dim, block_dim, chunk): one thread; odd shapes; more threads than histories; histories
+# per launch not a multiple of the grid; several launches per batch
+SHAPES = [(1, 1, 0), (3, 7, 0), (64, 64, 0), (5, 32, 37), (2, 128, 1000), (13, 1, 64)]
+
+
+@pytest.mark.parametrize("grid_dim,block_dim,chunk", SHAPES)
+def test_emulated_cuda_equals_cpu(case, regions, cpu_ref, grid_dim, block_dim, chunk):
+    res = _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
+                                  case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 2, True,
+                                  grid_dim, block_dim, regions=regions, chunk=chunk)
+    assert_same(cpu_ref, res)
+    launch = res["launch"]
+    assert (launch["grid_dim"], launch["block_dim"]) == (grid_dim, block_dim)
+    per_batch = -(-HISTORIES // BATCHES)  # the largest batch
+    expected_chunk = chunk or max(16 * grid_dim * block_dim, -(-HISTORIES // 100))
+    assert launch["chunk"] == expected_chunk
+    assert launch["launches"] >= BATCHES
+    if chunk:
+        assert launch["launches"] >= BATCHES * (per_batch // chunk)
+    assert res["threads_used"] == grid_dim * block_dim
+
+
+def test_emulated_local_deposition_equals_cpu(case):
+    ref = _cpu(case, electron_transport=False)
+    res = _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
+                                  case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 1, False,
+                                  6, 33)
+    assert_same(ref, res, regions=False)
+    assert "region_batch_edep_mev" not in res
+
+
+@pytest.mark.parametrize("grid_dim,block_dim,chunk,voxel_shape",
+                         [(0, 0, 0, None), (3, 7, 0, (2, 5)), (5, 32, 37, (1, 1)), (40, 64, 0, (1000, 1))])
+def test_cupy_host_code_emulated_equals_cpu(case, regions, cpu_ref, grid_dim, block_dim, chunk, voxel_shape):
+    res = cupy_backend.simulate_cupy_emulated(
+        case["density"], case["material"], case["spacing_mm"], case["decays"], case["tables"],
+        case["emissions"], HISTORIES, SEED, BATCHES, 2, True, regions, None, grid_dim=grid_dim,
+        block_dim=block_dim, chunk=chunk, voxel_shape=voxel_shape)
+    assert_same(cpu_ref, res)
+    assert set(cpu_ref) - {"threads_used"} <= set(res)
+
+
+def test_progress_and_abort(case):
+    seen = []
+    res = _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
+                                  case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 1, True,
+                                  4, 32, progress=seen.append, chunk=100)
+    assert seen == sorted(seen) and seen[-1] == HISTORIES
+    assert len(seen) == res["launch"]["launches"]
+
+    class Stop(Exception):
+        pass
+
+    def stop(done):
+        if done > 500:
+            raise Stop
+
+    with pytest.raises(Stop):
+        _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
+                                case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 1, True,
+                                4, 32, progress=stop, chunk=100)
+
+
+def test_emulated_rejects_bad_options(case):
+    args = (case["density"], case["material"], case["spacing_mm"], case["decays"], case["tables"],
+            case["emissions"])
+    with pytest.raises(ValueError, match="batches: expected >= 2"):
+        _core.simulate_emulated(*args, 100, 1, 1, 1, True, 2, 2)
+    with pytest.raises(ValueError, match="histories: expected >= batches"):
+        _core.simulate_emulated(*args, 5, 1, 10, 1, True, 2, 2)
+    with pytest.raises(ValueError, match="grid_dim"):
+        _core.simulate_emulated(*args, 100, 1, 10, 1, True, 0, 2)
+    with pytest.raises(ValueError, match="block_dim"):
+        _core.simulate_emulated(*args, 100, 1, 10, 1, True, 2, 1025)
+    with pytest.raises(ValueError, match="batches: expected >= 2"):
+        cupy_backend.simulate_cupy_emulated(*args, 100, 1, 1, 1, True)
+    with pytest.raises(ValueError, match="exceeds the tally capacity"):
+        cupy_backend.simulate_cupy_emulated(*args, 2**62, 1, 10, 1, True)
+
+
+def test_prepare_run_layout(case):
+    prep = _core.prepare_run(case["density"], case["material"], case["spacing_mm"], case["decays"],
+                             case["tables"], case["emissions"], True)
+    size = prep["params_size"]
+    assert len(prep["params_bytes"]) == size
+    arrays, offsets = prep["arrays"], prep["pointer_offsets"]
+    assert set(arrays) == set(offsets)
+    for name, off in offsets.items():
+        assert off % 8 == 0 and 0 <= off <= size - 8, name
+        # the image carries no host pointers
+        assert prep["params_bytes"][off:off + 8] == bytes(8), name
+    assert len(set(offsets.values())) == len(offsets)
+    nv = N ** 3
+    assert prep["n_voxels"] == nv and tuple(prep["shape"]) == (N, N, N)
+    assert arrays["density"].dtype == np.float32 and arrays["density"].size == nv
+    assert arrays["material"].dtype == np.int32
+    n_src = int(np.count_nonzero(case["decays"]))
+    assert prep["n_source_voxels"] == n_src
+    assert arrays["alias_prob"].dtype == np.float32 and arrays["alias_prob"].size == n_src
+    assert arrays["alias_idx"].dtype == np.uint32 and arrays["src_voxel"].dtype == np.uint32
+    assert arrays["majorant"].size == case["tables"]["energy_grid_mev"].size
+    assert np.all(arrays["majorant"] > 0)
+    assert arrays["w_ln_a"].size > 0
+    np.testing.assert_array_equal(arrays["mu_photo"], case["tables"]["mu_photo"].ravel())
+    assert prep["max_histories"] == _core.max_histories(prep["mean_mev_per_decay"])
+    with pytest.raises(ValueError, match="decays"):
+        _core.prepare_run(case["density"], case["material"], case["spacing_mm"],
+                          np.zeros_like(case["decays"]), case["tables"], case["emissions"], True)
+
+
+def test_emulate_kernel_checks_arguments():
+    z = np.zeros(4, np.uint64)
+    with pytest.raises(ValueError, match="unknown kernel"):
+        _core.emulate_kernel("nope", 1, 1, ())
+    with pytest.raises(ValueError, match="expected 8 arguments"):
+        _core.emulate_kernel("rpt_fold_kernel", 1, 1, (4, z))
+    with pytest.raises(ValueError, match="dtype"):
+        _core.emulate_kernel("rpt_fold_kernel", 1, 1, (4, z, z, z, 1.0, np.zeros(0, np.int32), 0, z))
+    # a correct fold on 4 voxels: batch -> total, sumsq; batch zeroed
+    batch = np.array([0, 3, 0, 5], np.uint64)
+    total = np.array([1, 1, 0, 0], np.uint64)
+    sumsq = np.zeros(4)
+    _core.emulate_kernel("rpt_fold_kernel", 3, 1, (4, batch, total, sumsq, 0.5, np.zeros(0, np.int32),
+                                                   0, np.zeros(0, np.uint64)))
+    np.testing.assert_array_equal(batch, 0)
+    np.testing.assert_array_equal(total, [1, 4, 0, 5])
+    np.testing.assert_array_equal(sumsq, [0, 2.25, 0, 6.25])
+
+
+def test_batch_range_matches_core_split():
+    # the Python copy (cupy backend) of physics/batch.hpp's batch_range
+    for n, nb in ((2003, 10), (10, 10), (99, 7)):
+        ranges = [cupy_backend.batch_range(n, nb, b) for b in range(nb)]
+        assert ranges[0][0] == 0 and ranges[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        sizes = [h1 - h0 for h0, h1 in ranges]
+        assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
