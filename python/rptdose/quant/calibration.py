@@ -1,0 +1,113 @@
+"""From reconstructed SPECT values to activity (Bq per voxel) at the start of the acquisition.
+
+=============  ===================  ==========================================================
+series unit    calibration mode     activity per voxel at the acquisition start (Bq)
+=============  ===================  ==========================================================
+counts         ``sensitivity``      counts / (S * d) * F(d);  S = sensitivity_cps_per_mbq *
+                                    1e-6 (cps per Bq), d = acquisition duration (s)
+cps            ``sensitivity``      cps / S * F(d)  (F = 1 when d is unknown)
+Bq/ml          ``quantitative``     C * V, V = voxel volume (ml); then by DecayCorrection
+                                    (0054,1102): START as it is; ADMIN (values decay-corrected
+                                    to the administration) * exp(-lambda t); NONE (mean over
+                                    the acquisition) * F(d)
+=============  ===================  ==========================================================
+
+F(d) = lambda d / (1 - exp(-lambda d)) turns the mean activity during an acquisition of d
+seconds into the activity at its start (:func:`rptdose.quant.decay.acquisition_factor`).
+A series in counts with ``quantitative``, or in Bq/ml with ``sensitivity``, is refused: the
+calibration must match what the series holds.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rptdose.errors import InputError
+from rptdose.quant.decay import acquisition_factor, decay_factor
+
+CALIBRATION_MODES = ("quantitative", "sensitivity")
+#: Warn when the activity found in the field of view, decay-corrected to the administration,
+#: exceeds the administered activity by more than this fraction (calibration or duration error).
+FOV_EXCESS_WARN = 0.10
+
+
+class QuantWarning(UserWarning):
+    """A quantification result that deserves a look (more activity found than administered)."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``mode`` "quantitative" (the series is in Bq/ml) or "sensitivity" (counts or cps, with
+    ``sensitivity_cps_per_mbq``: counts per second in the reconstructed image per MBq)."""
+
+    mode: str
+    sensitivity_cps_per_mbq: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in CALIBRATION_MODES:
+            raise InputError(f"calibration.mode {self.mode!r} (unknown): expected 'quantitative' or 'sensitivity'")
+        if self.mode == "sensitivity":
+            s = self.sensitivity_cps_per_mbq
+            if s is None or not np.isfinite(s) or s <= 0:
+                raise InputError(f"calibration.sensitivity_cps_per_mbq {s!r} (missing or not > 0): expected the "
+                                 "camera's sensitivity in counts per second per MBq with mode = 'sensitivity'")
+
+
+def activity_at_start(values: np.ndarray, units: str, calibration: Calibration, half_life_s: float, *,
+                      voxel_volume_ml: float, duration_s: float | None, decay_correction: str = "START",
+                      time_since_administration_s: float | None = None, where: str = "spect",
+                      units_source: str = "") -> tuple[np.ndarray, dict]:
+    """Activity per voxel (Bq) at the acquisition start, and a dict saying what was applied."""
+    v = np.asarray(values, dtype=np.float64)
+    info: dict[str, Any] = {"units": units, "calibration": calibration.mode}
+    if units == "bq_per_ml":
+        if calibration.mode != "quantitative":
+            raise InputError(f"calibration.mode 'sensitivity' ({where} is in Bq/ml per {units_source}): expected "
+                             "mode = 'quantitative' for a quantitative series")
+        activity = v * voxel_volume_ml
+        if decay_correction == "ADMIN":
+            if time_since_administration_s is None:
+                raise InputError(f"{where} (DecayCorrection ADMIN but no administration time): expected "
+                                 "administration.time")
+            factor = float(decay_factor(time_since_administration_s, half_life_s))
+        elif decay_correction == "NONE":
+            if duration_s is None:
+                raise InputError(f"{where} (DecayCorrection (0054,1102) NONE and no acquisition duration: "
+                                 "ActualFrameDuration (0018,1242) absent): expected the frame duration, or "
+                                 "timepoint.duration_s in the study file")
+            factor = acquisition_factor(duration_s, half_life_s)
+        else:
+            factor = 1.0
+        info.update(decay_correction=decay_correction, factor=factor)
+        return activity * factor, info
+    if calibration.mode != "sensitivity":
+        raise InputError(f"calibration.mode 'quantitative' ({where} is in {units} per {units_source}): expected a "
+                         "series in Bq/ml, or mode = 'sensitivity' with sensitivity_cps_per_mbq")
+    s_cps_per_bq = float(calibration.sensitivity_cps_per_mbq) * 1e-6
+    if units == "counts":
+        if duration_s is None:
+            raise InputError(f"{where} (counts, but the acquisition duration is unknown: no "
+                             "RotationInformationSequence (0054,0052) with NumberOfFramesInRotation and "
+                             "ActualFrameDuration, no ActualFrameDuration (0018,1242)): expected these tags, or "
+                             "timepoint.duration_s in the study file")
+        f = acquisition_factor(duration_s, half_life_s)
+        info.update(duration_s=duration_s, factor=f, sensitivity_cps_per_mbq=calibration.sensitivity_cps_per_mbq)
+        return v / (s_cps_per_bq * duration_s) * f, info
+    if units == "cps":
+        f = acquisition_factor(duration_s, half_life_s) if duration_s is not None else 1.0
+        info.update(duration_s=duration_s, factor=f, sensitivity_cps_per_mbq=calibration.sensitivity_cps_per_mbq)
+        return v / s_cps_per_bq * f, info
+    raise InputError(f"{where} (units {units!r}): expected counts, cps or bq_per_ml")
+
+
+def check_fov_total(decay_corrected_bq: float, administered_bq: float, where: str) -> None:
+    """Warn when the field of view holds more activity than was given (after decay correction)."""
+    if administered_bq > 0 and decay_corrected_bq > (1 + FOV_EXCESS_WARN) * administered_bq:
+        warnings.warn(f"{where}: the field of view holds {decay_corrected_bq / 1e6:.4g} MBq decay-corrected to the "
+                      f"administration, {100 * decay_corrected_bq / administered_bq:.1f} % of the administered "
+                      f"{administered_bq / 1e6:.4g} MBq: check the calibration factor and the acquisition duration",
+                      QuantWarning, stacklevel=3)
