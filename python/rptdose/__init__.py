@@ -30,3 +30,6 @@ from rptdose.transport import SimulationResult, backends, load_result, simulate
 __all__ = ["Phantom", "SimulationResult", "Source", "__version__", "backends", "errors", "load_result",
            "load_study", "simulate"]
 __all__ += ["compare", "local_deposition", "sphere_dose", "voxel_s_kernel", "vsv_dose"]  # issue 6: fast methods
+from rptdose.analysis.radiobiology import bed, eqd2
+
+__all__ += ["bed", "eqd2"]
