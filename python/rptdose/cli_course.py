@@ -1,0 +1,127 @@
+"""``rptdose course`` and ``rptdose plan``: cumulative dose and BED over therapy cycles, and the
+activity of the remaining cycles within the organ limits (decision support only).
+
+``rptdose course CYCLE1 CYCLE2 ... [-o DIR] [--limits L.toml] [--tissues T.toml]``
+``rptdose plan CYCLE1 ... --cycles-left N [--target-tumour-gy X] [--kinetics-from K] [-o DIR] ...``
+
+Each CYCLE is an output folder of ``rptdose run`` (its ``regions.json``) or that file. With
+``-o`` the files of ``rptdose.analysis.course_report`` are written there (``course.html`` ...).
+Exit codes as for every command (``rptdose.cli``): 0 ok, 2 bad input, 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cycles", nargs="+", help="cycle folders (outputs of `rptdose run`, with regions.json) or "
+                                             "regions.json files, in the order they were given")
+    p.add_argument("-o", "--output", default=None, help="folder for course.html, course.json and the tables")
+    p.add_argument("--limits", default=None, help="organ limits table (TOML; default: the shipped "
+                                                  "rptdose/data/organ_limits.toml)")
+    p.add_argument("--tissues", default=None, help="tissue parameter table (TOML; default: the shipped "
+                                                   "rptdose/data/radiobiology_tissues.toml)")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("course", help="cumulative absorbed dose and BED per region over therapy cycles",
+                       description="Sum the absorbed dose and the BED (linear-quadratic, incomplete repair) of each "
+                                   "region over the cycles and compare the totals with the organ limits.")
+    _common(p)
+    p.set_defaults(func=cmd_course)
+
+    p = sub.add_parser("plan", help="activity of the remaining cycles within the organ limits (decision support)",
+                       description="Propose the activity per remaining cycle that keeps every organ at risk within "
+                                   "its limits, with the kinetics of a measured cycle. Decision support only.")
+    _common(p)
+    p.add_argument("--cycles-left", type=int, required=True, help="number of remaining cycles (>= 1)")
+    p.add_argument("--target-tumour-gy", type=float, default=None,
+                   help="cumulative tumour dose to reach (Gy): also report the activity for it")
+    p.add_argument("--target-quantity", choices=("absorbed", "bed"), default="absorbed",
+                   help="what --target-tumour-gy is: absorbed dose (default) or BED")
+    p.add_argument("--kinetics-from", type=int, default=None,
+                   help="cycle (1-based, in the order given) whose dose per MBq and t_eff are assumed for the "
+                        "remaining cycles (default: the last)")
+    p.set_defaults(func=cmd_plan)
+
+
+def _fmt(v: float | None, spec: str = ".3g") -> str:
+    return "-" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def _print_course(course) -> None:
+    print(f"rptdose course: {course.nuclide}, {len(course.cycles)} cycle(s)")
+    for c in course.cycles:
+        print(f"  cycle {c.label:<12s} {c.time.isoformat():<25s} {c.activity_mbq:9.1f} MBq  ({c.method})")
+    print("  region              kind     dose (Gy)  +-1sd   BED (Gy)  +-1sd   EQD2 (Gy)")
+    for rc in course.regions.values():
+        mark = "" if rc.complete else "  (incomplete)"
+        print(f"  {rc.name:<18s}  {rc.kind:<7s}  {_fmt(rc.total_dose_gy, '9.3f')}  {_fmt(rc.total_dose_sigma_gy, '6.3f')}"
+              f"  {_fmt(rc.total_bed_gy, '9.3f')}  {_fmt(rc.total_bed_sigma_gy, '6.3f')}  "
+              f"{_fmt(rc.total_eqd2_gy, '9.3f')}{mark}")
+    if course.checks:
+        print("  limits:")
+        for ch in course.checks:
+            print(f"    {ch.region:<18s} {ch.limit.label:<34s} cumulative {_fmt(ch.total_gy, '.3f')} Gy "
+                  f"({_fmt(100 * ch.fraction, '.1f')} % of limit): {ch.status}")
+
+
+def _warnings(lines: list[str]) -> None:
+    for w in lines:
+        print(f"  warning: {w}", file=sys.stderr)
+
+
+def cmd_course(args: argparse.Namespace) -> int:
+    from rptdose.analysis.course import course_from_paths
+
+    course = course_from_paths(args.cycles, args.tissues, args.limits)
+    _print_course(course)
+    _warnings(course.warnings)
+    if args.output:
+        from rptdose.analysis.course_report import write_course_outputs
+
+        written = write_course_outputs(args.output, course, argv=sys.argv)
+        print(f"  wrote {len(written)} files to {args.output} (course.html)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from rptdose.analysis.course import DECISION_SUPPORT, course_from_paths, plan_course
+
+    course = course_from_paths(args.cycles, args.tissues, args.limits)
+    plan = plan_course(course, args.cycles_left, kinetics_from=args.kinetics_from, target_gy=args.target_tumour_gy,
+                       target_quantity=args.target_quantity)
+    print(f"*** {DECISION_SUPPORT} ***")
+    _print_course(course)
+    k = course.cycles[plan.kinetics_cycle]
+    print(f"  plan: {plan.cycles_left} remaining cycle(s), kinetics of cycle {k.label}")
+    print("    organ               limit                               delivered  activity/cycle (MBq)")
+    for r in plan.rows:
+        mark = "  <- limiting" if r is plan.limiting else ""
+        print(f"    {r.region:<18s}  {r.limit.label:<34s}  {_fmt(r.delivered_gy, '9.3f')}  "
+              f"{r.activity_mbq:12.1f}{mark}")
+    print(f"    largest activity per cycle within every limit: {plan.safe_activity_mbq:.1f} MBq "
+          f"(limited by {plan.limiting.region}: {plan.limiting.limit.label})")
+    for name, delivered, act in plan.target_rows:
+        print(f"    tumour {name}: delivered {delivered:.3f} Gy; {act:.1f} MBq per cycle reaches "
+              f"{plan.target_gy:g} Gy ({plan.target_quantity})")
+    print(f"    proposed activity per cycle: {plan.proposed_activity_mbq:.1f} MBq")
+    print("    projected totals:  region              quantity   projected (Gy)  limit   margin")
+    for p in plan.projections:
+        print(f"                       {p.region:<18s}  {p.quantity:<9s}  {p.projected_gy:14.3f}  "
+              f"{_fmt(p.limit_gy, '6.3g')}  {_fmt(p.margin_gy, '.3f')}")
+    print("    sensitivity (kinetics +-20 %):")
+    for s in plan.sensitivity:
+        print(f"      {s['scenario']:<34s} safe {s['safe_activity_mbq']:9.1f} MBq ({s['limited_by']}); proposed "
+              f"activity reaches {100 * s['proposed_fraction_of_limit']:.1f} % of {s['proposed_worst']}")
+    _warnings(plan.warnings)
+    if args.output:
+        from rptdose.analysis.course_report import write_course_outputs
+
+        written = write_course_outputs(args.output, course, plan, argv=sys.argv)
+        print(f"  wrote {len(written)} files to {args.output} (course.html)")
+    print(f"*** {DECISION_SUPPORT} ***")
+    return 0
