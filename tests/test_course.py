@@ -255,3 +255,51 @@ def test_biexponential_region(tmp_path):
     course = co.course_from_paths([c1])
     assert course.regions["kidney_left"].total_bed_gy == pytest.approx(
         rd.bed(4.0, 50.0, 2.6, 2.8, t_uptake_h=2.0), rel=1e-14)
+
+
+def test_commands_registered():
+    import rptdose.cli as cli
+
+    assert "rptdose.cli_course" in cli.COMMAND_MODULES
+
+
+def test_same_folder_names_are_numbered(tmp_path):
+    c1 = write_cycle(tmp_path / "a" / "out", cycle_doc("2026-03-02T09:00:00"))
+    c2 = write_cycle(tmp_path / "b" / "out", cycle_doc("2026-04-27T09:00:00"))
+    assert [c.label for c in co.load_cycles([c1, c2])] == ["1:out", "2:out"]
+
+
+def test_nan_statistics_read_as_missing(tmp_path):
+    doc = cycle_doc("2026-03-02T09:00:00")
+    doc["regions"][3]["d98_gy"] = float("nan")             # json.dumps writes NaN
+    doc["regions"][3]["mean_dose_rel_uncertainty"] = float("nan")
+    folder = write_cycle(tmp_path / "c1", doc)
+    cyc = co.read_regions(folder)
+    assert cyc.regions["tumour_1"].d98_gy is None and math.isnan(cyc.regions["tumour_1"].rel_uncertainty)
+    course = co.course_from_paths([folder])
+    assert math.isnan(course.regions["tumour_1"].total_dose_sigma_gy)
+
+
+def test_demo_course_orchestration(tmp_path, monkeypatch, capsys):
+    """demo-course: two demo cycles 56 days apart, each run, then the plan. The demo patient and the
+    pipeline are replaced by stubs (the real ones take minutes); the stub run writes regions.json
+    with the administration time the demo study was written with."""
+    demo = pytest.importorskip("rptdose.demo")
+    pipeline = pytest.importorskip("rptdose.pipeline")
+    seen = []
+
+    def fake_write(folder, histories=None, **kw):
+        seen.append(demo.ADMINISTRATION)
+        return folder / "study.toml"
+
+    def fake_run(study, outdir, **kw):
+        write_cycle(outdir, cycle_doc(seen[-1].isoformat()))
+
+    monkeypatch.setattr(demo, "write_demo_study", fake_write)
+    monkeypatch.setattr(pipeline, "run_study", fake_run)
+    first = demo.ADMINISTRATION
+    assert run_cli(["demo-course", "-o", str(tmp_path / "dc"), "--histories", "1000"], monkeypatch) == 0
+    assert demo.ADMINISTRATION == first                       # restored
+    assert (seen[1] - seen[0]).days == 56
+    assert (tmp_path / "dc" / "course" / "course.html").is_file()
+    assert "DECISION SUPPORT ONLY" in capsys.readouterr().out

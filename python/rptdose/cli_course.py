@@ -3,6 +3,9 @@ activity of the remaining cycles within the organ limits (decision support only)
 
 ``rptdose course CYCLE1 CYCLE2 ... [-o DIR] [--limits L.toml] [--tissues T.toml]``
 ``rptdose plan CYCLE1 ... --cycles-left N [--target-tumour-gy X] [--kinetics-from K] [-o DIR] ...``
+``rptdose demo-course -o DIR``: the synthetic demo patient as two cycles (studies in
+``DIR/patient_cycle<k>``, ``rptdose run`` outputs in ``DIR/cycle<k>``), then ``course`` and
+``plan`` (files in ``DIR/course``).
 
 Each CYCLE is an output folder of ``rptdose run`` (its ``regions.json``) or that file. With
 ``-o`` the files of ``rptdose.analysis.course_report`` are written there (``course.html`` ...).
@@ -46,6 +49,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="cycle (1-based, in the order given) whose dose per MBq and t_eff are assumed for the "
                         "remaining cycles (default: the last)")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("demo-course", help="two cycles of the synthetic demo patient, then course and plan",
+                       description="Write the synthetic Lu-177-DOTATATE demo patient (rptdose demo) as two cycles "
+                                   f"{DEMO_COURSE_INTERVAL_DAYS} days apart, run each (rptdose run), then "
+                                   "rptdose course and rptdose plan on them.")
+    p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    p.add_argument("--histories", type=int, default=None, help="decays to simulate per cycle (default: the demo's)")
+    p.add_argument("--method", default=None, help="dose method (default mc)")
+    p.add_argument("--cycles-left", type=int, default=2, help="remaining cycles to plan (default 2)")
+    p.set_defaults(func=cmd_demo_course)
+
+
+#: the demo course: two cycles of the demo patient this many days apart (8 weeks, as for Lu-177-DOTATATE)
+DEMO_COURSE_INTERVAL_DAYS = 56
 
 
 def _fmt(v: float | None, spec: str = ".3g") -> str:
@@ -125,3 +142,33 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"  wrote {len(written)} files to {args.output} (course.html)")
     print(f"*** {DECISION_SUPPORT} ***")
     return 0
+
+
+def cmd_demo_course(args: argparse.Namespace) -> int:
+    import datetime as dt
+    from pathlib import Path
+
+    from rptdose import demo
+    from rptdose.errors import InputError
+    from rptdose.pipeline import run_study
+
+    root = Path(args.output)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"--output '{root}' (is a file): expected a folder for the demo course")
+    histories = args.histories if args.histories is not None else demo.DEMO_HISTORIES
+    cycles = []
+    first = demo.ADMINISTRATION
+    try:
+        for k in (1, 2):
+            # the demo study's administration (and so its scan times) is the module's ADMINISTRATION
+            demo.ADMINISTRATION = first + dt.timedelta(days=DEMO_COURSE_INTERVAL_DAYS * (k - 1))
+            study = demo.write_demo_study(root / f"patient_cycle{k}", histories=histories)
+            print(f"rptdose demo-course: cycle {k}: demo patient, administration {demo.ADMINISTRATION.isoformat()}")
+            run_study(study, root / f"cycle{k}", method=args.method, histories=histories, seed=k, progress=None)
+            cycles.append(str(root / f"cycle{k}"))
+    finally:
+        demo.ADMINISTRATION = first
+    course_args = argparse.Namespace(cycles=cycles, output=str(root / "course"), limits=None, tissues=None,
+                                     cycles_left=args.cycles_left, target_tumour_gy=None, target_quantity="absorbed",
+                                     kinetics_from=None)
+    return cmd_plan(course_args)

@@ -103,10 +103,7 @@ class Cycle:
     method: str
     study_file: str
     regions: dict[str, RegionDose]
-
-    @property
-    def label(self) -> str:
-        return self.path.parent.name or str(self.path.parent)
+    label: str = ""                  # the cycle's name in tables and plots (its folder name)
 
 
 def _regions_path(path: str | os.PathLike) -> Path:
@@ -189,7 +186,8 @@ def read_regions(path: str | os.PathLike) -> Cycle:
             mean_tia_bq_s=_num(entry, "mean_tia_bq_s", rw),
             t_eff_h=t_eff, t_uptake_h=t_up, tia_model=_str(entry, "tia_model", rw))
     return Cycle(path=p, sha256=rb.file_sha256(p), nuclide=nuclide, activity_mbq=activity, time=when,
-                 method=_str(data, "method", where), study_file=_str(data, "study_file", where), regions=regions)
+                 method=_str(data, "method", where), study_file=_str(data, "study_file", where), regions=regions,
+                 label=p.parent.name or str(p.parent))
 
 
 def load_cycles(paths: list[str | os.PathLike]) -> list[Cycle]:
@@ -198,6 +196,10 @@ def load_cycles(paths: list[str | os.PathLike]) -> list[Cycle]:
     if not paths:
         raise InputError("cycles (none given): expected one or more cycle folders")
     cycles = [read_regions(p) for p in paths]
+    labels = [c.label for c in cycles]
+    if len(set(labels)) < len(labels):  # e.g. a/out and b/out: number them
+        for i, c in enumerate(cycles, start=1):
+            c.label = f"{i}:{c.label}"
     first = cycles[0]
     for c in cycles[1:]:
         if c.nuclide != first.nuclide:
@@ -417,11 +419,13 @@ def build_course(cycles: list[Cycle], tissues: rb.TissueTable, limits: LimitTabl
             missing = [c.label for c, p in zip(cycles, rc.present) if not p]
             warnings.append(f"region '{name}' is missing in cycle(s) {', '.join(missing)}: its totals cover the other "
                             "cycles only")
-        if tissue is None:
-            warnings.append(f"region '{name}' ({kind}) maps to no tissue of {tissues.path}: absorbed dose only, no BED")
-        elif any(not math.isfinite(b) for b, p in zip(rc.bed_gy, rc.present) if p):
+        if tissue is not None and any(not math.isfinite(b) for b, p in zip(rc.bed_gy, rc.present) if p):
             warnings.append(f"region '{name}': t_eff_h missing in a cycle: no BED")
         regions[name] = rc
+    no_tissue = [rc.name for rc in regions.values() if rc.tissue is None]
+    if no_tissue:
+        warnings.append(f"regions that map to no tissue of {tissues.path} (absorbed dose only, no BED): "
+                        f"{', '.join(no_tissue)}")
     for a, b in zip(cycles, cycles[1:]):
         gap_h = (b.time - a.time).total_seconds() / 3600.0
         longest = max([r.t_eff_h or 0.0 for r in a.regions.values()]
@@ -459,11 +463,13 @@ def activity_for_limit(delivered_gy: float, limit_gy: float, dose_per_mbq: float
     ``delivered_gy`` exactly to ``limit_gy``; 0 when the limit is already reached."""
     if cycles_left < 1:
         raise InputError(f"cycles_left ({cycles_left}): expected 1 or more")
-    if not (dose_per_mbq > 0):
-        raise InputError(f"dose per MBq ({dose_per_mbq!r} Gy/MBq): expected > 0 to plan with it")
+    if not (dose_per_mbq >= 0):
+        raise InputError(f"dose per MBq ({dose_per_mbq!r} Gy/MBq): expected >= 0 to plan with it")
     room = limit_gy - delivered_gy
     if room <= 0:
         return 0.0
+    if dose_per_mbq == 0:
+        return math.inf             # the organ receives no dose: no constraint
     n, d = float(cycles_left), float(dose_per_mbq)
     if quantity == "absorbed":
         return room / (n * d)
@@ -600,6 +606,9 @@ def plan_course(course: Course, cycles_left: int, kinetics_from: int | None = No
            if rc.name in course.cycles[k_index].regions}
     rows, limiting = _safe_activity(course, kin, cycles_left)
     safe = limiting.activity_mbq
+    if math.isinf(safe):
+        raise InputError(f"organs at risk (none receives a dose in cycle {course.cycles[k_index].label}): expected a "
+                         "dose per MBq > 0 in at least one organ with a limit")
     warnings = list(course.warnings)
     target_rows: list[tuple[str, float, float]] = []
     target_activity = None
