@@ -303,3 +303,15 @@ def test_demo_course_orchestration(tmp_path, monkeypatch, capsys):
     assert (seen[1] - seen[0]).days == 56
     assert (tmp_path / "dc" / "course" / "course.html").is_file()
     assert "DECISION SUPPORT ONLY" in capsys.readouterr().out
+
+
+def test_uncertainty_with_tia_fit(tmp_path):
+    regs = default_regions()
+    regs[0]["mean_dose_rel_uncertainty_with_tia"] = 0.05
+    c1 = write_cycle(tmp_path / "c1", cycle_doc("2026-03-02T09:00:00", regions=regs))
+    c2 = write_cycle(tmp_path / "c2", cycle_doc("2026-04-27T09:00:00", regions=regs))
+    course = co.course_from_paths([c1, c2])
+    k = course.regions["kidney_left"]
+    assert k.total_dose_sigma_tia_gy == pytest.approx(math.hypot(0.2, 0.2), rel=1e-12)
+    assert k.total_dose_sigma_gy == pytest.approx(math.hypot(0.04, 0.04), rel=1e-12)
+    assert math.isnan(course.regions["kidney_right"].total_dose_sigma_tia_gy)     # not given

@@ -66,19 +66,23 @@ DEMO_COURSE_INTERVAL_DAYS = 56
 
 
 def _fmt(v: float | None, spec: str = ".3g") -> str:
-    return "-" if v is None or not math.isfinite(v) else format(v, spec)
+    if v is None or not math.isfinite(v):
+        width = spec.split(".")[0]
+        return "-".rjust(int(width) if width.isdigit() else 0)
+    return format(v, spec)
 
 
 def _print_course(course) -> None:
     print(f"rptdose course: {course.nuclide}, {len(course.cycles)} cycle(s)")
     for c in course.cycles:
         print(f"  cycle {c.label:<12s} {c.time.isoformat():<25s} {c.activity_mbq:9.1f} MBq  ({c.method})")
-    print("  region              kind     dose (Gy)  +-1sd   BED (Gy)  +-1sd   EQD2 (Gy)")
+    print("  cumulative totals; +-1sd: statistical (and with the TIA fit, where the inputs give it)")
+    print("  region              kind     dose (Gy)  +-1sd   (+TIA)  BED (Gy)  +-1sd   EQD2 (Gy)")
     for rc in course.regions.values():
         mark = "" if rc.complete else "  (incomplete)"
         print(f"  {rc.name:<18s}  {rc.kind:<7s}  {_fmt(rc.total_dose_gy, '9.3f')}  {_fmt(rc.total_dose_sigma_gy, '6.3f')}"
-              f"  {_fmt(rc.total_bed_gy, '9.3f')}  {_fmt(rc.total_bed_sigma_gy, '6.3f')}  "
-              f"{_fmt(rc.total_eqd2_gy, '9.3f')}{mark}")
+              f"  {_fmt(rc.total_dose_sigma_tia_gy, '6.3f')}  {_fmt(rc.total_bed_gy, '8.3f')}  "
+              f"{_fmt(rc.total_bed_sigma_gy, '6.3f')}  {_fmt(rc.total_eqd2_gy, '9.3f')}{mark}")
     if course.checks:
         print("  limits:")
         for ch in course.checks:

@@ -18,7 +18,8 @@ the G factor of a mono-exponential dose rate of effective half-life ``t_eff_h`` 
 follows the region's activity: self-irradiation dominates for Lu-177). Over well-separated
 cycles (the previous cycle's dose delivered and its sublethal damage repaired) doses and BEDs
 add. Uncertainties: the per-cycle statistical ``mean_dose_rel_uncertainty`` (independent between
-cycles) propagated in quadrature, to the BED through dBED/dD = 1 + 2 G D / (alpha/beta); the
+cycles) propagated in quadrature (and, where the input has ``mean_dose_rel_uncertainty_with_tia``,
+the same with the TIA fit uncertainty, for the absorbed dose), to the BED through dBED/dD = 1 + 2 G D / (alpha/beta); the
 uncertainty of ``t_eff_h`` and of the radiobiological parameters is not in the inputs and is not
 included (the plan's sensitivity table shows the effect of the kinetics).
 
@@ -79,6 +80,7 @@ class RegionDose:
     kind: str
     mean_dose_gy: float
     rel_uncertainty: float           # NaN: not given
+    rel_uncertainty_with_tia: float  # statistical and TIA fit (optional key); NaN: not given
     d2_gy: float | None
     d50_gy: float | None
     d98_gy: float | None
@@ -128,6 +130,14 @@ def _num(entry: dict, key: str, where: str, *, nullable: bool = False, positive:
     if v < 0 or (positive and v == 0):
         raise InputError(f"{where}: key '{key}' ({v!r}): expected a {'positive' if positive else 'non-negative'} number")
     return v
+
+
+def _optional(entry: dict, key: str, where: str) -> float:
+    """An optional non-negative number; NaN when absent or null."""
+    if key not in entry:
+        return float("nan")
+    v = _num(entry, key, where, nullable=True)
+    return float("nan") if v is None else v
 
 
 def _str(entry: dict, key: str, where: str) -> str:
@@ -180,6 +190,7 @@ def read_regions(path: str | os.PathLike) -> Cycle:
             name=name, kind=kind,
             mean_dose_gy=_num(entry, "mean_dose_gy", rw),
             rel_uncertainty=float("nan") if rel is None else rel,
+            rel_uncertainty_with_tia=_optional(entry, "mean_dose_rel_uncertainty_with_tia", rw),
             d2_gy=_num(entry, "d2_gy", rw, nullable=True), d50_gy=_num(entry, "d50_gy", rw, nullable=True),
             d98_gy=_num(entry, "d98_gy", rw, nullable=True), max_gy=_num(entry, "max_gy", rw, nullable=True),
             volume_ml=_num(entry, "volume_ml", rw), mass_g=_num(entry, "mass_g", rw),
@@ -294,6 +305,7 @@ class RegionCourse:
     tissue: rb.Tissue | None
     dose_gy: list[float]
     dose_sigma_gy: list[float]
+    dose_sigma_tia_gy: list[float]           # 1 sigma including the TIA fit, where the input gives it
     g: list[float]
     bed_gy: list[float]
     bed_sigma_gy: list[float]
@@ -311,6 +323,10 @@ class RegionCourse:
     @property
     def total_dose_sigma_gy(self) -> float:
         return _quadrature(self.dose_sigma_gy, self.present)
+
+    @property
+    def total_dose_sigma_tia_gy(self) -> float:
+        return _quadrature(self.dose_sigma_tia_gy, self.present)
 
     @property
     def total_bed_gy(self) -> float:
@@ -389,13 +405,14 @@ def build_course(cycles: list[Cycle], tissues: rb.TissueTable, limits: LimitTabl
     for name in names:
         kind = next(c.regions[name].kind for c in cycles if name in c.regions)
         tissue = tissues.for_region(name, kind)
-        rc = RegionCourse(name=name, kind=kind, tissue=tissue, dose_gy=[], dose_sigma_gy=[], g=[], bed_gy=[],
+        rc = RegionCourse(name=name, kind=kind, tissue=tissue, dose_gy=[], dose_sigma_gy=[], dose_sigma_tia_gy=[], g=[],
+                          bed_gy=[],
                           bed_sigma_gy=[], present=[],
                           limits=list(by_tissue.get(tissue.name, [])) if tissue is not None else [])
         for c in cycles:
             r = c.regions.get(name)
             if r is None:
-                for lst in (rc.dose_gy, rc.dose_sigma_gy, rc.g, rc.bed_gy, rc.bed_sigma_gy):
+                for lst in (rc.dose_gy, rc.dose_sigma_gy, rc.dose_sigma_tia_gy, rc.g, rc.bed_gy, rc.bed_sigma_gy):
                     lst.append(float("nan"))
                 rc.present.append(False)
                 continue
@@ -403,6 +420,7 @@ def build_course(cycles: list[Cycle], tissues: rb.TissueTable, limits: LimitTabl
             rc.dose_gy.append(r.mean_dose_gy)
             sigma = r.mean_dose_gy * r.rel_uncertainty
             rc.dose_sigma_gy.append(sigma)
+            rc.dose_sigma_tia_gy.append(r.mean_dose_gy * r.rel_uncertainty_with_tia)
             if tissue is None:
                 rc.g.append(float("nan"))
                 rc.bed_gy.append(float("nan"))

@@ -75,6 +75,7 @@ def region_rows(course: Course) -> list[dict[str, Any]]:
             rows.append({"region": rc.name, "kind": rc.kind, "tissue": rc.tissue.name if rc.tissue else "",
                          "cycle": c.label, "administration_time": c.time.isoformat(),
                          "activity_mbq": c.activity_mbq, "dose_gy": rc.dose_gy[i], "dose_sigma_gy": rc.dose_sigma_gy[i],
+                         "dose_sigma_with_tia_gy": rc.dose_sigma_tia_gy[i],
                          "dose_per_mbq_gy": rc.dose_gy[i] / c.activity_mbq, "t_eff_h": r.t_eff_h,
                          "t_uptake_h": r.t_uptake_h, "tia_model": r.tia_model, "alpha_beta_gy": ab,
                          "t_rep_h": rc.tissue.t_rep_h if rc.tissue else None, "g_factor": rc.g[i],
@@ -83,6 +84,7 @@ def region_rows(course: Course) -> list[dict[str, Any]]:
                      "cycle": "total" + ("" if rc.complete else " (incomplete)"),
                      "activity_mbq": sum(c.activity_mbq for c, p in zip(course.cycles, rc.present) if p),
                      "dose_gy": rc.total_dose_gy, "dose_sigma_gy": rc.total_dose_sigma_gy,
+                     "dose_sigma_with_tia_gy": rc.total_dose_sigma_tia_gy,
                      "alpha_beta_gy": ab, "bed_gy": rc.total_bed_gy, "bed_sigma_gy": rc.total_bed_sigma_gy,
                      "eqd2_gy": rc.total_eqd2_gy})
     return rows
@@ -249,13 +251,15 @@ def course_html(course: Course, plan: Plan | None, prov: dict[str, Any], figure_
                                     "fraction_of_limit", "status", "source"]),
         "<h2>Per region and cycle</h2>",
         _table(region_rows(course), ["region", "kind", "tissue", "cycle", "activity_mbq", "dose_gy", "dose_sigma_gy",
+                                     "dose_sigma_with_tia_gy",
                                      "dose_per_mbq_gy", "t_eff_h", "alpha_beta_gy", "t_rep_h", "g_factor", "bed_gy",
                                      "bed_sigma_gy", "eqd2_gy"]),
         "<p>BED = D (1 + G D / (&alpha;/&beta;)), G the Lea&ndash;Catcheside factor of a mono-exponential dose rate "
         "(effective half-life t_eff) with mono-exponential repair (half-time t_rep) (Dale 1985, Br J Radiol "
         "58:515). EQD2 = BED / (1 + 2 Gy/(&alpha;/&beta;)). Totals add over cycles; 1 sigma: the per-cycle "
-        "statistical uncertainty of the mean dose in quadrature (kinetics and radiobiological parameters not "
-        "included). BED of the region mean dose (dose non-uniformity inside a region is not included).</p>",
+        "statistical uncertainty of the mean dose in quadrature; dose_sigma_with_tia_gy adds the TIA fit "
+        "uncertainty where the cycle's regions.json gives it (the uncertainty of the radiobiological parameters "
+        "is not included). BED of the region mean dose (dose non-uniformity inside a region is not included).</p>",
     ]
     if plan is not None:
         pd = plan_dict(plan)
