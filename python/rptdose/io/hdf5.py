@@ -110,8 +110,12 @@ def atomic_h5(path: Any, name: str = "path") -> Iterator[Any]:
         raise
 
 
-def write_result(path: Any, fields: dict[str, Any]) -> Path:
-    """Write the fields of a SimulationResult (see the module docstring) atomically to ``path``."""
+def write_result(path: Any, fields: dict[str, Any], extra: Any = None) -> Path:
+    """Write the fields of a SimulationResult (see the module docstring) atomically to ``path``.
+
+    ``extra``, if given, is called with the open h5py.File before it is closed, to add datasets
+    and attributes of a larger file that stays a readable result (``rptdose run``'s dose.h5).
+    """
     # serialise first, so that a failure cannot happen half-way through the file
     provenance = to_json(fields["provenance"])
     energy_balance = to_json(fields["energy_balance"])
@@ -138,6 +142,8 @@ def write_result(path: Any, fields: dict[str, Any]) -> Path:
                                   chunks=True)
             ds.attrs["units"] = units[key]
             ds.attrs["axes"] = "z, y, x"
+        if extra is not None:
+            extra(f)
     return target
 
 

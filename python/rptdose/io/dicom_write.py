@@ -1,0 +1,247 @@
+"""Writers of the DICOM objects a SPECT/CT study is made of (pydicom), for synthetic studies.
+
+=========================  ====================================================================
+function                   writes
+=========================  ====================================================================
+``write_ct_series``        a CT series, one file per axial slice (identity orientation), HU
+                           as int16 with RescaleSlope 1, RescaleIntercept 0
+``write_nm_counts``        a reconstructed SPECT as one multi-frame NM object (NM Image IOD):
+                           counts (Units CNTS) as uint16 (with a RescaleSlope above 65535), geometry in DetectorInformation-
+                           Sequence, acquisition duration in RotationInformationSequence,
+                           the radiopharmaceutical (nuclide code, total dose in MBq, start
+                           date-time, half-life)
+``write_rtstruct``         an RTSTRUCT of bool masks on the CT grid: per slice, closed planar
+                           contours at the 0.5 level of the mask (contourpy), i.e. midway
+                           between the voxel centres inside and outside, so that rasterising
+                           the voxel centres gives the mask back
+=========================  ====================================================================
+
+Geometry: arrays [z, y, x], spacing and origin (x, y, z) in mm, origin = centre of voxel
+[0, 0, 0], patient coordinates (LPS).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+NM_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
+RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+
+
+@dataclass
+class Identity:
+    """Who and which study the objects belong to."""
+
+    patient_id: str
+    patient_name: str
+    study_uid: str
+
+
+def _da(t: _dt.datetime) -> str:
+    return t.strftime("%Y%m%d")
+
+
+def _tm(t: _dt.datetime) -> str:
+    return t.strftime("%H%M%S")
+
+
+def new_dataset(sop_class: str, modality: str, ident: Identity, series_uid: str, for_uid: str | None,
+                when: _dt.datetime, description: str):
+    """A dataset with its file meta (explicit VR little endian), SOP, patient, study and series."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    sop_uid = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.Modality = modality
+    ds.PatientID = ident.patient_id
+    ds.PatientName = ident.patient_name
+    ds.StudyInstanceUID = ident.study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesDescription = description
+    ds.Manufacturer = "rptdose"
+    if for_uid is not None:
+        ds.FrameOfReferenceUID = for_uid
+    ds.StudyDate = ds.SeriesDate = _da(when)
+    ds.StudyTime = ds.SeriesTime = _tm(when)
+    return ds
+
+
+def _pixels(ds, stored: np.ndarray, signed: bool) -> None:
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = int(stored.shape[-2]), int(stored.shape[-1])
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.PixelData = np.ascontiguousarray(stored.astype("<i2" if signed else "<u2")).tobytes()
+
+
+def _save(ds, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def write_ct_series(folder: Path, hu: np.ndarray, spacing: tuple, origin: tuple, *, ident: Identity, for_uid: str,
+                    when: _dt.datetime, description: str = "CT") -> Path:
+    """A CT series of ``hu`` [z, y, x] in ``folder`` (one file per slice)."""
+    from pydicom.uid import generate_uid
+
+    series_uid = generate_uid()
+    sx, sy, sz = spacing
+    stored = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
+    for k in range(hu.shape[0]):
+        ds = new_dataset(CT_STORAGE, "CT", ident, series_uid, for_uid, when, description)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [float(origin[0]), float(origin[1]), float(origin[2] + k * sz)]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing = [float(sy), float(sx)]
+        ds.SliceThickness = float(sz)
+        ds.RescaleIntercept = 0.0
+        ds.RescaleSlope = 1.0
+        _pixels(ds, stored[k], signed=True)
+        _save(ds, folder / f"ct{k:04d}.dcm")
+    return folder
+
+
+def write_nm_counts(path: Path, counts: np.ndarray, spacing: tuple, origin: tuple, *, ident: Identity, for_uid: str,
+                    acquisition: _dt.datetime, views: int, ms_per_view: int, nuclide_code_meaning: str,
+                    total_dose_mbq: float, radiopharm_start: _dt.datetime, half_life_s: float,
+                    description: str = "SPECT") -> Path:
+    """A reconstructed SPECT in counts (rounded to integers, uint16) as a multi-frame NM object."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import generate_uid
+
+    if float(np.min(counts)) < 0:
+        raise ValueError(f"NM counts (minimum {np.min(counts):g}): expected counts >= 0")
+    # integers as they are; above the uint16 range with a RescaleSlope (counts = stored x slope)
+    slope = 1.0 if float(np.max(counts)) <= 65535 else float(np.max(counts)) / 65535.0
+    stored = np.round(counts / slope)
+    ds = new_dataset(NM_STORAGE, "NM", ident, generate_uid(), for_uid, acquisition, description)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "RECON TOMO", "EMISSION"]
+    nz = counts.shape[0]
+    sx, sy, sz = spacing
+    ds.NumberOfFrames = nz
+    ds.FrameIncrementPointer = pydicom.tag.Tag("SliceVector")
+    ds.SliceVector = list(range(1, nz + 1))
+    ds.NumberOfSlices = nz
+    det = Dataset()
+    det.ImagePositionPatient = [float(v) for v in origin]
+    det.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.DetectorInformationSequence = Sequence([det])
+    ds.NumberOfDetectors = 1
+    ds.PixelSpacing = [float(sy), float(sx)]
+    ds.SpacingBetweenSlices = float(sz)
+    ds.SliceThickness = float(sz)
+    ds.AcquisitionDate = _da(acquisition)
+    ds.AcquisitionTime = _tm(acquisition)
+    rot = Dataset()
+    rot.NumberOfFramesInRotation = int(views)
+    rot.ActualFrameDuration = int(ms_per_view)
+    rot.ScanArc = 360
+    rot.AngularStep = 360.0 / views
+    ds.RotationInformationSequence = Sequence([rot])
+    ds.NumberOfRotations = 1
+    item = Dataset()
+    code = Dataset()
+    code.CodeValue = "C-145A4"
+    code.CodingSchemeDesignator = "SRT"
+    code.CodeMeaning = nuclide_code_meaning
+    item.RadionuclideCodeSequence = Sequence([code])
+    item.RadionuclideTotalDose = f"{total_dose_mbq:.6g}"
+    item.RadiopharmaceuticalStartDateTime = radiopharm_start.strftime("%Y%m%d%H%M%S")
+    item.RadionuclideHalfLife = f"{half_life_s:.6g}"
+    ds.RadiopharmaceuticalInformationSequence = Sequence([item])
+    ds.Units = "CNTS"
+    if slope != 1.0:
+        ds.RescaleSlope = f"{slope:.10g}"
+        ds.RescaleIntercept = 0
+    _pixels(ds, stored.astype(np.uint16), signed=False)
+    return _save(ds, path)
+
+
+def mask_contours(mask: np.ndarray, spacing: tuple, origin: tuple) -> list[np.ndarray]:
+    """Closed planar contours (N, 3) in mm of a bool mask [z, y, x], slice by slice."""
+    import contourpy
+
+    sx, sy, sz = spacing
+    out = []
+    for k in range(mask.shape[0]):
+        sl = mask[k]
+        if not sl.any():
+            continue
+        padded = np.pad(sl.astype(np.float64), 1)   # closed lines also at the grid's edge
+        gen = contourpy.contour_generator(z=padded, line_type=contourpy.LineType.Separate)
+        for line in gen.lines(0.5):
+            pts = np.asarray(line, dtype=np.float64)
+            if len(pts) > 1 and np.allclose(pts[0], pts[-1]):
+                pts = pts[:-1]
+            if len(pts) < 3:
+                continue
+            x = origin[0] + (pts[:, 0] - 1.0) * sx
+            y = origin[1] + (pts[:, 1] - 1.0) * sy
+            out.append(np.stack([x, y, np.full(len(pts), origin[2] + k * sz)], axis=1))
+    return out
+
+
+def write_rtstruct(path: Path, masks: dict[str, np.ndarray], spacing: tuple, origin: tuple, *, ident: Identity,
+                   for_uid: str, when: _dt.datetime, kinds: dict[str, str] | None = None) -> Path:
+    """An RTSTRUCT with one ROI per mask (contours from :func:`mask_contours`)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import generate_uid
+
+    ds = new_dataset(RTSTRUCT_STORAGE, "RTSTRUCT", ident, generate_uid(), None, when, "structures")
+    ds.StructureSetLabel = "organs"
+    ds.StructureSetDate = _da(when)
+    ds.StructureSetTime = _tm(when)
+    ref = Dataset()
+    ref.FrameOfReferenceUID = for_uid
+    ds.ReferencedFrameOfReferenceSequence = Sequence([ref])
+    ssroi, roic, obs = [], [], []
+    for number, (name, mask) in enumerate(masks.items(), start=1):
+        s = Dataset()
+        s.ROINumber = number
+        s.ReferencedFrameOfReferenceUID = for_uid
+        s.ROIName = name
+        s.ROIGenerationAlgorithm = "AUTOMATIC"
+        ssroi.append(s)
+        c = Dataset()
+        c.ReferencedROINumber = number
+        c.ROIDisplayColor = [int(v) for v in (np.array([(number * 73) % 256, (number * 151) % 256,
+                                                         (number * 211) % 256]))]
+        items = []
+        for pts in mask_contours(mask, spacing, origin):
+            it = Dataset()
+            it.ContourGeometricType = "CLOSED_PLANAR"
+            it.NumberOfContourPoints = len(pts)
+            it.ContourData = [f"{v:.3f}" for v in pts.ravel()]
+            items.append(it)
+        c.ContourSequence = Sequence(items)
+        roic.append(c)
+        o = Dataset()
+        o.ObservationNumber = number
+        o.ReferencedROINumber = number
+        o.RTROIInterpretedType = (kinds or {}).get(name, "ORGAN")
+        o.ROIInterpreter = ""
+        obs.append(o)
+    ds.StructureSetROISequence = Sequence(ssroi)
+    ds.ROIContourSequence = Sequence(roic)
+    ds.RTROIObservationsSequence = Sequence(obs)
+    return _save(ds, path)
