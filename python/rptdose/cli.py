@@ -116,7 +116,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 #: Modules that contribute subcommands: each defines ``add_commands(sub)`` which adds its parsers
 #: to the subparsers object and sets ``func`` (args -> exit code) on each.
-COMMAND_MODULES: tuple[str, ...] = ("rptdose.cli_tia", "rptdose.cli_fast", "rptdose.cli_course")
+COMMAND_MODULES: tuple[str, ...] = ("rptdose.cli_tia", "rptdose.cli_fast", "rptdose.cli_run",
+                                   "rptdose.cli_course")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,304 @@
+"""A synthetic Lu-177-DOTATATE patient: CT, four SPECT time points, structures and a study file.
+
+``write_demo_study(folder)`` writes (``rptdose demo`` then runs the pipeline on it)::
+
+    folder/study.toml
+    folder/tp<k>/ct/ct*.dcm      CT of each SPECT/CT (int16 HU, one file per slice)
+    folder/tp<k>/spect.dcm       SPECT in counts (multi-frame NM, calibration factor in study.toml)
+    folder/rtstruct.dcm          the organs on the first CT
+
+Anatomy (analytic shapes in patient coordinates, LPS: +x to the patient's left, +y posterior,
++z head; mm from the centre of the grid): an elliptic-cylinder body, two lungs, the spine
+(cortical shell around spongiosa: the "red_marrow" region) and ribs, liver, spleen, left and
+right kidneys (cortex around a medulla that takes up less), bladder, and two tumours in the
+liver. The patient lies 6 mm off position at the third scan (its CT is registered).
+
+Kinetics: each compartment's activity is A0 f exp(-ln2 t / T_eff) from the administration
+(t = 0), mono-exponential, with the effective half-lives in :data:`KINETICS`:
+
+* kidneys ~50 h, spleen ~65 h, liver ~75 h, tumours ~100 h: representative of the effective
+  half-lives reported for 177Lu-DOTATATE by Garske et al., Acta Oncol 51:86-96 (2012) and
+  Sandström et al., J Nucl Med 54:33-41 (2013) (kidneys around 50 h; spleen, liver and
+  tumours longer; tumours the longest);
+* the uptake fractions f are set so that the absorbed doses per administered activity are of
+  the order reported in the literature (kidneys ~0.4-0.6 Gy/GBq: Staanum et al., EJNMMI Phys
+  8:78 (2021), 0.46 Gy/GBq median for DOTATATE; spleen ~1 Gy/GBq, liver ~0.3 Gy/GBq, tumours a
+  few Gy/GBq: "Dosimetric analyses of kidneys, liver, spleen, pituitary gland, and
+  neuroendocrine tumors of patients treated with 177Lu-DOTATATE", Clin Nucl Med 38(3) (2013));
+* the remainder of the body (blood and soft tissue, lungs at their density's share) clears in
+  two phases, a fast renal one (T_eff 3 h) and a slow one (40 h), and the bladder content
+  (urine) with 8 h; red marrow follows the blood (30 h).
+
+These are illustrative values, not a population model: the demo shows the pipeline on a
+patient-like study whose true activity is known (:meth:`DemoPatient.tia_bq_s`).
+
+SPECT: the true activity at the scan blurred with a Gaussian of :data:`SPECT_FWHM_MM` FWHM
+(the resolution of a reconstructed Lu-177 SPECT), converted to counts with the calibration
+factor :data:`SENSITIVITY_CPS_PER_MBQ` over a 60 x 30 s acquisition (physical decay during
+the acquisition included), and Poisson-sampled with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HOUR = 3600.0
+NUCLIDE = "Lu-177"
+ADMINISTERED_MBQ = 7400.0
+ADMINISTRATION = _dt.datetime(2026, 3, 2, 9, 0, 0)
+TIMES_H = (4.0, 24.0, 96.0, 168.0)
+SPECT_FWHM_MM = 10.0
+SENSITIVITY_CPS_PER_MBQ = 9.0
+VIEWS, MS_PER_VIEW = 60, 30_000
+#: Voxel size of the demo (mm) and its default histories: about 1 % statistical uncertainty in
+#: the kidneys on this grid in a few minutes on 2 cores.
+DEMO_VOXEL_MM = 4.8
+DEMO_HISTORIES = 10_000_000
+#: Patient displacement (mm, x y z) at each scan (1-based): the third scan is registered.
+DEMO_SHIFTS_MM = {3: (6.0, -4.0, 0.0)}
+
+#: compartment: (fraction of the administered activity at t = 0 (extrapolated), T_eff in h)
+KINETICS: dict[str, tuple[float, float]] = {
+    "body_fast": (0.45, 3.0),
+    "body_slow": (0.15, 40.0),
+    "bladder": (0.03, 8.0),
+    "red_marrow": (0.002, 30.0),
+    "liver": (0.06, 75.0),
+    "spleen": (0.018, 65.0),
+    "kidney_left": (0.016, 50.0),
+    "kidney_right": (0.016, 50.0),
+    "tumour_1": (0.004, 100.0),
+    "tumour_2": (0.0015, 100.0),
+}
+#: Relative concentration in the kidneys' medulla (the cortex takes up most).
+MEDULLA_UPTAKE = 0.3
+
+#: HU of the tissues (CT).
+HU = {"air": -1000.0, "lung": -800.0, "body": 20.0, "liver": 60.0, "spleen": 50.0, "kidney": 35.0,
+      "bladder": 10.0, "tumour": 80.0, "spongiosa": 250.0, "cortical": 1000.0, "rib": 700.0}
+
+#: Shapes (mm): centre (x, y, z) and semi-axes (x, y, z) of ellipsoids; the body is an
+#: elliptic cylinder over the whole grid.
+BODY_SEMI_AXES = (165.0, 112.0)
+SHAPES = {
+    "lung_left": ((85.0, 0.0, 100.0), (55.0, 70.0, 85.0)),
+    "lung_right": ((-85.0, 0.0, 100.0), (60.0, 72.0, 85.0)),
+    "liver": ((-70.0, -5.0, 25.0), (85.0, 72.0, 65.0)),
+    "spleen": ((100.0, 35.0, 35.0), (30.0, 40.0, 32.0)),
+    "kidney_left": ((75.0, 55.0, -35.0), (30.0, 27.0, 52.0)),
+    "kidney_right": ((-75.0, 55.0, -40.0), (30.0, 27.0, 52.0)),
+    "bladder": ((0.0, -30.0, -125.0), (40.0, 35.0, 28.0)),
+    "tumour_1": ((-95.0, -25.0, 40.0), (16.0, 16.0, 16.0)),
+    "tumour_2": ((-40.0, 20.0, 5.0), (11.0, 11.0, 11.0)),
+}
+SPINE = ((0.0, 80.0), 17.0, 4.0)   # (x, y) centre, outer radius, cortical shell thickness (mm)
+RIB_PITCH_MM, RIB_HALF_WIDTH_MM, RIB_THICKNESS_MM, RIB_Z_MIN_MM = 26.0, 5.0, 8.0, -10.0
+#: Grid extent (mm, x y z).
+EXTENT_MM = (365.0, 270.0, 310.0)
+
+
+def _ellipsoid(x, y, z, centre, axes) -> np.ndarray:
+    (cx, cy, cz), (rx, ry, rz) = centre, axes
+    return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + ((z - cz) / rz) ** 2 < 1.0
+
+
+@dataclass
+class DemoPatient:
+    """The demo patient on a grid of ``voxel_mm`` voxels (smaller grids for tests: a larger
+    ``voxel_mm``)."""
+
+    voxel_mm: float = DEMO_VOXEL_MM
+    seed: int = 1
+    shape: tuple[int, int, int] = field(init=False)
+    spacing: tuple[float, float, float] = field(init=False)
+    origin: tuple[float, float, float] = field(init=False)
+
+    def __post_init__(self):
+        v = float(self.voxel_mm)
+        n = [max(8, int(round(e / v))) for e in EXTENT_MM]
+        self.shape = (n[2], n[1], n[0])
+        self.spacing = (v, v, v)
+        self.origin = tuple(-0.5 * (k - 1) * v for k in n)
+
+    def _coords(self, shift=(0.0, 0.0, 0.0)):
+        nz, ny, nx = self.shape
+        v = self.voxel_mm
+        x = self.origin[0] + v * np.arange(nx) - shift[0]
+        y = self.origin[1] + v * np.arange(ny) - shift[1]
+        z = self.origin[2] + v * np.arange(nz) - shift[2]
+        return z[:, None, None], y[None, :, None], x[None, None, :]
+
+    def compartments(self, shift=(0.0, 0.0, 0.0)) -> dict[str, np.ndarray]:
+        """Disjoint bool masks of the tissues (later entries win where shapes overlap)."""
+        z, y, x = self._coords(shift)
+        full = np.ones(self.shape, dtype=bool)
+        body = full & (((x / BODY_SEMI_AXES[0]) ** 2 + (y / BODY_SEMI_AXES[1]) ** 2) < 1.0)
+        (sx, sy), r_out, shell = SPINE
+        r_spine = np.sqrt((x - sx) ** 2 + (y - sy) ** 2)
+        spine = full & (r_spine < r_out)
+        spongiosa = full & (r_spine < r_out - shell)
+        # ribs: elliptic bands just inside the body outline, in slabs every RIB_PITCH_MM above RIB_Z_MIN_MM
+        e = np.sqrt((x / BODY_SEMI_AXES[0]) ** 2 + (y / BODY_SEMI_AXES[1]) ** 2)
+        band = (e > 1.0 - (RIB_THICKNESS_MM + 6.0) / BODY_SEMI_AXES[1]) & (e < 1.0 - 6.0 / BODY_SEMI_AXES[1])
+        phase = np.abs(((z - RIB_Z_MIN_MM) % RIB_PITCH_MM) - 0.5 * RIB_PITCH_MM)
+        slab = (phase < RIB_HALF_WIDTH_MM) & (z > RIB_Z_MIN_MM)
+        ribs = full & band & slab & (y > -60.0)
+        out: dict[str, np.ndarray] = {"body": body}
+        for name in ("lung_left", "lung_right"):
+            out[name] = body & _ellipsoid(x, y, z, *SHAPES[name])
+        for name in ("liver", "spleen", "bladder", "kidney_left", "kidney_right", "tumour_1", "tumour_2"):
+            out[name] = body & _ellipsoid(x, y, z, *SHAPES[name])
+        out["ribs"] = body & ribs
+        out["spine_cortical"] = body & spine & ~spongiosa
+        out["red_marrow"] = body & spongiosa
+        for name in ("kidney_left", "kidney_right"):
+            c, a = SHAPES[name]
+            out[name.replace("kidney", "medulla")] = out[name] & _ellipsoid(x, y, z, c, tuple(0.55 * v for v in a))
+        # make them disjoint in priority order (later wins)
+        order = list(out)
+        taken = np.zeros(self.shape, dtype=bool)
+        for name in reversed(order):
+            out[name] = out[name] & ~taken
+            taken |= out[name]
+        return out
+
+    def regions(self, shift=(0.0, 0.0, 0.0)) -> dict[str, np.ndarray]:
+        """The structures of the RTSTRUCT (may overlap: a kidney includes its medulla, the liver
+        its tumours)."""
+        c = self.compartments(shift)
+        outline = np.logical_or.reduce(list(c.values()))
+        return {"body": outline,
+                "liver": c["liver"] | c["tumour_1"] | c["tumour_2"], "spleen": c["spleen"],
+                "kidney_left": c["kidney_left"] | c["medulla_left"],
+                "kidney_right": c["kidney_right"] | c["medulla_right"], "bladder": c["bladder"],
+                "red_marrow": c["red_marrow"], "tumour_1": c["tumour_1"], "tumour_2": c["tumour_2"],
+                "lungs": c["lung_left"] | c["lung_right"]}
+
+    def hu(self, shift=(0.0, 0.0, 0.0)) -> np.ndarray:
+        c = self.compartments(shift)
+        out = np.full(self.shape, HU["air"])
+        table = {"body": "body", "lung_left": "lung", "lung_right": "lung", "liver": "liver", "spleen": "spleen",
+                 "bladder": "bladder", "kidney_left": "kidney", "kidney_right": "kidney", "medulla_left": "kidney",
+                 "medulla_right": "kidney", "tumour_1": "tumour", "tumour_2": "tumour", "ribs": "rib",
+                 "spine_cortical": "cortical", "red_marrow": "spongiosa"}
+        for name, m in c.items():
+            out[m] = HU[table[name]]
+        rng = np.random.default_rng(self.seed)
+        return out + np.where(out > -1000.0, rng.normal(0.0, 8.0, self.shape), 0.0)
+
+    def _concentration_weights(self, c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per compartment of KINETICS, a [z, y, x] weight map summing to 1 (where its activity is)."""
+        lung = c["lung_left"] | c["lung_right"]
+        soft = c["body"] | c["liver"] | c["spleen"] | c["bladder"] | c["kidney_left"] | c["kidney_right"] | \
+            c["medulla_left"] | c["medulla_right"] | c["tumour_1"] | c["tumour_2"]
+        # blood and soft tissue everywhere in the body (lungs at ~ their density's share, 0.26)
+        remainder = soft.astype(np.float64) + 0.26 * lung
+        w = {"body_fast": remainder, "body_slow": remainder, "bladder": c["bladder"].astype(np.float64),
+             "red_marrow": c["red_marrow"].astype(np.float64), "liver": c["liver"].astype(np.float64),
+             "spleen": c["spleen"].astype(np.float64), "tumour_1": c["tumour_1"].astype(np.float64),
+             "tumour_2": c["tumour_2"].astype(np.float64)}
+        for side in ("left", "right"):
+            w[f"kidney_{side}"] = c[f"kidney_{side}"] + MEDULLA_UPTAKE * c[f"medulla_{side}"]
+        return {k: v / v.sum() for k, v in w.items() if v.sum() > 0}
+
+    def activity_bq(self, t_s: float, shift=(0.0, 0.0, 0.0)) -> np.ndarray:
+        """True activity per voxel (Bq) at ``t_s`` after the administration."""
+        w = self._concentration_weights(self.compartments(shift))
+        out = np.zeros(self.shape)
+        for name, weights in w.items():
+            f, teff_h = KINETICS[name]
+            out += ADMINISTERED_MBQ * 1e6 * f * math.exp(-math.log(2.0) * t_s / (teff_h * HOUR)) * weights
+        return out
+
+    def tia_bq_s(self) -> np.ndarray:
+        """True TIA per voxel (Bq s), from the administration to infinity."""
+        w = self._concentration_weights(self.compartments())
+        out = np.zeros(self.shape)
+        for name, weights in w.items():
+            f, teff_h = KINETICS[name]
+            out += ADMINISTERED_MBQ * 1e6 * f * teff_h * HOUR / math.log(2.0) * weights
+        return out
+
+    def spect_counts(self, t_s: float, shift=(0.0, 0.0, 0.0), index: int = 0) -> np.ndarray:
+        """The reconstructed SPECT in counts: blurred, calibrated, Poisson-sampled."""
+        from rptdose.physics.nuclides import load_nuclide
+
+        lam = math.log(2.0) / load_nuclide(NUCLIDE).half_life_s
+        duration_s = VIEWS * MS_PER_VIEW / 1000.0
+        blurred = gaussian_blur(self.activity_bq(t_s, shift), SPECT_FWHM_MM, self.spacing)
+        mean = np.maximum(blurred, 0.0) * SENSITIVITY_CPS_PER_MBQ * 1e-6 * (-math.expm1(-lam * duration_s)) / lam
+        rng = np.random.default_rng([self.seed, index])
+        return rng.poisson(mean).astype(np.float64)
+
+
+def gaussian_blur(a: np.ndarray, fwhm_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    """``a`` [z, y, x] convolved with a normalised 3-D Gaussian of ``fwhm_mm`` (zero outside)."""
+    from rptdose.fast.vsv import fft_convolve
+
+    sigma = fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    axes = []
+    for s in (spacing[2], spacing[1], spacing[0]):
+        h = int(math.ceil(3.0 * sigma / s))
+        u = np.arange(-h, h + 1) * s
+        g = np.exp(-0.5 * (u / sigma) ** 2)
+        axes.append(g / g.sum())
+    kernel = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+    return fft_convolve(a, kernel)
+
+
+def write_demo_study(folder: str | Path, patient: DemoPatient | None = None, *, times_h=TIMES_H,
+                     shifts: dict[int, tuple] | None = None, histories: int = DEMO_HISTORIES,
+                     administration: _dt.datetime | None = None) -> Path:
+    """Write the demo patient's DICOM and study.toml into ``folder``; returns the study file.
+
+    ``administration``: the date-time of the administration (default :data:`ADMINISTRATION`);
+    the scans follow it at ``times_h``.
+    """
+    from pydicom.uid import generate_uid
+
+    from rptdose.io.dicom_write import Identity, write_ct_series, write_nm_counts, write_rtstruct
+    from rptdose.physics.nuclides import load_nuclide
+
+    p = patient or DemoPatient()
+    adm = administration or ADMINISTRATION
+    shifts = DEMO_SHIFTS_MM if shifts is None else shifts
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    ident = Identity("RPTDEMO01", "Demo^Patient", generate_uid())
+    half_life_s = load_nuclide(NUCLIDE).half_life_s
+    tables = []
+    first_for = None
+    for i, t_h in enumerate(times_h, start=1):
+        shift = shifts.get(i, (0.0, 0.0, 0.0))
+        for_uid = generate_uid()
+        first_for = first_for or for_uid
+        when = adm + _dt.timedelta(hours=t_h)
+        write_ct_series(root / f"tp{i}" / "ct", p.hu(shift), p.spacing, p.origin, ident=ident, for_uid=for_uid,
+                        when=when, description=f"CT {t_h:g} h")
+        write_nm_counts(root / f"tp{i}" / "spect.dcm", p.spect_counts(t_h * HOUR, shift, i), p.spacing, p.origin,
+                        ident=ident, for_uid=for_uid, acquisition=when, views=VIEWS, ms_per_view=MS_PER_VIEW,
+                        nuclide_code_meaning="^177^Lutetium", total_dose_mbq=ADMINISTERED_MBQ,
+                        radiopharm_start=adm, half_life_s=half_life_s,
+                        description=f"SPECT Lu-177 {t_h:g} h")
+        tables.append(f'[[timepoint]]\nlabel = "{t_h:g}h"\nspect = "tp{i}/spect.dcm"\nct = "tp{i}/ct"\n')
+    regions = p.regions()
+    kinds = {"body": "EXTERNAL", "tumour_1": "GTV", "tumour_2": "GTV"}
+    write_rtstruct(root / "rtstruct.dcm", regions, p.spacing, p.origin, ident=ident, for_uid=first_for,
+                   when=adm, kinds=kinds)
+    text = ('# A synthetic Lu-177-DOTATATE patient (rptdose demo): see rptdose/demo.py for the anatomy and\n'
+            '# kinetics, and docs/study_file.md for the keys.\n'
+            '[study]\nnuclide = "Lu-177"\nname = "demo Lu-177-DOTATATE"\n\n'
+            f'[administration]\nactivity_mbq = {ADMINISTERED_MBQ:g}\ntime = {adm.isoformat()}\n\n'
+            + "\n".join(tables)
+            + f'\n[calibration]\nmode = "sensitivity"\nsensitivity_cps_per_mbq = {SENSITIVITY_CPS_PER_MBQ:g}\n\n'
+            '[segmentation]\nrtstruct = "rtstruct.dcm"\n\n'
+            f'[dose]\ngrid = "spect"\nmethod = "mc"\nhistories = {int(histories)}\nseed = 1\n\n'
+            '[tia]\nmodel = "auto"\n\n[registration]\nmethod = "rigid"\n')
+    study = root / "study.toml"
+    study.write_text(text, encoding="utf-8")
+    return study

@@ -1,0 +1,149 @@
+"""The run report: one self-contained HTML page (images embedded as base64 PNG, no external
+files, no scripts) that a physicist can read, check and sign.
+
+Sections: summary (patient label, nuclide, administration, method, histories, seed, backend),
+warnings, the region table, dose slices, DVH, time points (quantification report), the
+time-activity fits, the outputs written, and the provenance (versions, input SHA-256s, the
+study file's text, settings, timings).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+_CSS = """
+body{font-family:sans-serif;max-width:1300px;margin:1em auto;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:0.5em 0}
+td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}
+th{background:#eee} td.l,th.l{text-align:left}
+.warn{background:#fff3cd;border:1px solid #e0c060;padding:0.5em 1em}
+.ok{background:#e8f5e9;border:1px solid #90c090;padding:0.5em 1em}
+pre{background:#f6f6f6;padding:0.5em;font-size:12px;overflow-x:auto;white-space:pre-wrap}
+img{max-width:100%}
+"""
+
+
+def _e(v: Any) -> str:
+    return html.escape(str(v))
+
+
+def _num(v: Any, fmt: str = ".4g", scale: float = 1.0) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "&ndash;"
+    if isinstance(v, (int, float)):
+        return format(v * scale, fmt)
+    return _e(v)
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str, str, float]]) -> str:
+    """cols: (key, header, format, scale); format "" = text."""
+    head = "".join(f'<th class="{"l" if not f else ""}">{_e(h)}</th>' for _, h, f, _s in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for key, _h, fmt, scale in cols:
+            v = r.get(key)
+            if not fmt:
+                text = ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else ("" if v is None else str(v))
+                cells.append(f'<td class="l">{_e(text)}</td>')
+            else:
+                cells.append(f"<td>{_num(v, fmt, scale)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+REGION_TABLE = [("name", "region", "", 1), ("kind", "kind", "", 1), ("mean_dose_gy", "mean (Gy)", ".4g", 1),
+                ("mean_dose_rel_uncertainty", "stat. +- (%)", ".2f", 100),
+                ("tia_rel_uncertainty", "TIA fit +- (%)", ".2f", 100),
+                ("d2_gy", "D2 (Gy)", ".4g", 1), ("d50_gy", "D50 (Gy)", ".4g", 1), ("d98_gy", "D98 (Gy)", ".4g", 1),
+                ("max_gy", "max (Gy)", ".4g", 1), ("volume_ml", "volume (ml)", ".4g", 1),
+                ("mass_g", "mass (g)", ".4g", 1), ("tia_bq_s", "TIA (MBq h)", ".4g", 1 / 3.6e9),
+                ("t_eff_h", "T_eff (h)", ".3g", 1), ("tia_model", "TIA model", "", 1),
+                ("tia_flags", "fit flags", "", 1)]
+TIMEPOINT_TABLE = [("label", "time point", "", 1), ("acquisition_start", "scan start", "", 1),
+                   ("time_h", "time (h)", ".2f", 1), ("units", "units", "", 1),
+                   ("activity_fov_mbq", "FOV (MBq)", ".5g", 1),
+                   ("activity_fov_decay_corrected_mbq", "FOV decay-corr. (MBq)", ".5g", 1),
+                   ("percent_of_administered_decay_corrected", "% of administered", ".1f", 1),
+                   ("registration", "registration", "", 1)]
+
+
+def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], provenance: dict,
+                  written: dict[str, Path], outdir: Path) -> str:
+    """The HTML text of the report (see the module docstring)."""
+    from rptdose.quant.outputs import safe_name
+
+    prov = provenance
+    dp = prov["dose"]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rptdose report: {_e(study.name)}</title>"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>Absorbed dose report: {_e(study.name)}</h1>"]
+    summary = [("study file", study.path), ("nuclide", study.nuclide),
+               ("administered activity", f"{study.administered_activity_bq / 1e6:.6g} MBq"),
+               ("administration time", study.administration_time.isoformat()),
+               ("time points", ", ".join(f"{tp.label} ({tp.time_h:.1f} h)" for tp in study.timepoints)),
+               ("dose method", dose.method + (" (dose-rate integration per voxel)" if dp["dose_rate_integration"]
+                                              else " (transport of the time-integrated activity)")),
+               ("histories", dose.histories), ("seed", dose.seed), ("backend", dose.backend),
+               ("electron transport", dp["electron_transport"]),
+               ("dose grid", f"{study.phantom.shape} (z, y, x) voxels of "
+                             f"{' x '.join(f'{v:.3g}' for v in study.phantom.spacing_mm)} mm (x, y, z)"),
+               ("rptdose", prov["rptdose_version"]), ("created", prov["created"])]
+    parts.append("<table>" + "".join(f'<tr><th class="l">{_e(k)}</th><td class="l">{_e(v)}</td></tr>'
+                                     for k, v in summary) + "</table>")
+    parts.append("<h2>Warnings</h2>")
+    if notes:
+        parts.append('<div class="warn"><ul>' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></div>")
+    else:
+        parts.append('<div class="ok">none: activity in the field of view consistent with the administration, '
+                     'fits without guards, statistical uncertainties below the thresholds</div>')
+    parts.append("<h2>Regions</h2><p>Mean dose = energy / mass (MIRD). Uncertainties are relative 1-sigma: "
+                 "statistical (Monte Carlo batch method, or the fast method's own) and of the region's TIA fit; "
+                 "D<sub>x</sub> is the minimum dose to the hottest x % of the volume.</p>")
+    parts.append(_table(rows, REGION_TABLE))
+    if "slices_png" in written:
+        parts.append("<h2>Dose on CT</h2>" + _img(written["slices_png"], "dose slices"))
+    if "dvh_png" in written:
+        parts.append("<h2>Dose-volume histograms</h2>" + _img(written["dvh_png"], "DVH"))
+    parts.append("<h2>Time points</h2>" + _table(study.quant_report, TIMEPOINT_TABLE))
+    tacs = [(name, written.get(f"tia/tac_{name}")) for name in study.region_names]
+    if any(p for _, p in tacs):
+        parts.append("<h2>Time-activity fits</h2>")
+        parts.extend(_img(p, f"TAC {name}") for name, p in tacs if p is not None)
+    checks = [p for k, p in written.items() if k.startswith("tia/check_tp")]
+    if checks:
+        parts.append("<h2>Registration checks</h2>")
+        parts.extend(_img(p, p.name) for p in checks)
+    parts.append("<h2>Outputs</h2><ul>" + "".join(
+        f"<li>{_e(Path(p).relative_to(outdir) if Path(p).is_relative_to(outdir) else p)}</li>"
+        for p in written.values()) + f"<li>report.html</li></ul>")
+    parts.append("<h2>Provenance</h2>")
+    inputs = prov["study"].get("input_sha256", {})
+    parts.append("<h3>Inputs (SHA-256)</h3>" + _table(
+        [{"file": k, "sha256": v} for k, v in inputs.items()], [("file", "file", "", 1), ("sha256", "SHA-256", "", 1)]))
+    versions = dict(prov["study"].get("versions", {}))
+    versions.update({f"dose: {k}": v for k, v in (dp["provenance"].get("versions") or {}).items()})
+    physics = dp["provenance"].get("physics_data") or {}
+    parts.append("<h3>Versions and physics data</h3><pre>" + _e(json.dumps(
+        {"rptdose": prov["rptdose_version"], "core": dp["provenance"].get("core_version"), "libraries": versions,
+         "physics_data": physics}, indent=1, default=str)) + "</pre>")
+    parts.append("<h3>Study file</h3><pre>" + _e(prov["study_file_text"]) + "</pre>")
+    parts.append("<h3>Settings and timings</h3><pre>" + _e(json.dumps(
+        {"settings": prov["study"].get("settings"), "timings_s": prov["timings_s"],
+         "transport_timings_s": dp["provenance"].get("timing_s"),
+         "energy_balance_mev_per_decay": dose.energy_balance}, indent=1, default=str)) + "</pre>")
+    parts.append(f"<p>The full provenance is in dose.h5 (attribute provenance) and regions.json. "
+                 f"Time-activity plots: tia/plots/tac_&lt;region&gt;.png "
+                 f"({', '.join(_e(safe_name(n)) for n in study.region_names)}).</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
