@@ -315,3 +315,13 @@ def test_uncertainty_with_tia_fit(tmp_path):
     assert k.total_dose_sigma_tia_gy == pytest.approx(math.hypot(0.2, 0.2), rel=1e-12)
     assert k.total_dose_sigma_gy == pytest.approx(math.hypot(0.04, 0.04), rel=1e-12)
     assert math.isnan(course.regions["kidney_right"].total_dose_sigma_tia_gy)     # not given
+
+
+def test_status_near_the_limit(tmp_path):
+    lim = limits_file(tmp_path, '[[limit]]\ntissue = "kidney"\nquantity = "absorbed"\nvalue_gy = 4.05\n'
+                                'source = "x"\n')
+    regs = [region("kidney_left", "kidney", 4.0, 50.0, rel=0.01)]          # 4.0 +- 0.04 Gy: 4.08 at 2 sigma
+    c1 = write_cycle(tmp_path / "c1", cycle_doc("2026-03-02T09:00:00", regions=regs))
+    (check,) = co.course_from_paths([c1], limits_path=lim).checks
+    assert check.status == "within (the limit is inside 2 sigma)"
+    assert rb.load_tissues()["red_marrow"].checked.startswith("not checked")

@@ -369,6 +369,8 @@ class LimitCheck:
         if not math.isfinite(self.total_gy):
             return "unknown"
         s = "exceeded" if self.total_gy > self.limit.value_gy else "within"
+        if s == "within" and self.total_gy + 2.0 * self.sigma_gy > self.limit.value_gy:
+            s = "within (the limit is inside 2 sigma)"
         return s if self.complete else f"{s} (incomplete: region missing in a cycle)"
 
 

@@ -290,7 +290,7 @@ def course_html(course: Course, plan: Plan | None, prov: dict[str, Any], figure_
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
     parts += ["<h2>Parameters</h2>",
               _table([t.as_dict() for t in course.tissues.tissues.values()],
-                     ["name", "alpha_beta_gy", "t_rep_h", "source", "note"]),
+                     ["name", "alpha_beta_gy", "t_rep_h", "source", "checked", "note"]),
               f"<p>tissue table {esc(course.tissues.path)} (SHA-256 {course.tissues.sha256}); limits table "
               f"{esc(course.limits.path)} (SHA-256 {course.limits.sha256})</p>",
               "<h2>Provenance</h2>", f"<pre>{esc(json.dumps(_clean(prov), indent=1, default=str))}</pre>",

@@ -183,10 +183,12 @@ class Tissue:
     kinds: tuple[str, ...] = ()      # region kinds mapped to this tissue ("kidney", "marrow", "tumour")
     names: tuple[str, ...] = ()      # region-name patterns (case-insensitive globs, e.g. "*parotid*")
     note: str = ""
+    checked: str = ""                # how the values were checked against the source
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "alpha_beta_gy": self.alpha_beta_gy, "t_rep_h": self.t_rep_h,
-                "source": self.source, "kinds": list(self.kinds), "names": list(self.names), "note": self.note}
+                "source": self.source, "checked": self.checked, "kinds": list(self.kinds), "names": list(self.names),
+                "note": self.note}
 
 
 @dataclass
@@ -307,5 +309,6 @@ def load_tissues(path: str | os.PathLike | None = None) -> TissueTable:
             kinds=_str_list(entry.get("kinds"), f"{where} key 'kinds'"),
             names=_str_list(entry.get("names"), f"{where} key 'names'"),
             note=str(entry.get("note", "")).strip(),
+            checked=" ".join(str(entry.get("checked", "")).split()),
         )
     return TissueTable(tissues=tissues, path=str(p), sha256=file_sha256(p), title=str(data.get("title", "")))
