@@ -18,7 +18,9 @@ the same fits and guards as for activity). The histories are split over the time
 (time point k gets ``histories / n`` and the seed ``seed + k``, independent random streams).
 A region's mean dose is then the integral of its mean dose-rate curve fitted with the region
 model; its statistical uncertainty propagates each time point's batch uncertainty through
-the integral (first order, the sensitivities by finite differences).
+the integral (first order, the sensitivities by finite differences). The voxel uncertainty map
+propagates the voxels' relative uncertainties through trapezoid weights (from 0 at the
+administration, physical decay after the last scan), taking the time points as independent.
 
 Outputs in DIR (every file written under a temporary name and moved into place):
 
@@ -391,8 +393,10 @@ def write_outputs(outdir: Path, study: Any, dose: DoseEstimate, regions: dict[st
         written["rtdose_uncertainty"] = write_rtdose(
             outdir / "dose_uncertainty.dcm", sigma, geo, reference=ref, dose_type="ERROR", comment=comment,
             series_description=f"rptdose {dose.method} dose uncertainty (1 sigma, statistical)")
-    written["dose_nifti"] = write_image(outdir / "dose.nii.gz", dose.dose_gy, geo)
-    written["uncertainty_nifti"] = write_image(outdir / "dose_rel_uncertainty.nii.gz", rel_map, geo)
+    note = f"rptdose {provenance['rptdose_version']} {dose.method} seed {dose.seed}; provenance: dose.h5"
+    written["dose_nifti"] = write_image(outdir / "dose.nii.gz", dose.dose_gy, geo, description=f"dose Gy; {note}")
+    written["uncertainty_nifti"] = write_image(outdir / "dose_rel_uncertainty.nii.gz", rel_map, geo,
+                                               description=f"rel. 1-sigma; {note}")
 
     table_json = to_json(rows)
 

@@ -94,12 +94,15 @@ def _fmt(v: Any) -> Any:
     return v
 
 
-def write_image(path: str | os.PathLike, array: np.ndarray, geometry: dict) -> Path:
+def write_image(path: str | os.PathLike, array: np.ndarray, geometry: dict, description: str | None = None) -> Path:
     """A [z, y, x] array on ``geometry`` ({spacing_mm, origin_mm, direction}) as an image file
-    (format from the extension, e.g. NIfTI .nii.gz), atomically."""
+    (format from the extension, e.g. NIfTI .nii.gz), atomically. ``description``: a note kept in
+    the file (NIfTI ``descrip``, at most 80 characters)."""
     import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    if description:
+        img.SetMetaData("ITK_FileNotes", description[:79])
     img.SetSpacing(tuple(geometry["spacing_mm"]))
     img.SetOrigin(tuple(geometry["origin_mm"]))
     img.SetDirection(tuple(geometry["direction"]))
