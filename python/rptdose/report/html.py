@@ -78,6 +78,26 @@ TIMEPOINT_TABLE = [("label", "time point", "", 1), ("acquisition_start", "scan s
                    ("registration", "registration", "", 1)]
 
 
+#: Folders with more input files than this are summarised on one line of the report.
+GROUP_FILES = 3
+
+
+def _grouped_hashes(inputs: dict[str, str]) -> list[dict[str, str]]:
+    import hashlib
+
+    folders: dict[str, list[tuple[str, str]]] = {}
+    for f, h in inputs.items():
+        folders.setdefault(str(Path(f).parent), []).append((Path(f).name, h))
+    rows = []
+    for folder, items in folders.items():
+        if len(items) > GROUP_FILES:
+            digest = hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in sorted(items)).encode()).hexdigest()
+            rows.append({"file": f"{folder}/ ({len(items)} files)", "sha256": digest})
+        else:
+            rows.extend({"file": str(Path(folder) / n), "sha256": h} for n, h in items)
+    return rows
+
+
 def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], provenance: dict,
                   written: dict[str, Path], outdir: Path) -> str:
     """The HTML text of the report (see the module docstring)."""
@@ -129,8 +149,9 @@ def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], pro
         for p in written.values()) + f"<li>report.html</li></ul>")
     parts.append("<h2>Provenance</h2>")
     inputs = prov["study"].get("input_sha256", {})
-    parts.append("<h3>Inputs (SHA-256)</h3>" + _table(
-        [{"file": k, "sha256": v} for k, v in inputs.items()], [("file", "file", "", 1), ("sha256", "SHA-256", "", 1)]))
+    parts.append("<h3>Inputs (SHA-256)</h3><p>Folders of many files (DICOM series) are shown as one line: the "
+                 "SHA-256 of their files' names and SHA-256s in order; every file's is in dose.h5.</p>"
+                 + _table(_grouped_hashes(inputs), [("file", "file or folder", "", 1), ("sha256", "SHA-256", "", 1)]))
     versions = dict(prov["study"].get("versions", {}))
     versions.update({f"dose: {k}": v for k, v in (dp["provenance"].get("versions") or {}).items()})
     physics = dp["provenance"].get("physics_data") or {}
