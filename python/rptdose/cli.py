@@ -114,6 +114,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_study_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str
+                     ) -> argparse.ArgumentParser:
+    """A subcommand that reads a study file and writes into an output folder (``STUDY -o DIR``)."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("study", help="the study file (TOML)")
+    p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    return p
+
+
 #: Modules that contribute subcommands: each defines ``add_commands(sub)`` which adds its parsers
 #: to the subparsers object and sets ``func`` (args -> exit code) on each.
 COMMAND_MODULES: tuple[str, ...] = ("rptdose.cli_tia", "rptdose.cli_fast", "rptdose.cli_run",

@@ -39,12 +39,12 @@ def _add_dose_options(p: argparse.ArgumentParser, histories_default: str) -> Non
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="absorbed dose of a study end to end (dose, tables, DVH, report)",
-                       description="Read a study file (docs/study_file.md), compute the time-integrated activity, "
-                                   "the absorbed dose and its uncertainty, and write DICOM RT Dose, NIfTI, HDF5, the "
-                                   "region table (regions.csv, regions.json), DVHs, slices and report.html.")
-    p.add_argument("study", help="the study file (TOML)")
-    p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    from rptdose.cli import add_study_parser
+
+    p = add_study_parser(sub, "run", help="absorbed dose of a study end to end (dose, tables, DVH, report)",
+                         description="Read a study file (docs/study_file.md), compute the time-integrated activity, "
+                                     "the absorbed dose and its uncertainty, and write DICOM RT Dose, NIfTI, HDF5, "
+                                     "the region table (regions.csv, regions.json), DVHs, slices and report.html.")
     _add_dose_options(p, "default: the study file's dose.histories")
     p.set_defaults(func=cmd_run)
 
@@ -63,13 +63,19 @@ def _summary(outcome, out: Path) -> None:
     print(f"rptdose run: {st.name}: {st.nuclide}, {st.administered_activity_bq / 1e6:.6g} MBq, "
           f"{len(st.timepoints)} time points; method {dose.method}, {dose.histories} histories, seed {dose.seed}, "
           f"backend {dose.backend}")
-    print("  region              kind     mean (Gy)   +- stat (%)  D2 (Gy)    D98 (Gy)   T_eff (h)")
+    cols = (("name", "region", 18, "s", 1), ("kind", "kind", 7, "s", 1), ("mean_dose_gy", "mean (Gy)", 10, ".4g", 1),
+            ("mean_dose_rel_uncertainty", "+- stat (%)", 11, ".2f", 100), ("d2_gy", "D2 (Gy)", 9, ".4g", 1),
+            ("d98_gy", "D98 (Gy)", 9, ".4g", 1), ("t_eff_h", "T_eff (h)", 9, ".3g", 1))
+
+    def cell(value, width, fmt, scale):
+        if fmt == "s":
+            return f"{value:<{width}s}"
+        value = float("nan") if value is None else value * scale
+        return f"{value:>{width}{fmt}}"
+
+    print("  " + "  ".join(f"{h:<{w}s}" if f == "s" else f"{h:>{w}s}" for _, h, w, f, _s in cols))
     for r in outcome.regions:
-        u = r["mean_dose_rel_uncertainty"]
-        teff = r["t_eff_h"]
-        print(f"  {r['name']:<18s}  {r['kind']:<7s}  {r['mean_dose_gy']:9.4g}  "
-              f"{100 * u if u == u else float('nan'):11.2f}  {r['d2_gy']:9.4g}  {r['d98_gy']:9.4g}  "
-              f"{teff if teff is not None else float('nan'):9.3g}")
+        print("  " + "  ".join(cell(r[k], w, f, sc) for k, _h, w, f, sc in cols))
     for w in outcome.warnings:
         print(f"  warning: {w}")
     t = outcome.timings_s

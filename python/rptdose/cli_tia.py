@@ -13,12 +13,12 @@ import time
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tia", help="time-integrated activity from a study file (SPECT/CT time points)",
-                       description="Read a study file (docs/study_file.md), quantify each SPECT, register the "
-                                   "time points to the first one, fit the time-activity curves and write the "
-                                   "time-integrated activity map, region table and plots.")
-    p.add_argument("study", help="the study file (TOML)")
-    p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    from rptdose.cli import add_study_parser
+
+    p = add_study_parser(sub, "tia", help="time-integrated activity from a study file (SPECT/CT time points)",
+                         description="Read a study file (docs/study_file.md), quantify each SPECT, register the "
+                                     "time points to the first one, fit the time-activity curves and write the "
+                                     "time-integrated activity map, region table and plots.")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     reg = p.add_mutually_exclusive_group()
     reg.add_argument("--no-registration", action="store_true",
