@@ -262,6 +262,21 @@ def test_failed_report_leaves_no_report(study, tmp_path, monkeypatch):
     assert not [p for p in out.rglob(".*")]
 
 
+def test_same_seed_same_dose(study, tmp_path):
+    """Reproducible with the seed: the same study and seed give the same bits, another seed not."""
+    runs = [run_study(study, tmp_path / f"r{k}", histories=5000, seed=seed, plots=False, progress=False)
+            for k, seed in enumerate((4, 4, 5))]
+    a, b, c = (rd.load_result(tmp_path / f"r{k}" / "dose.h5").dose_gy for k in range(3))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert runs[0].regions == runs[1].regions
+
+
+def test_histories_below_one(study, tmp_path, capsys):
+    with pytest.raises(InputError, match="dose.histories"):
+        run_study(study, tmp_path / "o", histories=0)
+
+
 def test_region_kind():
     assert [region_kind(n) for n in ("Kidney L", "kidney_right", "renal cortex", "Red_Marrow L2-L4", "tumour_1",
                                      "Liver tumor", "lesion 3", "GTV", "liver", "spleen", "body")] == \

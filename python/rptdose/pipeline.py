@@ -488,7 +488,8 @@ def run_study(study: Any, outdir: str | os.PathLike, *, method: str | None = Non
             "batches": int(d.get("batches") or 10),
             "electron_transport": True if d.get("electron_transport") is None else bool(d["electron_transport"])}
     if opts["histories"] < 1:
-        raise InputError(f"histories {opts['histories']}: expected an integer >= 1")
+        raise InputError(f"histories {opts['histories']} (--histories, or dose.histories in study '{study.path}'): "
+                         "expected an integer >= 1")
     regions = _regions_for_transport(study)
     t0 = time.perf_counter()
     if dose_rate:
