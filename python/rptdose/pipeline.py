@@ -38,7 +38,8 @@ file                           content
                                seed, histories, backend, physics switches, timings)
 ``regions.csv``, ``regions.json``  the region table (:data:`REGION_COLUMNS`); the JSON is the
                                ``rptdose-regions`` format (:data:`REGIONS_FORMAT`)
-``dvh.csv``, ``dvh.png``       cumulative DVHs (volume fraction receiving at least D)
+``dvh.csv``, ``dvh.png``       cumulative DVHs (volume fraction receiving at least D) of the
+                               delineated regions
 ``dose_slices.png``            dose on the CT density, axial / coronal / sagittal through the
                                hottest voxel of the region with the highest mean dose
 ``tia/``                       the outputs of ``rptdose tia`` (TIA maps, fits, TAC plots)
@@ -344,9 +345,20 @@ def regions_document(study: Any, dose: DoseEstimate, rows: list[dict[str, Any]],
     }
 
 
+def anatomical(regions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The delineated regions, without the whole-grid field of view (which holds the air around the
+    patient) unless it is the only one."""
+    from rptdose.study import FOV_REGION
+
+    out = {k: m for k, m in regions.items() if k != FOV_REGION}
+    return out or dict(regions)
+
+
 def _dvh_table(dose_gy: np.ndarray, regions: dict[str, np.ndarray], points: int = 200):
+    """Cumulative DVHs of the delineated regions (:func:`anatomical`) on common dose bins."""
     from rptdose.analysis.dvh import cumulative_dvh
 
+    regions = anatomical(regions)
     top = max(float(dose_gy[m].max()) for m in regions.values())
     bins = np.linspace(0.0, top if top > 0 else 1.0, points)
     curves = {name: cumulative_dvh(dose_gy, m, bins)[1] for name, m in regions.items()}

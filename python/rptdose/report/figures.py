@@ -24,8 +24,9 @@ def dvh_figure(bins_gy: np.ndarray, curves: dict[str, np.ndarray]) -> Any:
     """Cumulative DVHs: volume (%) receiving at least D, one line per region."""
     fig = _figure(7.0, 4.4)
     ax = fig.add_subplot(1, 1, 1)
-    for name, c in curves.items():
-        ax.plot(bins_gy, 100 * c, label=name)
+    styles = ("-", "--", ":", "-.")
+    for i, (name, c) in enumerate(curves.items()):
+        ax.plot(bins_gy, 100 * c, styles[(i // 10) % len(styles)], color=f"C{i % 10}", label=name)
     ax.set_xlabel("absorbed dose D (Gy)")
     ax.set_ylabel("volume receiving >= D (%)")
     ax.set_xlim(0, float(bins_gy[-1]))
@@ -37,10 +38,11 @@ def dvh_figure(bins_gy: np.ndarray, curves: dict[str, np.ndarray]) -> Any:
 
 
 def hottest_point(dose_gy: np.ndarray, regions: dict[str, np.ndarray], rows: list[dict]) -> tuple[str, tuple]:
-    """(region, (z, y, x)): the hottest voxel of the region with the highest mean dose."""
-    from rptdose.study import FOV_REGION
+    """(region, (z, y, x)): the hottest voxel of the delineated region with the highest mean dose."""
+    from rptdose.pipeline import anatomical
 
-    cand = [r for r in rows if r["name"] != FOV_REGION] or rows
+    names = anatomical(regions)
+    cand = [r for r in rows if r["name"] in names]
     best = max(cand, key=lambda r: r["mean_dose_gy"])["name"]
     m = regions[best]
     flat = np.where(m, dose_gy, -np.inf)
@@ -58,8 +60,9 @@ def dose_slices_figure(density: np.ndarray, dose_gy: np.ndarray, regions: dict[s
              "sagittal": (np.s_[:, :, kx], sz / sy, "lower")}
     # colour scale: the maximum inside the delineated regions (not the air around the patient, where
     # SPECT blur puts activity on voxels of almost no mass)
-    inside = [m for rname, m in regions.items() if rname != FOV_REGION]
-    vmax = float(np.max(dose_gy[np.logical_or.reduce(inside)])) if inside else float(dose_gy.max())
+    from rptdose.pipeline import anatomical
+
+    vmax = float(np.max(dose_gy[np.logical_or.reduce(list(anatomical(regions).values()))]))
     vmax = vmax if vmax > 0 else 1.0
     fig = _figure(13.0, 4.8)
     im = None
