@@ -79,7 +79,7 @@ KIND_PATTERNS: tuple[tuple[str, str], ...] = (
 #: Columns of regions.csv (and keys of each region in regions.json).
 REGION_COLUMNS = ("name", "kind", "mean_dose_gy", "mean_dose_rel_uncertainty", "tia_rel_uncertainty",
                   "mean_dose_rel_uncertainty_with_tia", "d2_gy", "d50_gy", "d98_gy", "min_gy", "max_gy",
-                  "voxels", "volume_ml", "mass_g", "mean_tia_bq_s", "tia_bq_s", "t_eff_h", "tia_model",
+                  "voxels", "volume_ml", "mass_g", "mean_tia_bq_s", "tia_bq_s", "t_eff_h", "t_uptake_h", "tia_model",
                   "tia_flags")
 
 #: Warning thresholds of the report.
@@ -268,6 +268,7 @@ def region_rows(study: Any, dose: DoseEstimate, regions: dict[str, np.ndarray]) 
     voxel_ml = float(np.prod(study.phantom.spacing_mm)) * 1e-3
     mass_kg = study.phantom.voxel_mass_kg
     tia_rows = {r["region"]: r for r in study.region_table}
+    index = {name: i for i, name in enumerate(study.region_names)}
     rows = []
     for name, m in regions.items():
         rm = dose.region_means[name]
@@ -286,9 +287,19 @@ def region_rows(study: Any, dose: DoseEstimate, regions: dict[str, np.ndarray]) 
             "max_gy": met["max_gy"], "voxels": int(m.sum()), "volume_ml": int(m.sum()) * voxel_ml,
             "mass_g": float(mass_kg[m].sum()) * 1e3, "mean_tia_bq_s": float(study.tia[m].mean()),
             "tia_bq_s": float(study.tia[m].sum()), "t_eff_h": float(teff) if teff == teff else None,
+            "t_uptake_h": _uptake_half_life_h(study.region_fit, index.get(name)),
             "tia_model": str(tr.get("model", study.settings["tia"]["voxel_model"])),
             "tia_flags": list(tr.get("flags", []))})
     return rows
+
+
+def _uptake_half_life_h(fit: Any, i: int | None) -> float | None:
+    """The uptake half-life (h) of a region fitted with biexp_uptake, else None."""
+    from rptdose.quant.tia import BIEXP_UPTAKE
+
+    if fit is None or i is None or int(fit.model[i]) != BIEXP_UPTAKE:
+        return None
+    return float(math.log(2.0) / fit.params[i][2] / HOUR)
 
 
 def run_warnings(study: Any, rows: list[dict[str, Any]]) -> list[str]:
@@ -332,7 +343,8 @@ def regions_document(study: Any, dose: DoseEstimate, rows: list[dict[str, Any]],
     relative 1-sigma), ``d2_gy``/``d50_gy``/``d98_gy``/``max_gy``, ``volume_ml``, ``mass_g``,
     ``mean_tia_bq_s`` (the mean over the region's voxels of the TIA map, Bq s per voxel; the
     region's total is ``tia_bq_s``), ``t_eff_h`` (effective half-life of the region's fit, null
-    when the model has none), ``tia_model``; plus the other :data:`REGION_COLUMNS`.
+    when the model has none), ``t_uptake_h`` (the uptake half-life of a ``biexp_uptake`` fit, else
+    null), ``tia_model``; plus the other :data:`REGION_COLUMNS`.
     """
     return {
         "format": REGIONS_FORMAT, "format_version": REGIONS_FORMAT_VERSION, "nuclide": study.nuclide,
