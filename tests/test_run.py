@@ -176,6 +176,10 @@ def test_dose_rate_integration_agrees(study, regions_doc, tmp_path):
     out = run_study(study, tmp_path / "rate", dose_rate=True, histories=HISTORIES, seed=5, plots=False,
                     progress=False)
     assert out.dose.provenance["dose_rate"]["histories_per_timepoint"] == HISTORIES // 4
+    # the dose rate of an organ decays with about its activity's effective half-life (cross-dose aside)
+    rows = {r["name"]: r for r in out.regions}
+    for organ in ORGANS:
+        assert rows[organ]["dose_rate_t_eff_h"] == pytest.approx(rows[organ]["t_eff_h"], rel=0.05)
     ref = {r["name"]: r for r in regions_doc["regions"]}
     for r in out.regions:
         if r["name"] in ORGANS:

@@ -17,7 +17,7 @@ the administration to infinity with the study's voxel TIA model (``rptdose.quant
 the same fits and guards as for activity). The histories are split over the time points
 (time point k gets ``histories / n`` and the seed ``seed + k``, independent random streams).
 A region's mean dose is then the integral of its mean dose-rate curve fitted with the region
-model; its statistical uncertainty propagates each time point's batch uncertainty through
+model (whose effective half-life the region table gives as ``dose_rate_t_eff_h``); its statistical uncertainty propagates each time point's batch uncertainty through
 the integral (first order, the sensitivities by finite differences). The voxel uncertainty map
 propagates the voxels' relative uncertainties through trapezoid weights (from 0 at the
 administration, physical decay after the last scan), taking the time points as independent.
@@ -209,11 +209,11 @@ def _integrate_dose_rate(study: Any, method: str, regions: dict, opts: dict, pro
     for name in regions:
         rate = np.array([p.region_means[name]["mean_dose_gy"] for p in parts])
         sig = np.array([(p.region_means[name]["rel_uncertainty"] or 0.0) for p in parts]) * rate
-        d0, rel_r = _curve_integral_uncertainty(times, rate, sig, study.half_life_s, tia_settings["model"], stp,
-                                                tia_settings["trapezoid_start"])
+        d0, rel_r, teff_s = _curve_integral_uncertainty(times, rate, sig, study.half_life_s, tia_settings["model"],
+                                                        stp, tia_settings["trapezoid_start"])
         first = parts[0].region_means[name]
         region_means[name] = {"mean_dose_gy": d0, "rel_uncertainty": rel_r, "mass_kg": first["mass_kg"],
-                              "voxels": first["voxels"]}
+                              "voxels": first["voxels"], "dose_rate_t_eff_h": teff_s / HOUR}
     prov = dict(parts[0].provenance)
     prov["dose_rate"] = {"times_s": times.tolist(), "histories_per_timepoint": per_tp,
                          "seeds": [opts["seed"] + k for k in range(n)], "voxel_model": tia_settings["voxel_model"],
@@ -239,24 +239,30 @@ def _integral_weights(times: np.ndarray, half_life_s: float) -> np.ndarray:
     return w
 
 
-def _curve_integral_uncertainty(times, values, sigma, half_life_s, model, stp, start) -> tuple[float, float]:
-    """Integral of one curve (the region model) and its relative 1-sigma uncertainty from the
-    points' sigma (first-order, finite-difference sensitivities)."""
-    from rptdose.quant.tia import integrate
+def _curve_integral_uncertainty(times, values, sigma, half_life_s, model, stp, start
+                                ) -> tuple[float, float, float]:
+    """Integral of one curve (the region model), its relative 1-sigma uncertainty from the points'
+    sigma (first-order, finite-difference sensitivities) and the fit's effective half-life (s; NaN
+    when the model has none)."""
+    from rptdose.quant.tia import effective_half_life_s, integrate
 
-    def integral(v):
+    def fit(v):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return float(integrate(times, v, half_life_s, model, stp_index=stp, trapezoid_start=start).tia)
+            return integrate(times, v, half_life_s, model, stp_index=stp, trapezoid_start=start)
 
-    base = integral(values)
+    def integral(v):
+        return float(fit(v).tia)
+
+    base_fit = fit(values)
+    base = float(base_fit.tia)
     var = 0.0
     for k in range(values.size):
         h = 1e-3 * values[k] if values[k] > 0 else 1e-12
         v = values.copy()
         v[k] += h
         var += ((integral(v) - base) / h * sigma[k]) ** 2
-    return base, (math.sqrt(var) / base if base > 0 else float("nan"))
+    return base, (math.sqrt(var) / base if base > 0 else float("nan")), effective_half_life_s(base_fit)
 
 
 # ---- analysis ----------------------------------------------------------------------------------
@@ -288,9 +294,14 @@ def region_rows(study: Any, dose: DoseEstimate, regions: dict[str, np.ndarray]) 
             "mass_g": float(mass_kg[m].sum()) * 1e3, "mean_tia_bq_s": float(study.tia[m].mean()),
             "tia_bq_s": float(study.tia[m].sum()), "t_eff_h": float(teff) if teff == teff else None,
             "t_uptake_h": _uptake_half_life_h(study.region_fit, index.get(name)),
+            **({"dose_rate_t_eff_h": _finite_or_none(rm["dose_rate_t_eff_h"])} if "dose_rate_t_eff_h" in rm else {}),
             "tia_model": str(tr.get("model", study.settings["tia"]["voxel_model"])),
             "tia_flags": list(tr.get("flags", []))})
     return rows
+
+
+def _finite_or_none(v: Any) -> float | None:
+    return float(v) if v is not None and math.isfinite(float(v)) else None
 
 
 def _uptake_half_life_h(fit: Any, i: int | None) -> float | None:
@@ -441,7 +452,8 @@ def write_outputs(outdir: Path, study: Any, dose: DoseEstimate, regions: dict[st
               "seed": dose.seed, "batches": dose.batches, "elapsed_s": dose.elapsed_s, "provenance": provenance,
               "spacing_mm": geo["spacing_mm"], "origin_mm": geo["origin_mm"], "direction": geo["direction"]}
     written["h5"] = write_result(outdir / "dose.h5", fields, extra=extra)
-    written["regions_csv"] = write_csv(outdir / "regions.csv", rows, REGION_COLUMNS)
+    extra_cols = tuple(k for k in ("dose_rate_t_eff_h",) if rows and k in rows[0])
+    written["regions_csv"] = write_csv(outdir / "regions.csv", rows, REGION_COLUMNS + extra_cols)
     doc = regions_document(study, dose, rows, provenance)
     written["regions_json"] = write_text(outdir / "regions.json",
                                          json.dumps(json_clean(doc), indent=1, allow_nan=False) + "\n")
