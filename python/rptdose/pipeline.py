@@ -151,7 +151,7 @@ def _dose_of(method: str, phantom: Any, source: Any, regions: dict, opts: dict, 
         res = rd.simulate(phantom, source, histories=opts["histories"], seed=opts["seed"], backend=opts["backend"],
                           threads=opts["threads"], batches=opts["batches"],
                           electron_transport=opts["electron_transport"], regions=regions, progress=progress)
-        return DoseEstimate("mc", np.array(res.dose_gy), np.array(res.rel_uncertainty), res.region_means,
+        return DoseEstimate("mc", np.asarray(res.dose_gy), np.asarray(res.rel_uncertainty), res.region_means,
                             res.backend, res.histories, res.seed, res.batches, res.elapsed_s, res.energy_balance,
                             res.provenance)
     from rptdose.fast import METHODS
@@ -160,9 +160,9 @@ def _dose_of(method: str, phantom: Any, source: Any, regions: dict, opts: dict, 
     if method in ("vsv", "sphere"):
         kwargs.update(seed=opts["seed"], threads=opts["threads"], backend=opts["backend"])
     res = METHODS[method](phantom, source, **kwargs)
-    rel = None if res.rel_uncertainty is None else np.array(res.rel_uncertainty)
+    rel = None if res.rel_uncertainty is None else np.asarray(res.rel_uncertainty)
     seed = int(res.provenance.get("seed") or 0)
-    return DoseEstimate(method, np.array(res.dose_gy), rel, res.region_means, f"method:{method}", 0, seed, 0,
+    return DoseEstimate(method, np.asarray(res.dose_gy), rel, res.region_means, f"method:{method}", 0, seed, 0,
                         res.elapsed_s, {}, res.provenance)
 
 
