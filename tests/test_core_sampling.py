@@ -106,7 +106,7 @@ def test_coherent_angle_matches_form_factor(water_tables, e_mev):
 
 @pytest.mark.parametrize("mean_mu", [1e-4, 1e-2, 0.1, 0.3, 0.45])
 def test_multiple_scattering_first_moment(water_tables, mean_mu):
-    """The Wentzel deflection reproduces the Goudsmit-Saunderson first moment <(1-cos)/2>."""
+    """The soft deflection reproduces the Goudsmit-Saunderson first moment <(1-cos)/2>."""
     n = 400_000
     cost = core._sample_multiple_scattering(water_tables, mean_mu, n, 3)
     mu = 0.5 * (1.0 - cost)
@@ -115,14 +115,25 @@ def test_multiple_scattering_first_moment(water_tables, mean_mu):
     assert abs(mu.mean() - mean_mu) < 5 * se + 1e-3 * mean_mu
 
 
-def test_wentzel_mean_formula():
-    """<mu> of p(mu) = A(1+A)/(mu+A)^2 on [0,1], by quadrature, vs the closed form."""
-    for a in [1e-6, 1e-3, 0.1, 1.0, 50.0]:
-        mu = np.concatenate([[0.0], np.geomspace(a * 1e-6, 1.0, 2_000_001)])
-        p = a * (1 + a) / (mu + a) ** 2
+def test_soft_ms_mean_formula():
+    """<mu> of p(mu) ~ exp(-lambda mu) on [0,1], by quadrature, vs the closed form (and its
+    small- and large-lambda branches)."""
+    for lam in [1e-5, 1e-3, 2e-3, 0.1, 1.0, 50.0, 699.0, 701.0, 1e6]:
+        mu = np.concatenate([[0.0], np.geomspace(1e-6 / lam, 1.0, 2_000_001)])
+        p = np.exp(-lam * mu)
         num = np.sum(0.5 * ((mu * p)[1:] + (mu * p)[:-1]) * np.diff(mu))
         den = np.sum(0.5 * (p[1:] + p[:-1]) * np.diff(mu))
-        assert core._wentzel_mean(a) == pytest.approx(num / den, rel=1e-4)
+        assert core._soft_ms_mean(lam) == pytest.approx(num / den, rel=1e-4)
+
+
+def test_soft_ms_shape_is_gaussian_in_angle(water_tables):
+    """The soft deflection has no single-scattering tail: for a small mean, mu is exponential
+    (theta Gaussian), so P(mu > 5 <mu>) = exp(-5) (a Wentzel law with the same mean puts
+    several times more there)."""
+    mean_mu, n = 1e-3, 400_000
+    mu = 0.5 * (1.0 - core._sample_multiple_scattering(water_tables, mean_mu, n, 5))
+    frac = np.mean(mu > 5 * mean_mu)
+    assert frac == pytest.approx(np.exp(-5.0), abs=5 * np.sqrt(np.exp(-5.0) / n))
 
 
 @pytest.mark.parametrize("e_mev", [0.1, 0.5])
@@ -142,3 +153,32 @@ def test_moller_delta_energy_spectrum(water_tables, e_mev):
     expected = np.diff(np.interp(edges, x, cdf)) * n
     counts, _ = np.histogram(w / e_mev, edges)
     assert chi2_pvalue(counts, expected) > 1e-3
+
+
+@pytest.mark.parametrize("e_mev", [0.05, 1.0])
+def test_hard_elastic_angular_distribution(water_tables, e_mev):
+    """Hard elastic deflections follow the tabulated density (screened Rutherford with the
+    McKinley-Feshbach Mott factor) on [mu_c, 1]: chi-square over bins uniform in 1/(mu+eta)."""
+    from rptdose.physics import electron as el
+
+    n = 300_000
+    mu = 0.5 * (1.0 - core._sample_hard_elastic(water_tables, 0, e_mev, n, 11))
+    h = el.hard_elastic_parameters("water", np.array([e_mev]), cut_mev=water_tables["el_wcc_mev"])
+    mu_c, eta, c = h["mu_c"][0], h["eta"][0], h["mott_c"][0]
+    tau = e_mev / el.MEC2_MEV
+    b2 = tau * (tau + 2) / (tau + 1) ** 2
+    # the kernel interpolates the parameters between grid energies: allow that in the edges
+    assert mu.min() >= mu_c * 0.98 and mu.max() <= 1.0
+    edges = 1.0 / np.linspace(1.0 / (mu_c + eta), 1.0 / (1.0 + eta), 41) - eta
+    edges[0], edges[-1] = mu.min(), 1.0
+    grid = np.geomspace(edges[0], 1.0, 200_001)
+    pdf = (1 - b2 * grid + c * (np.sqrt(grid) - grid)) / (grid + eta) ** 2
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(grid))])
+    expected = np.diff(np.interp(edges, grid, cdf / cdf[-1])) * n
+    counts = np.histogram(mu, bins=edges)[0]
+    assert chi2_pvalue(counts, expected) > 1e-3
+    # the Mott factor matters at 1 MeV: fewer large-angle events than plain Rutherford
+    if e_mev == 1.0:
+        ruth = np.diff(1.0 / (edges + eta))  # plain 1/(mu+eta)^2 probabilities (unnormalised)
+        ruth = ruth / ruth.sum() * n
+        assert counts[-1] < ruth[-1] - 10 * np.sqrt(ruth[-1])  # ~17 % fewer in mu > 0.09

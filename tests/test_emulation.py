@@ -172,7 +172,7 @@ def test_prepare_run_layout(case):
     assert arrays["alias_idx"].dtype == np.uint32 and arrays["src_voxel"].dtype == np.uint32
     assert arrays["majorant"].size == case["tables"]["energy_grid_mev"].size
     assert np.all(arrays["majorant"] > 0)
-    assert arrays["w_ln_a"].size > 0
+    assert arrays["ms_ln_lambda"].size > 0
     np.testing.assert_array_equal(arrays["mu_photo"], case["tables"]["mu_photo"].ravel())
     assert prep["max_histories"] == _core.max_histories(prep["mean_mev_per_decay"])
     with pytest.raises(ValueError, match="decays"):

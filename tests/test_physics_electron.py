@@ -108,3 +108,84 @@ def test_density_effect_parameters():
     assert gen["cbar"] == pytest.approx(2 * np.log(74.68 / (28.816 * np.sqrt(1.06 * 0.5497))) + 1, rel=2e-3)
     d = el.density_effect("water", [0.01, 0.1, 1.0, 3.0])
     assert d[0] == 0.0 and np.all(np.diff(d) >= 0)
+
+
+def test_transport_cross_section_mott_factor_closed_form():
+    """The nuclear part's closed form equals the numerical integral of the McKinley-Feshbach
+    Mott/Rutherford ratio (Phys Rev 74:1759, 1948) over the screened Rutherford distribution,
+    and the correction has the expected size: in water at 1 MeV beta^2 - pi alpha Z beta ~ 0.71
+    out of ~10.5 for oxygen, i.e. about -6 %; at 10 keV it vanishes (beta^2 -> 0.04)."""
+    from scipy.integrate import quad
+
+    e = np.array([0.01, 0.1, 1.0])
+    full = el.transport_cross_section("water", e)
+    for k, t in enumerate(e):
+        tau = t / el.MEC2_MEV
+        bg2 = tau * (tau + 2.0)
+        b2 = bg2 / (tau + 1.0) ** 2
+        k2 = ((tau + 1.0) / bg2) ** 2
+        tot = 0.0
+        for z, w in el.get_material("water").composition:
+            eta = 1.7e-5 * z ** (2 / 3) * (1.13 + 3.76 * (el.ALPHA * z) ** 2 / b2) / bg2
+
+            def mott(m, z=z):
+                return 1.0 - b2 * m + np.pi * el.ALPHA * z * np.sqrt(b2) * (np.sqrt(m) - m)
+
+            nuc = quad(lambda m: m * mott(m) / (m + eta) ** 2, 0.0, 1.0, points=[eta], limit=200)[0]
+            elec = quad(lambda m: m / (m + eta) ** 2, 0.0, 1.0, points=[eta], limit=200)[0]
+            tot += el.AVOGADRO * w / el.atomic_weight(z) * 2 * np.pi * el.R_E_CM ** 2 * k2 * (z * z * nuc + z * elec)
+        assert full[k] == pytest.approx(tot, rel=1e-9)
+    # relative to plain screened Rutherford with Z(Z+1)
+    plain = []
+    for t in e:
+        tau = t / el.MEC2_MEV
+        bg2 = tau * (tau + 2.0)
+        b2 = bg2 / (tau + 1.0) ** 2
+        s = 0.0
+        for z, w in el.get_material("water").composition:
+            eta = 1.7e-5 * z ** (2 / 3) * (1.13 + 3.76 * (el.ALPHA * z) ** 2 / b2) / bg2
+            s += w / el.atomic_weight(z) * z * (z + 1) * (np.log1p(1 / eta) - 1 / (1 + eta)) * ((tau + 1) / bg2) ** 2
+        plain.append(s * el.AVOGADRO * 2 * np.pi * el.R_E_CM ** 2)
+    ratio = full / np.array(plain)
+    assert ratio[0] == pytest.approx(1.0, abs=0.005)
+    assert 0.92 < ratio[2] < 0.96
+
+
+def test_transport_cross_section_knock_on_restriction():
+    """With the hard Moller cut the electronic part stops at the primary's deflection for the
+    cut transfer; a cut at or above T/2 leaves the deflections up to W = T/2 only."""
+    e = np.array([0.015, 0.1, 1.0])
+    full = el.transport_cross_section("water", e)
+    cut = el.transport_cross_section("water", e, cut_mev=0.01)
+    assert np.all(cut < full)
+    # the electronic share of water's Z(Z+1) sum is ~13 %: the restriction removes part of it
+    assert np.all(cut / full > 0.85)
+    # a lower cut removes more (more of the scattering is explicit)
+    assert np.all(el.transport_cross_section("water", e, cut_mev=0.001) < cut)
+
+
+@pytest.mark.parametrize("material", ["water", "cortical_bone", "lung"])
+def test_hard_elastic_split_keeps_the_first_moment(material):
+    """Hard events (mean free path C1 lambda_1) + soft part = the whole first transport cross
+    section; the hard sampling density's own normalisation is the tabulated cross section."""
+    from scipy.integrate import quad
+
+    e = np.array([0.005, 0.03, 0.1, 0.5, 2.0])
+    tot = el.transport_cross_section(material, e, cut_mev=0.01)
+    h = el.hard_elastic_parameters(material, e, cut_mev=0.01)
+    assert np.all(h["tr1_soft"] >= 0) and np.all(h["tr1_soft"] < tot)
+    for j in range(e.size):
+        mu_c, eta, c = h["mu_c"][j], h["eta"][j], h["mott_c"][j]
+        tau = e[j] / el.MEC2_MEV
+        b2 = tau * (tau + 2) / (tau + 1) ** 2
+
+        def shape(m):
+            return (1 - b2 * m + c * (np.sqrt(m) - m)) / (m + eta) ** 2
+
+        norm = quad(shape, mu_c, 1.0, points=[min(1.0, mu_c + 10 * eta)], limit=400)[0]
+        first = quad(lambda m: 2 * m * shape(m), mu_c, 1.0, limit=400)[0]
+        hard1 = h["sigma"][j] * first / norm  # first moment of the hard events per gram
+        assert h["tr1_soft"][j] + hard1 == pytest.approx(tot[j], rel=2e-3)
+        if mu_c > 0:  # mean free path C1 lambda_1 where the cut-off exists
+            assert h["sigma"][j] == pytest.approx(tot[j] / el.ELASTIC_C1, rel=2e-3)
+        assert h["inv_lo"][j] == pytest.approx(1 / (mu_c + eta)) and h["inv_hi"][j] == pytest.approx(1 / (1 + eta))

@@ -32,21 +32,24 @@ def test_contract(cache):
     shapes = {"mu_photo": (nm, ne), "mu_incoh": (nm, ne), "mu_coh": (nm, ne),
               "incoh_sf": (nm, 256), "coh_cum": (nm, 256), "coh_x2_grid": (256,),
               "el_dedx_cont": (nm, ne), "el_range_cont": (nm, ne), "el_sigma_hard": (nm, ne),
-              "el_tr1": (nm, ne), "el_csda_range": (nm, ne), "energy_grid_mev": (ne,)}
+              "el_tr1": (nm, ne), "el_csda_range": (nm, ne), "energy_grid_mev": (ne,),
+              "el_sigma_el": (nm, ne), "el_el_inv_lo": (nm, ne), "el_el_inv_hi": (nm, ne),
+              "el_el_eta": (nm, ne), "el_mott_c": (nm, ne)}
     for k, shape in shapes.items():
         a = t[k]
         assert a.shape == shape and a.dtype == np.float64 and a.flags.c_contiguous, k
         assert np.all(np.isfinite(a)), k
     for k in ("sf_lnx_min", "sf_lnx_max", "el_wcc_mev"):
         assert isinstance(t[k], float)
-    assert t["sf_lnx_min"] < t["sf_lnx_max"] and t["el_wcc_mev"] == 0.01
+    assert t["sf_lnx_min"] < t["sf_lnx_max"] and t["el_wcc_mev"] == tb.DEFAULT_EL_WCC_MEV
     e = t["energy_grid_mev"]
     assert np.all(np.diff(t["el_range_cont"], axis=1) > 0)
     assert np.all(np.diff(t["el_csda_range"], axis=1) > 0)
     assert np.all(t["el_range_cont"] >= t["el_csda_range"] * (1 - 1e-12))  # less loss when restricted
-    assert np.all(t["el_sigma_hard"][:, e <= 0.02] == 0.0) and np.all(t["el_sigma_hard"][:, e > 0.021] > 0)
+    w2 = 2.0 * t["el_wcc_mev"]
+    assert np.all(t["el_sigma_hard"][:, e <= w2] == 0.0) and np.all(t["el_sigma_hard"][:, e > 1.05 * w2] > 0)
     # restricted = unrestricted collision + radiative below 2 W_cut: ranges agree there
-    low = e <= 0.02
+    low = e <= w2
     np.testing.assert_allclose(t["el_range_cont"][:, low], t["el_csda_range"][:, low], rtol=1e-12)
     # water CSDA range at 100 keV: ESTAR 1.431e-2 g/cm2
     i = np.argmin(np.abs(e - 0.1))

@@ -25,11 +25,11 @@ struct TablesHolder {
   std::vector<DArr> keep;
   std::map<std::string, rpt::host::ArrayRef> arrays;
   std::map<std::string, double> scalars;
-  std::vector<double> w_ln_a;
+  std::vector<double> ms_ln_lambda;
   rpt::TableView view{};
   explicit TablesHolder(const py::dict& tables) {
     split_dict(tables, "tables", arrays, scalars, keep);
-    view = rpt::host::make_table_view(arrays, scalars, w_ln_a);
+    view = rpt::host::make_table_view(arrays, scalars, ms_ln_lambda);
   }
 };
 
@@ -79,6 +79,19 @@ void init_sampling(py::module_& m) {
           return cost;
         },
         "Samples cos theta of coherent scattering in material `mat`.");
+  m.def("_sample_hard_elastic",
+        [](py::dict tables, int32_t mat, double e_mev, int64_t n, uint64_t seed) {
+          TablesHolder th(tables);
+          check_mat(th.view, mat);
+          const rpt::EIndex k = rpt::energy_index(th.view, e_mev);
+          py::array_t<double> cost(n);
+          for (int64_t i = 0; i < n; ++i) {
+            rpt::Philox4x32 rng(seed, uint64_t(i));
+            cost.mutable_data()[i] = rpt::sample_hard_elastic_cos(th.view, mat, k, e_mev, rng);
+          }
+          return cost;
+        },
+        "Samples cos theta of a hard elastic event of an electron in material `mat`.");
   m.def("_sample_multiple_scattering",
         [](py::dict tables, double mean_mu, int64_t n, uint64_t seed) {
           TablesHolder th(tables);
@@ -89,7 +102,7 @@ void init_sampling(py::module_& m) {
           }
           return cost;
         },
-        "Samples cos theta from the Wentzel distribution with <(1-cos)/2> = mean_mu.");
+        "Samples cos theta of the soft multiple-scattering deflection with <(1-cos)/2> = mean_mu.");
   m.def("_sample_moller",
         [](py::dict tables, double e_mev, int64_t n, uint64_t seed) {
           TablesHolder th(tables);
@@ -111,5 +124,5 @@ void init_sampling(py::module_& m) {
           return py::make_tuple(w, cost_primary);
         },
         "Samples the delta-ray energy (MeV) of hard Moller collisions at e_mev, and the primary's cos theta.");
-  m.def("_wentzel_mean", &rpt::host::wentzel_mean, py::arg("a"));
+  m.def("_soft_ms_mean", &rpt::host::soft_ms_mean, py::arg("lam"));
 }

@@ -32,7 +32,12 @@ void visit_param_arrays(Params& p, int64_t n_voxels, F&& f) {
   f("el_range", t.el_range, me);
   f("el_sigma_hard", t.el_sigma_hard, me);
   f("el_tr1", t.el_tr1, me);
-  f("w_ln_a", t.w_ln_a, size_t(t.n_w));
+  f("el_sigma_el", t.el_sigma_el, me);
+  f("el_el_inv_lo", t.el_el_inv_lo, me);
+  f("el_el_inv_hi", t.el_el_inv_hi, me);
+  f("el_el_eta", t.el_el_eta, me);
+  f("el_mott_c", t.el_mott_c, me);
+  f("ms_ln_lambda", t.ms_ln_lambda, size_t(t.ms_n));
   f("alias_prob", s.alias_prob, size_t(s.n_src));
   f("alias_idx", s.alias_idx, size_t(s.n_src));
   f("src_voxel", s.voxel, size_t(s.n_src));

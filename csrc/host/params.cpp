@@ -77,12 +77,11 @@ void build_alias(const double* w, int64_t n, std::vector<float>& prob,
 
 }  // namespace
 
-double wentzel_mean(double a) {
-  if (a > 1e6) {
-    double y = 1.0 / a;
-    return 0.5 - y / 6.0 + y * y / 12.0;
-  }
-  return a * ((1.0 + a) * std::log1p(1.0 / a) - 1.0);
+double soft_ms_mean(double lambda) {
+  // mean of p(mu) = lambda exp(-lambda mu) / (1 - exp(-lambda)) on [0, 1]
+  if (lambda < 1e-3) return 0.5 - lambda / 12.0 + lambda * lambda * lambda / 720.0;
+  if (lambda > 700.0) return 1.0 / lambda;
+  return 1.0 / lambda - 1.0 / std::expm1(lambda);
 }
 
 int64_t max_histories(double mean_mev_per_decay) {
@@ -93,7 +92,7 @@ int64_t max_histories(double mean_mev_per_decay) {
 
 TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
                           const std::map<std::string, double>& scalars,
-                          std::vector<double>& w_ln_a) {
+                          std::vector<double>& ms_ln_lambda) {
   const ArrayRef& egrid = [&]() -> const ArrayRef& {
     auto it = tables.find("energy_grid_mev");
     if (it == tables.end()) fail("tables['energy_grid_mev'] is missing");
@@ -123,6 +122,19 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
   const ArrayRef& el_range = need(tables, "tables", "el_range_cont", me);
   const ArrayRef& el_hard = need(tables, "tables", "el_sigma_hard", me);
   const ArrayRef& el_tr1 = need(tables, "tables", "el_tr1", me);
+  const ArrayRef& el_sig_el = need(tables, "tables", "el_sigma_el", me);
+  const ArrayRef& el_inv_lo = need(tables, "tables", "el_el_inv_lo", me);
+  const ArrayRef& el_inv_hi = need(tables, "tables", "el_el_inv_hi", me);
+  const ArrayRef& el_eta = need(tables, "tables", "el_el_eta", me);
+  const ArrayRef& el_mott = need(tables, "tables", "el_mott_c", me);
+  for (int64_t i = 0; i < nm * ne; ++i) {
+    if (!(el_sig_el.data[i] >= 0.0) || !(el_tr1.data[i] >= 0.0))
+      fail("tables['el_sigma_el'] / tables['el_tr1']: expected finite values >= 0");
+    if (!(el_eta.data[i] > 0.0) || !(el_inv_hi.data[i] > 0.0) || !(el_inv_lo.data[i] >= el_inv_hi.data[i]))
+      fail("tables['el_el_*']: expected eta > 0 and 1/(mu_c+eta) >= 1/(1+eta) > 0");
+    if (!(el_mott.data[i] >= 0.0 && el_mott.data[i] < 1.0))
+      fail("tables['el_mott_c']: expected 0 <= pi alpha Z beta < 1");
+  }
   for (int64_t m = 0; m < nm; ++m)
     for (int64_t i = 1; i < ne; ++i)
       if (!(el_range.data[m * ne + i] > el_range.data[m * ne + i - 1]))
@@ -146,20 +158,20 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
   if (!(sf_lnx_max > sf_lnx_min)) fail("tables: expected sf_lnx_max > sf_lnx_min");
   if (!(wcc > 0.0)) fail("tables['el_wcc_mev']: expected > 0");
 
-  // multiple-scattering table: ln A on a uniform grid of ln <mu>
+  // soft multiple-scattering table: ln lambda on a uniform grid of ln <mu>
   const int32_t nw = 1024;
   const double mean_min = 1e-12, mean_max = 0.4999;
   double wl0 = std::log(mean_min), wl1 = std::log(mean_max);
   double wdl = (wl1 - wl0) / double(nw - 1);
-  w_ln_a.resize(nw);
+  ms_ln_lambda.resize(nw);
   for (int32_t i = 0; i < nw; ++i) {
     double target = std::exp(wl0 + wdl * i);
-    double lo = -60.0, hi = 25.0;  // ln A bracket
+    double lo = -30.0, hi = 40.0;  // ln lambda bracket; the mean falls as lambda grows
     for (int it = 0; it < 200; ++it) {
       double mid = 0.5 * (lo + hi);
-      if (wentzel_mean(std::exp(mid)) < target) lo = mid; else hi = mid;
+      if (soft_ms_mean(std::exp(mid)) > target) lo = mid; else hi = mid;
     }
-    w_ln_a[size_t(i)] = 0.5 * (lo + hi);
+    ms_ln_lambda[size_t(i)] = 0.5 * (lo + hi);
   }
 
   TableView t{};
@@ -184,12 +196,17 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
   t.el_range = el_range.data;
   t.el_sigma_hard = el_hard.data;
   t.el_tr1 = el_tr1.data;
+  t.el_sigma_el = el_sig_el.data;
+  t.el_el_inv_lo = el_inv_lo.data;
+  t.el_el_inv_hi = el_inv_hi.data;
+  t.el_el_eta = el_eta.data;
+  t.el_mott_c = el_mott.data;
   t.el_wcc = wcc;
-  t.n_w = nw;
-  t.w_ln_mean_min = wl0;
-  t.w_inv_dln = 1.0 / wdl;
-  t.w_mean_max = mean_max;
-  t.w_ln_a = w_ln_a.data();
+  t.ms_n = nw;
+  t.ms_ln_mean_min = wl0;
+  t.ms_inv_dln = 1.0 / wdl;
+  t.ms_mean_max = mean_max;
+  t.ms_ln_lambda = ms_ln_lambda.data();
 
   return t;
 }
@@ -224,7 +241,7 @@ HostRun::HostRun(const RunInputs& in) {
   }
 
   // ---- tables
-  params.tab = make_table_view(in.tables, in.table_scalars, w_ln_a);
+  params.tab = make_table_view(in.tables, in.table_scalars, ms_ln_lambda);
   TableView& t = params.tab;
   const int64_t ne = t.n_e;
   const double* egrid_data = in.tables.at("energy_grid_mev").data;

@@ -52,17 +52,17 @@ class HostRun {
 
   std::vector<float> alias_prob;
   std::vector<uint32_t> alias_idx, src_voxel;
-  std::vector<double> majorant, w_ln_a;
+  std::vector<double> majorant, ms_ln_lambda;
 };
 
 // Validated view of the physics tables (majorant left null: it depends on the grid).
-// `w_ln_a` receives the multiple-scattering table the view points into.
+// `ms_ln_lambda` receives the multiple-scattering table the view points into.
 TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
                           const std::map<std::string, double>& scalars,
-                          std::vector<double>& w_ln_a);
+                          std::vector<double>& ms_ln_lambda);
 
-// Wentzel distribution mean of mu = (1-cos)/2 for screening parameter a.
-double wentzel_mean(double a);
+// Mean of mu = (1-cos)/2 under the soft multiple-scattering density lambda exp(-lambda mu) on [0,1].
+double soft_ms_mean(double lambda);
 
 // Tally capacity: the largest number of histories whose expected emitted energy is at most
 // half of a signed 64-bit count of kEnergyUnitMeV (no voxel or total can hold more than all

@@ -5,13 +5,14 @@
 //   Radiative losses are deposited locally (no bremsstrahlung photons are produced).
 // - Hard Moller collisions (energy transfer above el_wcc) sampled explicitly; the delta ray is
 //   transported. Sampling as in Geant4's G4MollerBhabhaModel (Moller, Ann. Phys. 14:531, 1932).
-// - Multiple elastic scattering: the angular deflection over a step s is drawn from a Wentzel
-//   (screened Rutherford) distribution p(mu) = A(1+A)/(mu+A)^2, mu = (1-cos)/2, whose screening
-//   parameter A reproduces the exact Goudsmit-Saunderson first moment
-//   <mu> = (1 - exp(-s/lambda_1))/2 (Lewis 1950); as for PENELOPE's soft events
-//   (Baro et al., NIM B 100:31, 1995), the deflection is applied at a random hinge point.
-// - Step limits: a fraction of the residual range, the distance to the next hard collision and
-//   the distance to the voxel boundary, so every step stays in one material and its energy is
+// - Elastic scattering, mixed (class II) as in PENELOPE (Baro et al., NIM B 100:31, 1995):
+//   hard events (mu = (1-cos)/2 above a cut-off mu_c, mean free path C1 lambda_1) one by one,
+//   sampled from the screened Rutherford form with the Mott factor (sample_hard_elastic_cos);
+//   the soft deflections of a step lumped into one, Gaussian in angle (exponential in mu), with
+//   the soft Goudsmit-Saunderson first moment <mu> = (1 - exp(-s/lambda_1,soft))/2 (Lewis
+//   1950), applied at a random hinge point.
+// - Step limits: a fraction of the residual range, the distances to the next hard collision and
+//   to the next hard elastic event, and the distance to the voxel boundary, so every step stays in one material and its energy is
 //   deposited in the voxel where it was lost.
 // - Range rejection: when the residual range is shorter than the distance to the nearest face of
 //   the current voxel, the electron (and every secondary it could make, whose ranges are
@@ -26,27 +27,54 @@ namespace rpt {
 
 constexpr int kMaxElectronSteps = 100000;  // safety net; never reached in normal transport
 
+// Soft multiple-scattering deflection with <mu> = mean_mu, mu = (1-cos)/2: the sum of many
+// small deflections, each below the hard-event cut-off, is Gaussian in the polar angle (central
+// limit; Fermi-Eyges / the core of Moliere's distribution), i.e. exponential in mu ~ theta^2/4:
+// p(mu) = lambda exp(-lambda mu) / (1 - exp(-lambda)) on [0, 1], lambda from the host table
+// (ms_ln_lambda) so that the truncated mean is exactly mean_mu; isotropic as mean_mu -> 1/2.
 template <class Rng>
 RPT_INLINE double sample_multiple_scattering_cos(const TableView& t, double mean_mu, Rng& rng) {
   if (mean_mu <= 0.0) return 1.0;
-  if (mean_mu >= t.w_mean_max) return 2.0 * rng.uniform() - 1.0;  // isotropic limit
-  double x = (log(mean_mu) - t.w_ln_mean_min) * t.w_inv_dln;
-  double ln_a;
+  if (mean_mu >= t.ms_mean_max) return 2.0 * rng.uniform() - 1.0;  // isotropic limit
+  double x = (log(mean_mu) - t.ms_ln_mean_min) * t.ms_inv_dln;
+  double ln_l;
   if (x <= 0.0) {
-    // below the table: A small, <mu> ~ A ln(1/A); the table's first entry scaled linearly
-    ln_a = t.w_ln_a[0] + (log(mean_mu) - t.w_ln_mean_min);
+    ln_l = -log(mean_mu);  // below the table: lambda = 1 / <mu>
   } else {
     int32_t i = int32_t(x);
-    if (i >= t.n_w - 1) {
-      ln_a = t.w_ln_a[t.n_w - 1];
+    if (i >= t.ms_n - 1) {
+      ln_l = t.ms_ln_lambda[t.ms_n - 1];
     } else {
       double f = x - double(i);
-      ln_a = t.w_ln_a[i] + f * (t.w_ln_a[i + 1] - t.w_ln_a[i]);
+      ln_l = t.ms_ln_lambda[i] + f * (t.ms_ln_lambda[i + 1] - t.ms_ln_lambda[i]);
     }
   }
-  double a = exp(ln_a);
-  double u = rng.uniform();
-  double mu = a * u / (1.0 + a - u);
+  const double lam = exp(ln_l);
+  double mu = -log(1.0 - rng.uniform() * (1.0 - exp(-lam))) / lam;
+  if (mu > 1.0) mu = 1.0;
+  return 1.0 - 2.0 * mu;
+}
+
+// Hard elastic event: polar deflection mu = (1-cos)/2 sampled from the hard part of the elastic
+// cross section (params.hpp: el_el_*), 1/(mu+eta) uniform between 1/(mu_c+eta) and 1/(1+eta),
+// then rejection with the McKinley-Feshbach Mott factor R(mu) <= 1 + mott_c/4.
+template <class Rng>
+RPT_INLINE double sample_hard_elastic_cos(const TableView& t, int32_t m, EIndex k, double e, Rng& rng) {
+  const double inv_lo = lookup(t.el_el_inv_lo, t, m, k);
+  const double inv_hi = lookup(t.el_el_inv_hi, t, m, k);
+  const double eta = lookup(t.el_el_eta, t, m, k);
+  const double c = lookup(t.el_mott_c, t, m, k);
+  const double tau = e / kElectronMassMeV;
+  const double beta2 = tau * (tau + 2.0) / ((tau + 1.0) * (tau + 1.0));
+  const double rmax = 1.0 + 0.25 * c;
+  double mu = 0.0;
+  for (int iter = 0; iter < 1000; ++iter) {
+    mu = 1.0 / (inv_lo - rng.uniform() * (inv_lo - inv_hi)) - eta;
+    if (mu < 0.0) mu = 0.0;
+    if (mu > 1.0) mu = 1.0;
+    const double r = 1.0 - beta2 * mu + c * (sqrt(mu) - mu);
+    if (rng.uniform() * rmax <= r) break;
+  }
   return 1.0 - 2.0 * mu;
 }
 
@@ -116,10 +144,13 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     const double s_loss = P.set.max_loss_fraction * range_mm;
     const double sig_h = lookup(t.el_sigma_hard, t, m, k) * rho10;  // 1/mm
     const double s_hard = sig_h > 0.0 ? -log(rng.uniform()) / sig_h : 1e300;
+    const double sig_el = lookup(t.el_sigma_el, t, m, k) * rho10;  // 1/mm
+    const double s_el = sig_el > 0.0 ? -log(rng.uniform()) / sig_el : 1e300;
     const double s_bnd = fmax(distance_to_boundary(g, vp, p.r, p.d) + kBoundaryPush,
                               P.set.min_step_mm);
-    double s = fmin(s_loss, fmin(s_hard, s_bnd));
-    const bool hard = s_hard < s_loss && s_hard < s_bnd;
+    double s = fmin(fmin(s_loss, s_el), fmin(s_hard, s_bnd));
+    const bool hard = s_hard < s_loss && s_hard < s_bnd && s_hard <= s_el;
+    const bool elastic = !hard && s_el < s_loss && s_el < s_bnd;
     // random hinge: straight to the hinge, deflect, straight on (truncated at the boundary)
     const double t1 = s * rng.uniform();
     p.r = advance(p.r, p.d, t1);
@@ -141,6 +172,11 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     if (e_new > p.e) e_new = p.e;
     tr.tally.add(vp.index, quantize(p.e) - quantize(e_new));
     p.e = e_new;
+    if (elastic && !crossed) {
+      // the event at the step's end, with the cross section of the step's start energy
+      const double cos_h = sample_hard_elastic_cos(t, m, k, p.e, rng);
+      p.d = rotate(p.d, cos_h, kTwoPi * rng.uniform());
+    }
     if (hard && !crossed && p.e > 2.0 * t.el_wcc) moller_collision(p, vp.index, tr);
     if (p.e <= P.set.el_cut) {
       tr.tally.add(vp.index, quantize(p.e));
