@@ -288,8 +288,11 @@ def test_demo_course_orchestration(tmp_path, monkeypatch, capsys):
     pipeline = pytest.importorskip("rptdose.pipeline")
     seen = []
 
-    def fake_write(folder, histories=None, **kw):
-        seen.append(demo.ADMINISTRATION)
+    first = demo.ADMINISTRATION
+
+    def fake_write(folder, histories=None, administration=None, **kw):
+        assert demo.ADMINISTRATION == first                   # passed as an argument, the module is left alone
+        seen.append(administration)
         return folder / "study.toml"
 
     def fake_run(study, outdir, **kw):
@@ -297,10 +300,9 @@ def test_demo_course_orchestration(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(demo, "write_demo_study", fake_write)
     monkeypatch.setattr(pipeline, "run_study", fake_run)
-    first = demo.ADMINISTRATION
     assert run_cli(["demo-course", "-o", str(tmp_path / "dc"), "--histories", "1000"], monkeypatch) == 0
-    assert demo.ADMINISTRATION == first                       # restored
-    assert (seen[1] - seen[0]).days == 56
+    assert demo.ADMINISTRATION == first                       # unchanged
+    assert seen[0] == first and (seen[1] - seen[0]).days == 56
     assert (tmp_path / "dc" / "course" / "course.html").is_file()
     assert "DECISION SUPPORT ONLY" in capsys.readouterr().out
 

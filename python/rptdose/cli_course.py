@@ -161,17 +161,12 @@ def cmd_demo_course(args: argparse.Namespace) -> int:
         raise InputError(f"--output '{root}' (is a file): expected a folder for the demo course")
     histories = args.histories if args.histories is not None else demo.DEMO_HISTORIES
     cycles = []
-    first = demo.ADMINISTRATION
-    try:
-        for k in (1, 2):
-            # the demo study's administration (and so its scan times) is the module's ADMINISTRATION
-            demo.ADMINISTRATION = first + dt.timedelta(days=DEMO_COURSE_INTERVAL_DAYS * (k - 1))
-            study = demo.write_demo_study(root / f"patient_cycle{k}", histories=histories)
-            print(f"rptdose demo-course: cycle {k}: demo patient, administration {demo.ADMINISTRATION.isoformat()}")
-            run_study(study, root / f"cycle{k}", method=args.method, histories=histories, seed=k, progress=None)
-            cycles.append(str(root / f"cycle{k}"))
-    finally:
-        demo.ADMINISTRATION = first
+    for k in (1, 2):
+        administration = demo.ADMINISTRATION + dt.timedelta(days=DEMO_COURSE_INTERVAL_DAYS * (k - 1))
+        study = demo.write_demo_study(root / f"patient_cycle{k}", histories=histories, administration=administration)
+        print(f"rptdose demo-course: cycle {k}: demo patient, administration {administration.isoformat()}")
+        run_study(study, root / f"cycle{k}", method=args.method, histories=histories, seed=k, progress=None)
+        cycles.append(str(root / f"cycle{k}"))
     course_args = argparse.Namespace(cycles=cycles, output=str(root / "course"), limits=None, tissues=None,
                                      cycles_left=args.cycles_left, target_tumour_gy=None, target_quantity="absorbed",
                                      kinetics_from=None)
