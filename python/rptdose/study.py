@@ -680,7 +680,7 @@ def load_study(path: str | os.PathLike, *, register: bool | None = None, deforma
     from rptdose.physics.nuclides import load_nuclide
     from rptdose.quant.calibration import activity_at_start, check_fov_total
     from rptdose.quant.decay import decay_correct
-    from rptdose.quant.registration import check_slices, register_ct, resample
+    from rptdose.quant.registration import METRIC_WORK_UNITS, check_slices, register_ct, resample
     from rptdose.source import Source
 
     spec = read_study_file(path)
@@ -862,7 +862,8 @@ def load_study(path: str | os.PathLike, *, register: bool | None = None, deforma
     settings = {"dose": dict(spec.dose), "tia": dict(spec.tia), "calibration": {
         "mode": spec.calibration.mode, "sensitivity_cps_per_mbq": spec.calibration.sensitivity_cps_per_mbq},
         "segmentation": {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.segmentation.items()},
-        "registration": dict(vars(reg_settings)), "hu_calibration": "schneider2000"}
+        "registration": {**vars(reg_settings), "metric_work_units": METRIC_WORK_UNITS},
+        "hu_calibration": "schneider2000"}
     inputs = [spec.path] + [e[1].spect for e in entries] + [e[1].ct for e in entries]
     if spec.segmentation["path"] is not None:
         inputs.append(spec.segmentation["path"])

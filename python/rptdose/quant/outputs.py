@@ -18,7 +18,9 @@ file                                 content
                                      time and decay-corrected to the administration, and that
                                      as a percentage of the administered activity
 ``plots/tac_<region>.png``           time-activity curve and fit of each region
-``registration/tp<k>_to_tp1.tfm``    the transform of time point k (reference -> its frame)
+``registration/tp<k>_to_tp1.tfm``    the transform of time point k (reference -> its frame);
+                                     ``#rptdose`` comment lines: seed, sampling, metric work
+                                     units, threads, SimpleITK version
 ``registration/tp<k>_check.png``     fused check image of time point k (k >= 2)
 ===================================  ==========================================================
 
@@ -176,7 +178,8 @@ def write_tia_outputs(study: Any, outdir: str | os.PathLike, plots: bool = True)
         from rptdose.quant.registration import write_transform
 
         written[f"transform_tp{tp.index}"] = write_transform(tp.registration.transform,
-                                                             reg_dir / f"tp{tp.index}_to_tp1.tfm")
+                                                             reg_dir / f"tp{tp.index}_to_tp1.tfm",
+                                                             tp.registration.provenance)
         if plots and tp.check_slices is not None:
             from rptdose.quant.plots import registration_figure
 

@@ -19,7 +19,15 @@ deformable (``deformable=True``)  a BSpline transform (control points every ``me
 The transform maps points of the reference (fixed) frame to the time point's (moving) frame, so
 ``resample(moving_image, reference_grid, transform)`` brings any image of the moving frame (its
 CT, and its SPECT, which shares the CT's frame of reference) onto the reference grid.
-Registration is deterministic for a given seed and thread count (ITK's metric sums in parallel).
+
+Registration gives the same bits for a given seed, also from one run to the next in a process.
+ITK's v4 metrics split the sampled points into work units and add each unit's partial sums
+(Mattes: joint histogram and derivative) into the total as the units finish, so with more than
+one work unit the order of the floating-point additions, and with it the last bits of every
+metric value and gradient, changes from run to run; the optimizer then carries the difference
+along (~1e-13 to 1e-7 in the parameters). The metric is therefore evaluated as one work unit
+(:data:`METRIC_WORK_UNITS`); the per-voxel filters around it (pyramid smoothing and shrinking,
+gradient images, resampling) stay multi-threaded and do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ from rptdose.errors import InputError
 HU_CLAMP = (-1000.0, 2000.0)
 #: A pyramid level is used only if the shrunken image keeps this many voxels along every axis.
 MIN_LEVEL_VOXELS = 12
+#: Work units of the registration metric: one, so that its sums are added in a fixed order
+#: (more than one makes the result differ in the last bits from run to run; see the module notes).
+METRIC_WORK_UNITS = 1
 
 
 @dataclass
@@ -61,6 +72,9 @@ class RegistrationResult:
     iterations: int
     kind: str                      # "identity", "rigid" or "rigid+bspline"
     parameters: dict = field(default_factory=dict)
+    #: how it was computed (seed, sampling, metric work units, threads, SimpleITK version): see
+    #: :func:`registration_provenance`; written into the transform file by :func:`write_transform`
+    provenance: dict = field(default_factory=dict)
 
     @property
     def rigid_parameters(self) -> dict:
@@ -82,7 +96,8 @@ def register_ct(fixed: Any, moving: Any, settings: RegistrationSettings | None =
     s = settings or RegistrationSettings()
     if s.method == "none":
         return RegistrationResult(sitk.Euler3DTransform(), float("nan"), "registration disabled", 0, "identity",
-                                  {"rotation_deg": (0.0, 0.0, 0.0), "translation_mm": (0.0, 0.0, 0.0)})
+                                  {"rotation_deg": (0.0, 0.0, 0.0), "translation_mm": (0.0, 0.0, 0.0)},
+                                  {"method": "none"})
     f, m = _prepare(fixed), _prepare(moving)
     initial = sitk.CenteredTransformInitializer(f, m, sitk.Euler3DTransform(),
                                                 sitk.CenteredTransformInitializerFilter.GEOMETRY)
@@ -120,7 +135,20 @@ def register_ct(fixed: Any, moving: Any, settings: RegistrationSettings | None =
         result_kind = "rigid+bspline"
         metric, stop, iters = (breg.GetMetricValue(), breg.GetOptimizerStopConditionDescription(),
                                iters + breg.GetOptimizerIteration())
-    return RegistrationResult(final, float(metric), str(stop), int(iters), result_kind, params)
+    return RegistrationResult(final, float(metric), str(stop), int(iters), result_kind, params,
+                              registration_provenance(s, reg))
+
+
+def registration_provenance(s: RegistrationSettings, reg: Any | None = None) -> dict:
+    """What a registration's bits depend on besides its inputs: the settings' seed and sampling,
+    the metric's work units and the threads of the registration object ``reg`` (the global
+    default when None), the SimpleITK version."""
+    import SimpleITK as sitk
+
+    threads = reg.GetNumberOfThreads() if reg is not None else sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    return {"method": s.method, "deformable": bool(s.deformable), "seed": int(s.seed), "sampling": float(s.sampling),
+            "sampling_strategy": "random", "metric_work_units": METRIC_WORK_UNITS, "threads": int(threads),
+            "simpleitk": sitk.Version.VersionString()}
 
 
 def _levels(s: RegistrationSettings, size: tuple[int, ...]) -> tuple[list[int], list[float]]:
@@ -141,6 +169,7 @@ def _method(s: RegistrationSettings, size: tuple[int, ...]) -> Any:
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(float(s.sampling), int(s.seed))
+    reg.SetNumberOfWorkUnits(METRIC_WORK_UNITS)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetShrinkFactorsPerLevel(list(shrink))
     reg.SetSmoothingSigmasPerLevel(list(sigmas))
@@ -173,8 +202,11 @@ def resample(image: Any, reference: Any, transform: Any | None = None, default: 
                          float(default), image.GetPixelID())
 
 
-def write_transform(transform: Any, path: str | os.PathLike) -> Path:
-    """Write a transform as ITK text (.tfm) atomically (temporary name + os.replace)."""
+def write_transform(transform: Any, path: str | os.PathLike, provenance: dict | None = None) -> Path:
+    """Write a transform as ITK text (.tfm) atomically (temporary name + os.replace).
+
+    ``provenance`` (e.g. :attr:`RegistrationResult.provenance`) goes in as comment lines after the
+    header, ``#rptdose <key>: <value>`` (ITK's reader skips lines that start with ``#``)."""
     import SimpleITK as sitk
 
     from rptdose.quant.outputs import atomic_path
@@ -182,7 +214,21 @@ def write_transform(transform: Any, path: str | os.PathLike) -> Path:
     p = Path(path)
     with atomic_path(p) as tmp:
         sitk.WriteTransform(transform, str(tmp))
+        if provenance and p.suffix.lower() == ".tfm":
+            lines = Path(tmp).read_text().splitlines(keepends=True)
+            notes = [f"#rptdose {k}: {v}\n" for k, v in provenance.items()]
+            Path(tmp).write_text("".join(lines[:1] + notes + lines[1:]))
     return p
+
+
+def read_transform_provenance(path: str | os.PathLike) -> dict[str, str]:
+    """The ``#rptdose key: value`` lines of a transform file written by :func:`write_transform`."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("#rptdose "):
+            key, _, value = line[len("#rptdose "):].partition(": ")
+            out[key.strip()] = value.strip()
+    return out
 
 
 def check_slices(reference_ct: Any, registered_ct: Any, registered_spect: Any | None = None,
