@@ -164,9 +164,7 @@ def test_hard_elastic_angular_distribution(water_tables, e_mev):
     n = 300_000
     mu = 0.5 * (1.0 - core._sample_hard_elastic(water_tables, 0, e_mev, n, 11))
     h = el.hard_elastic_parameters("water", np.array([e_mev]), cut_mev=water_tables["el_wcc_mev"])
-    mu_c, eta, c = h["mu_c"][0], h["eta"][0], h["mott_c"][0]
-    tau = e_mev / el.MEC2_MEV
-    b2 = tau * (tau + 2) / (tau + 1) ** 2
+    mu_c, eta, b2, c = h["mu_c"][0], h["eta"][0], h["mott_b"][0], h["mott_c"][0]
     # the kernel interpolates the parameters between grid energies: allow that in the edges
     assert mu.min() >= mu_c * 0.98 and mu.max() <= 1.0
     edges = 1.0 / np.linspace(1.0 / (mu_c + eta), 1.0 / (1.0 + eta), 41) - eta

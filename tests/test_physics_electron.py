@@ -175,9 +175,7 @@ def test_hard_elastic_split_keeps_the_first_moment(material):
     h = el.hard_elastic_parameters(material, e, cut_mev=0.01)
     assert np.all(h["tr1_soft"] >= 0) and np.all(h["tr1_soft"] < tot)
     for j in range(e.size):
-        mu_c, eta, c = h["mu_c"][j], h["eta"][j], h["mott_c"][j]
-        tau = e[j] / el.MEC2_MEV
-        b2 = tau * (tau + 2) / (tau + 1) ** 2
+        mu_c, eta, b2, c = h["mu_c"][j], h["eta"][j], h["mott_b"][j], h["mott_c"][j]
 
         def shape(m):
             return (1 - b2 * m + c * (np.sqrt(m) - m)) / (m + eta) ** 2
@@ -189,3 +187,23 @@ def test_hard_elastic_split_keeps_the_first_moment(material):
         if mu_c > 0:  # mean free path C1 lambda_1 where the cut-off exists
             assert h["sigma"][j] == pytest.approx(tot[j] / el.ELASTIC_C1, rel=2e-3)
         assert h["inv_lo"][j] == pytest.approx(1 / (mu_c + eta)) and h["inv_hi"][j] == pytest.approx(1 / (1 + eta))
+
+
+def test_mott_factor_not_applied_to_heavy_elements():
+    """Above Z = 30 the first-order McKinley-Feshbach factor is not used: a metal keeps plain
+    screened Rutherford, and the hard-event parameters of a mixture stay a valid density."""
+    from rptdose.physics.materials import Material
+
+    e = np.array([0.1, 1.0, 3.0])
+    tin = Material("tin_test", ((50, 1.0),), 7.3)
+    h = el.hard_elastic_parameters(tin, e, cut_mev=0.002)
+    assert np.all(h["mott_b"] == 0.0) and np.all(h["mott_c"] == 0.0)
+    mix = Material("bone_with_silver", ((1, 0.05), (6, 0.15), (8, 0.45), (20, 0.25), (47, 0.10)), 1.9)
+    hm = el.hard_elastic_parameters(mix, e, cut_mev=0.002)
+    tau = e / el.MEC2_MEV
+    b2 = tau * (tau + 2) / (tau + 1) ** 2
+    assert np.all(hm["mott_b"] < b2) and np.all(hm["mott_b"] > 0)
+    # the density 1 - b mu + c (sqrt(mu) - mu) stays >= 0 on [0, 1]
+    mu = np.linspace(0, 1, 1001)
+    for j in range(e.size):
+        assert np.all(1 - hm["mott_b"][j] * mu + hm["mott_c"][j] * (np.sqrt(mu) - mu) >= 0)

@@ -34,7 +34,7 @@ def test_contract(cache):
               "el_dedx_cont": (nm, ne), "el_range_cont": (nm, ne), "el_sigma_hard": (nm, ne),
               "el_tr1": (nm, ne), "el_csda_range": (nm, ne), "energy_grid_mev": (ne,),
               "el_sigma_el": (nm, ne), "el_el_inv_lo": (nm, ne), "el_el_inv_hi": (nm, ne),
-              "el_el_eta": (nm, ne), "el_mott_c": (nm, ne)}
+              "el_el_eta": (nm, ne), "el_mott_b": (nm, ne), "el_mott_c": (nm, ne)}
     for k, shape in shapes.items():
         a = t[k]
         assert a.shape == shape and a.dtype == np.float64 and a.flags.c_contiguous, k

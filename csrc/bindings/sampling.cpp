@@ -87,7 +87,7 @@ void init_sampling(py::module_& m) {
           py::array_t<double> cost(n);
           for (int64_t i = 0; i < n; ++i) {
             rpt::Philox4x32 rng(seed, uint64_t(i));
-            cost.mutable_data()[i] = rpt::sample_hard_elastic_cos(th.view, mat, k, e_mev, rng);
+            cost.mutable_data()[i] = rpt::sample_hard_elastic_cos(th.view, mat, k, rng);
           }
           return cost;
         },

@@ -36,6 +36,7 @@ void visit_param_arrays(Params& p, int64_t n_voxels, F&& f) {
   f("el_el_inv_lo", t.el_el_inv_lo, me);
   f("el_el_inv_hi", t.el_el_inv_hi, me);
   f("el_el_eta", t.el_el_eta, me);
+  f("el_mott_b", t.el_mott_b, me);
   f("el_mott_c", t.el_mott_c, me);
   f("ms_ln_lambda", t.ms_ln_lambda, size_t(t.ms_n));
   f("alias_prob", s.alias_prob, size_t(s.n_src));

@@ -126,14 +126,17 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
   const ArrayRef& el_inv_lo = need(tables, "tables", "el_el_inv_lo", me);
   const ArrayRef& el_inv_hi = need(tables, "tables", "el_el_inv_hi", me);
   const ArrayRef& el_eta = need(tables, "tables", "el_el_eta", me);
+  const ArrayRef& el_mott_b = need(tables, "tables", "el_mott_b", me);
   const ArrayRef& el_mott = need(tables, "tables", "el_mott_c", me);
   for (int64_t i = 0; i < nm * ne; ++i) {
     if (!(el_sig_el.data[i] >= 0.0) || !(el_tr1.data[i] >= 0.0))
       fail("tables['el_sigma_el'] / tables['el_tr1']: expected finite values >= 0");
     if (!(el_eta.data[i] > 0.0) || !(el_inv_hi.data[i] > 0.0) || !(el_inv_lo.data[i] >= el_inv_hi.data[i]))
       fail("tables['el_el_*']: expected eta > 0 and 1/(mu_c+eta) >= 1/(1+eta) > 0");
-    if (!(el_mott.data[i] >= 0.0 && el_mott.data[i] < 1.0))
-      fail("tables['el_mott_c']: expected 0 <= pi alpha Z beta < 1");
+    if (!(el_mott.data[i] >= 0.0 && el_mott.data[i] < 10.0))
+      fail("tables['el_mott_c']: expected 0 <= pi alpha Z beta < 10");
+    if (!(el_mott_b.data[i] >= 0.0 && el_mott_b.data[i] <= 1.0))
+      fail("tables['el_mott_b']: expected 0 <= b <= 1");
   }
   for (int64_t m = 0; m < nm; ++m)
     for (int64_t i = 1; i < ne; ++i)
@@ -200,6 +203,7 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
   t.el_el_inv_lo = el_inv_lo.data;
   t.el_el_inv_hi = el_inv_hi.data;
   t.el_el_eta = el_eta.data;
+  t.el_mott_b = el_mott_b.data;
   t.el_mott_c = el_mott.data;
   t.el_wcc = wcc;
   t.ms_n = nw;

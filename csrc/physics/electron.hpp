@@ -59,20 +59,19 @@ RPT_INLINE double sample_multiple_scattering_cos(const TableView& t, double mean
 // cross section (params.hpp: el_el_*), 1/(mu+eta) uniform between 1/(mu_c+eta) and 1/(1+eta),
 // then rejection with the McKinley-Feshbach Mott factor R(mu) <= 1 + mott_c/4.
 template <class Rng>
-RPT_INLINE double sample_hard_elastic_cos(const TableView& t, int32_t m, EIndex k, double e, Rng& rng) {
+RPT_INLINE double sample_hard_elastic_cos(const TableView& t, int32_t m, EIndex k, Rng& rng) {
   const double inv_lo = lookup(t.el_el_inv_lo, t, m, k);
   const double inv_hi = lookup(t.el_el_inv_hi, t, m, k);
   const double eta = lookup(t.el_el_eta, t, m, k);
+  const double b = lookup(t.el_mott_b, t, m, k);
   const double c = lookup(t.el_mott_c, t, m, k);
-  const double tau = e / kElectronMassMeV;
-  const double beta2 = tau * (tau + 2.0) / ((tau + 1.0) * (tau + 1.0));
-  const double rmax = 1.0 + 0.25 * c;
+  const double rmax = 1.0 + 0.25 * c;  // max of sqrt(mu) - mu is 1/4
   double mu = 0.0;
   for (int iter = 0; iter < 1000; ++iter) {
     mu = 1.0 / (inv_lo - rng.uniform() * (inv_lo - inv_hi)) - eta;
     if (mu < 0.0) mu = 0.0;
     if (mu > 1.0) mu = 1.0;
-    const double r = 1.0 - beta2 * mu + c * (sqrt(mu) - mu);
+    const double r = 1.0 - b * mu + c * (sqrt(mu) - mu);
     if (rng.uniform() * rmax <= r) break;
   }
   return 1.0 - 2.0 * mu;
@@ -174,7 +173,7 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     p.e = e_new;
     if (elastic && !crossed) {
       // the event at the step's end, with the cross section of the step's start energy
-      const double cos_h = sample_hard_elastic_cos(t, m, k, p.e, rng);
+      const double cos_h = sample_hard_elastic_cos(t, m, k, rng);
       p.d = rotate(p.d, cos_h, kTwoPi * rng.uniform());
     }
     if (hard && !crossed && p.e > 2.0 * t.el_wcc) moller_collision(p, vp.index, tr);

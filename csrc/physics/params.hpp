@@ -34,11 +34,12 @@ struct TableView {
   const double* el_sigma_hard; // Moller cross section above el_wcc (cm2/g)
   const double* el_tr1;        // soft part of the first transport cross section (cm2/g)
   // hard elastic events (mu = (1-cos)/2 > mu_c), physics/electron.py hard_elastic_parameters:
-  // density (1 - beta^2 mu + mott_c (sqrt(mu) - mu)) / (mu + eta)^2 on [mu_c, 1]
+  // density (1 - mott_b mu + mott_c (sqrt(mu) - mu)) / (mu + eta)^2 on [mu_c, 1]
   const double* el_sigma_el;   // hard elastic cross section (cm2/g)
   const double* el_el_inv_lo;  // 1 / (mu_c + eta)
   const double* el_el_inv_hi;  // 1 / (1 + eta)
   const double* el_el_eta;     // effective screening parameter eta
+  const double* el_mott_b;     // beta^2 x weight of the elements with a Mott factor
   const double* el_mott_c;     // pi alpha Z_eff beta (McKinley-Feshbach Mott factor)
   double el_wcc;               // Moller cut (MeV)
   // soft multiple scattering: ln lambda of p(mu) ~ exp(-lambda mu) on [0,1] as a function of

@@ -47,7 +47,8 @@ summed over the elements per gram (independent atoms), in two parts:
 - nuclear (Z^2): multiplied by the McKinley-Feshbach ratio of the Mott to the Rutherford cross
   section, R(mu) = 1 - beta^2 mu + pi alpha Z beta (sqrt(mu) - mu) (McKinley & Feshbach, Phys
   Rev 74:1759, 1948; the spin-relativistic correction, first order in alpha Z: good for the
-  Z <= 20 of tissues), integrated in closed form:
+  Z <= 20 of tissues; not applied above Z = MOTT_Z_MAX = 30, where the expansion fails and
+  plain screened Rutherford is kept), integrated in closed form:
       sigma_n = 2 pi r_e^2 Z^2 k^2 [I0 - beta^2 I1 + pi alpha Z beta (Ih - I1)],
       I0 = ln(1 + 1/eta) - 1/(1 + eta),   I1 = 1 - 2 eta ln(1 + 1/eta) + eta/(1 + eta),
       Ih = 2 [1 - 1.5 sqrt(eta) atan(1/sqrt(eta)) + eta / (2 (1 + eta))];
@@ -370,17 +371,22 @@ def transport_cross_section(material: Union[Material, str], energy_mev, cut_mev:
     out = np.zeros_like(e)
     for z, wz in m.composition:
         eta = 1.7e-5 * z ** (2.0 / 3.0) * (1.13 + 3.76 * (ALPHA * z) ** 2 / beta2) / bg2
+        mf = 1.0 if z <= MOTT_Z_MAX else 0.0  # the McKinley-Feshbach factor only where it holds
         l1 = np.log1p(1.0 / eta)
         i0 = l1 - 1.0 / (1.0 + eta)
         i1 = 1.0 - 2.0 * eta * l1 + eta / (1.0 + eta)
         se = np.sqrt(eta)
         ih = 2.0 * (1.0 - 1.5 * se * np.arctan(1.0 / se) + eta / (2.0 * (1.0 + eta)))
-        nuclear = z * z * (i0 - beta2 * i1 + math.pi * ALPHA * z * beta * (ih - i1))
+        nuclear = z * z * (i0 - mf * (beta2 * i1 - math.pi * ALPHA * z * beta * (ih - i1)))
         electronic = z * (np.log((mu_c + eta) / eta) - mu_c / (mu_c + eta))
         sig = 2.0 * math.pi * R_E_CM**2 * k2 * (nuclear + electronic)
         out += AVOGADRO * wz / atomic_weight(z) * sig
     return out
 
+
+#: Highest atomic number to which the McKinley-Feshbach Mott factor (first order in alpha Z)
+#: is applied; heavier elements (metal bins of a CT calibration) keep screened Rutherford.
+MOTT_Z_MAX = 30
 
 #: PENELOPE's C1: hard elastic mean free path = C1 x first transport mean free path.
 ELASTIC_C1 = 0.05
@@ -392,8 +398,10 @@ def hard_elastic_parameters(material: Union[Material, str], energy_mev, cut_mev:
                             c1: float = ELASTIC_C1) -> dict:
     """Tables of the hard elastic events (module docstring), per gram, on ``energy_mev``:
     ``sigma`` (cm2/g, the hard-event cross section), ``inv_lo`` = 1/(mu_c + eta_eff),
-    ``inv_hi`` = 1/(1 + eta_eff), ``eta`` = eta_eff, ``mott_c`` = pi alpha Z_eff beta (the
-    sampling density is (1 - beta^2 mu + mott_c (sqrt(mu) - mu)) / (mu + eta)^2 on [mu_c, 1]),
+    ``inv_hi`` = 1/(1 + eta_eff), ``eta`` = eta_eff, ``mott_b`` (beta^2 times the Z^2-weight of the
+    elements with Z <= MOTT_Z_MAX) and ``mott_c`` (pi alpha beta times their Z^3-weight over the
+    Z^2-weight) (the sampling density is (1 - mott_b mu + mott_c (sqrt(mu) - mu)) / (mu + eta)^2
+    on [mu_c, 1]),
     ``tr1_soft`` (cm2/g, the first transport cross section left to the soft deflections) and
     ``mu_c``."""
     m = get_material(material)
@@ -410,14 +418,19 @@ def hard_elastic_parameters(material: Union[Material, str], energy_mev, cut_mev:
     eta_z = np.array([1.7e-5 * z ** (2.0 / 3.0) * (1.13 + 3.76 * (ALPHA * z) ** 2 / beta2) / bg2
                       for z in zs])  # [n_el, n_e]
     eta = (wz2[:, None] * eta_z).sum(axis=0) / wz2.sum()
-    z_eff = float((wz2 * zs).sum() / wz2.sum())
-    mott_c = math.pi * ALPHA * z_eff * beta
+    # Mott factor of the mixture, Z^2-weighted over its elements (R = 1 for Z > MOTT_Z_MAX):
+    # R(mu) = 1 - mott_b mu + mott_c (sqrt(mu) - mu)
+    light = zs <= MOTT_Z_MAX
+    f_light = float(wz2[light].sum() / wz2.sum())
+    mott_b = f_light * beta2
+    mott_c = math.pi * ALPHA * beta * float((wz2 * zs * light).sum() / wz2.sum())
     amp = math.pi * R_E_CM**2 * AVOGADRO * wz2.sum() * k2  # cm2/g per unit of the shape below
     tr1_total = transport_cross_section(m, e, cut_mev=cut_mev)
     mu = _MU_GRID
-    out = {k: np.zeros_like(e) for k in ("sigma", "inv_lo", "inv_hi", "eta", "mott_c", "tr1_soft", "mu_c")}
+    out = {k: np.zeros_like(e) for k in ("sigma", "inv_lo", "inv_hi", "eta", "mott_b", "mott_c", "tr1_soft",
+                                         "mu_c")}
     for j in range(e.size):
-        f = amp[j] * (1.0 - beta2[j] * mu + mott_c[j] * (np.sqrt(mu) - mu)) / (mu + eta[j]) ** 2
+        f = amp[j] * (1.0 - mott_b[j] * mu + mott_c[j] * (np.sqrt(mu) - mu)) / (mu + eta[j]) ** 2
         # tails from mu to 1: cross section and first moment (2 mu) of the hard part
         seg = 0.5 * (f[1:] + f[:-1]) * np.diff(mu)
         seg1 = 0.5 * (2 * mu[1:] * f[1:] + 2 * mu[:-1] * f[:-1]) * np.diff(mu)
@@ -442,6 +455,7 @@ def hard_elastic_parameters(material: Union[Material, str], energy_mev, cut_mev:
         out["inv_lo"][j] = 1.0 / (mu_c + eta[j])
         out["inv_hi"][j] = 1.0 / (1.0 + eta[j])
         out["eta"][j] = eta[j]
+        out["mott_b"][j] = mott_b[j]
         out["mott_c"][j] = mott_c[j]
         out["tr1_soft"][j] = max(tr1_total[j] - hard1, 0.0)
     return out
@@ -471,7 +485,7 @@ def electron_tables(materials: Sequence[Union[Material, str]], energy_mev: np.nd
     idx = np.arange(ne) * _RANGE_REFINE
     out = {k: np.zeros((nm, ne)) for k in ("el_dedx_cont", "el_range_cont", "el_sigma_hard", "el_tr1",
                                             "el_csda_range", "el_sigma_el", "el_el_inv_lo", "el_el_inv_hi",
-                                            "el_el_eta", "el_mott_c")}
+                                            "el_el_eta", "el_mott_b", "el_mott_c")}
     for k, m in enumerate(mats):
         srad = radiative_stopping_power(m, fine)
         s_cont = collision_stopping_power(m, fine, cut_mev=wcc) + srad
@@ -486,6 +500,7 @@ def electron_tables(materials: Sequence[Union[Material, str]], energy_mev: np.nd
         out["el_el_inv_lo"][k] = hel["inv_lo"]
         out["el_el_inv_hi"][k] = hel["inv_hi"]
         out["el_el_eta"][k] = hel["eta"]
+        out["el_mott_b"][k] = hel["mott_b"]
         out["el_mott_c"][k] = hel["mott_c"]
     res = {"el_wcc_mev": wcc}
     res.update({k: np.ascontiguousarray(v) for k, v in out.items()})

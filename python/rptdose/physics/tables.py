@@ -36,12 +36,12 @@ log = logging.getLogger(__name__)
 
 NE = 512  # energy grid points (contract)
 E_MIN_MEV, E_MAX_MEV = 1e-3, 3.0  # grid ends (contract)
-TABLE_VERSION = "3"  # bump whenever the physics or the layout of the tables changes
+TABLE_VERSION = "4"  # bump whenever the physics or the layout of the tables changes
 
 # [NM, ...] arrays of the contract, and the scalars / shared 1-D arrays
 ARRAY_KEYS = ("mu_photo", "mu_incoh", "mu_coh", "incoh_sf", "coh_cum",
               "el_dedx_cont", "el_range_cont", "el_sigma_hard", "el_tr1", "el_csda_range",
-              "el_sigma_el", "el_el_inv_lo", "el_el_inv_hi", "el_el_eta", "el_mott_c")
+              "el_sigma_el", "el_el_inv_lo", "el_el_inv_hi", "el_el_eta", "el_mott_b", "el_mott_c")
 SCALAR_KEYS = ("sf_lnx_min", "sf_lnx_max", "el_wcc_mev")
 _SHARED_KEYS = ("energy_grid_mev", "coh_x2_grid")
 
