@@ -252,6 +252,12 @@ def test_sphere_model_against_direct_transport():
     assert sd.region_means["s"]["extrapolated"]
     with pytest.raises(InputError, match="regions"):
         rd.sphere_dose(ph, rd.Source("Lu-177", np.where(inside, 1.0, 0.0)), regions=None, table=table)
+    # nested regions (an organ inside the whole field of view): the map keeps each organ's value
+    whole = np.ones(ph.shape, dtype=bool)
+    sd = rd.sphere_dose(ph, rd.Source("Lu-177", np.where(inside, 1.0, 0.0)),
+                        regions={"field_of_view": whole, "s": inside}, table=table)
+    np.testing.assert_array_equal(sd.dose_gy[inside], sd.region_means["s"]["mean_dose_gy"])
+    np.testing.assert_array_equal(sd.dose_gy[~inside], sd.region_means["field_of_view"]["mean_dose_gy"])
 
 
 # ---- results -------------------------------------------------------------------------------

@@ -309,7 +309,8 @@ def sphere_dose(phantom: Any, source: Any, *, regions: Any, label_names: dict[in
         Region masses from the phantom's densities; region decays from the source.
     regions : {name: bool mask} or integer label map
         The regions (required). ``dose_gy`` holds each region's mean dose in its voxels
-        (where regions overlap, the later one's) and 0 elsewhere.
+        (where regions overlap, the smallest region's: an organ inside the body outline keeps
+        its own value) and 0 elsewhere.
     table : SphereAbsorbedFractions, optional
         Absorbed fractions; by default from the cache or computed with ``masses_g``, ``medium``,
         ``density_g_cm3``, ``voxels_across``, ``histories``, ``seed`` (and ``threads``,
@@ -352,11 +353,13 @@ def sphere_dose(phantom: Any, source: Any, *, regions: Any, label_names: dict[in
         e_abs = sum(energy[c] * ip[c] for c in COMPONENTS)                     # MeV per decay
         sigma = math.sqrt(sum((energy[c] * ip[c + "_sigma"]) ** 2 for c in COMPONENTS))
         d = n * e_abs * J_PER_MEV / mass
-        dose[m] = d
         region_means[name] = {"mean_dose_gy": d, "rel_uncertainty": sigma / e_abs if e_abs > 0 else None,
                               "mass_kg": mass, "voxels": int(np.count_nonzero(m)), "decays": n,
                               "phi_electrons": ip["electrons"], "phi_photons": ip["photons"],
                               "extrapolated": ip["extrapolated"]}
+    # paint the map from the largest region to the smallest, so nested regions stay visible
+    for name in sorted(masks, key=lambda k: -region_means[k]["voxels"]):
+        dose[masks[name]] = region_means[name]["mean_dose_gy"]
     settings = {"table_cache_key": table.cache_key, "table_file": None if table.path is None else str(table.path),
                 "table_masses_kg": table.masses_kg.tolist(), "energy_mev_per_decay": energy,
                 "model": "self-dose only: N * sum_c E_c phi_c(m) / m, phi linear in ln m"}
