@@ -21,15 +21,13 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 from rptdose import errors
 from rptdose.analysis.compare import compare
+from rptdose.analysis.radiobiology import bed, eqd2
 from rptdose.fast import local_deposition, sphere_dose, voxel_s_kernel, vsv_dose
 from rptdose.phantom import Phantom
 from rptdose.source import Source
 from rptdose.study import load_study
 from rptdose.transport import SimulationResult, backends, load_result, simulate
 
-__all__ = ["Phantom", "SimulationResult", "Source", "__version__", "backends", "errors", "load_result",
-           "load_study", "simulate"]
-__all__ += ["compare", "local_deposition", "sphere_dose", "voxel_s_kernel", "vsv_dose"]  # issue 6: fast methods
-from rptdose.analysis.radiobiology import bed, eqd2
-
-__all__ += ["bed", "eqd2"]
+__all__ = ["Phantom", "SimulationResult", "Source", "__version__", "backends", "bed", "compare", "eqd2", "errors",
+           "load_result", "load_study", "local_deposition", "simulate", "sphere_dose", "voxel_s_kernel",
+           "vsv_dose"]
