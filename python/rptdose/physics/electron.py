@@ -350,6 +350,19 @@ def moller_cross_section(material: Union[Material, str], energy_mev, cut_mev: fl
     return out
 
 
+def _elastic_kinematics(e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(beta gamma)^2, beta^2, beta and k^2 = (mc2 / (p c beta))^2 of electrons of energy e (MeV)."""
+    tau = e / MEC2_MEV
+    bg2 = tau * (tau + 2.0)  # (beta gamma)^2 = (p/mc)^2
+    beta2 = bg2 / (tau + 1.0) ** 2
+    return bg2, beta2, np.sqrt(beta2), ((tau + 1.0) / bg2) ** 2
+
+
+def _moliere_eta(z: float, bg2: np.ndarray, beta2: np.ndarray) -> np.ndarray:
+    """Moliere's screening parameter of element z (module docstring)."""
+    return 1.7e-5 * z ** (2.0 / 3.0) * (1.13 + 3.76 * (ALPHA * z) ** 2 / beta2) / bg2
+
+
 def transport_cross_section(material: Union[Material, str], energy_mev, cut_mev: float | None = None) -> np.ndarray:
     """First transport cross section per gram (cm2/g) of elastic scattering: screened
     Rutherford with Moliere's screening, the McKinley-Feshbach Mott factor on the nuclear part;
@@ -357,11 +370,7 @@ def transport_cross_section(material: Union[Material, str], energy_mev, cut_mev:
     energy transfers below the cut (module docstring)."""
     m = get_material(material)
     e = _energies(energy_mev)
-    tau = e / MEC2_MEV
-    bg2 = tau * (tau + 2.0)  # (beta gamma)^2 = (p/mc)^2
-    beta2 = bg2 / (tau + 1.0) ** 2
-    beta = np.sqrt(beta2)
-    k2 = ((tau + 1.0) / bg2) ** 2  # (mc2 / (p c beta))^2
+    bg2, beta2, beta, k2 = _elastic_kinematics(e)
     if cut_mev is None:
         mu_c = np.ones_like(e)
     else:
@@ -370,7 +379,7 @@ def transport_cross_section(material: Union[Material, str], energy_mev, cut_mev:
         mu_c = np.clip(0.5 * (1.0 - cos_c), 0.0, 1.0)
     out = np.zeros_like(e)
     for z, wz in m.composition:
-        eta = 1.7e-5 * z ** (2.0 / 3.0) * (1.13 + 3.76 * (ALPHA * z) ** 2 / beta2) / bg2
+        eta = _moliere_eta(z, bg2, beta2)
         mf = 1.0 if z <= MOTT_Z_MAX else 0.0  # the McKinley-Feshbach factor only where it holds
         l1 = np.log1p(1.0 / eta)
         i0 = l1 - 1.0 / (1.0 + eta)
@@ -408,15 +417,10 @@ def hard_elastic_parameters(material: Union[Material, str], energy_mev, cut_mev:
     e = _energies(energy_mev)
     if not (0.0 < c1 < 1.0):
         raise InputError(f"c1={c1!r} (out of range): expected 0 < C1 < 1")
-    tau = e / MEC2_MEV
-    bg2 = tau * (tau + 2.0)
-    beta2 = bg2 / (tau + 1.0) ** 2
-    beta = np.sqrt(beta2)
-    k2 = ((tau + 1.0) / bg2) ** 2
+    bg2, beta2, beta, k2 = _elastic_kinematics(e)
     wz2 = np.array([w / atomic_weight(z) * z * z for z, w in m.composition])
     zs = np.array([float(z) for z, _ in m.composition])
-    eta_z = np.array([1.7e-5 * z ** (2.0 / 3.0) * (1.13 + 3.76 * (ALPHA * z) ** 2 / beta2) / bg2
-                      for z in zs])  # [n_el, n_e]
+    eta_z = np.array([_moliere_eta(z, bg2, beta2) for z in zs])  # [n_el, n_e]
     eta = (wz2[:, None] * eta_z).sum(axis=0) / wz2.sum()
     # Mott factor of the mixture, Z^2-weighted over its elements (R = 1 for Z > MOTT_Z_MAX):
     # R(mu) = 1 - mott_b mu + mott_c (sqrt(mu) - mu)
