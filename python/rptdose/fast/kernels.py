@@ -63,6 +63,7 @@ import numpy as np
 
 from rptdose._validate import as_int, describe
 from rptdose.errors import InputError
+from rptdose.transport.simulate import J_PER_MEV
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,6 @@ DEFAULT_HISTORIES = 10_000_000   # decays simulated for a kernel
 DEFAULT_SEED = 1
 DEFAULT_MARGIN_MM = 50.0         # medium around the kernel block (backscatter)
 MEDIA = ("water", "soft_tissue")
-J_PER_MEV = 1.602176634e-13
 
 
 # ---- cache folder --------------------------------------------------------------------------

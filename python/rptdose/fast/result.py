@@ -31,21 +31,22 @@ has none).
 
 from __future__ import annotations
 
-import copy
-import hashlib
 from typing import Any
 
 import numpy as np
 
 from rptdose._validate import frozen
 from rptdose.errors import InputError
+from rptdose.transport.result import DoseOnGrid
+from rptdose.transport.simulate import J_PER_MEV, check_phantom_source, input_hashes
 
-#: J per MeV (exact, SI 2019).
-J_PER_MEV = 1.602176634e-13
+__all__ = ["DoseResult", "J_PER_MEV", "base_provenance", "check_phantom_source", "region_table"]
 
 
-class DoseResult:
-    """Dose of a fast method on the phantom's grid; see the module docstring."""
+
+class DoseResult(DoseOnGrid):
+    """Dose of a fast method on the phantom's grid; see the module docstring (region_means,
+    provenance, shape, geometry: :class:`rptdose.transport.result.DoseOnGrid`)."""
 
     def __init__(self, *, method: str, dose_gy: np.ndarray, rel_uncertainty: np.ndarray | None,
                  provenance: dict[str, Any], spacing_mm, origin_mm, direction, elapsed_s: float,
@@ -70,25 +71,6 @@ class DoseResult:
     def rel_uncertainty(self) -> np.ndarray | None:
         """Relative 1-sigma statistical uncertainty per voxel, or None (read-only)."""
         return self._rel_uncertainty
-
-    @property
-    def region_means(self) -> dict[str, dict[str, Any]] | None:
-        """Per-region mean dose (a copy), or None when no regions were given."""
-        return copy.deepcopy(self._region_means)
-
-    @property
-    def provenance(self) -> dict[str, Any]:
-        """What produced this result (a copy)."""
-        return copy.deepcopy(self._provenance)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(int(n) for n in self._dose_gy.shape)  # type: ignore[return-value]
-
-    @property
-    def geometry(self) -> dict[str, tuple]:
-        return {"shape": self.shape, "spacing_mm": self.spacing_mm, "origin_mm": self.origin_mm,
-                "direction": self.direction}
 
     def to_sitk(self, name: str = "dose_gy") -> Any:
         """``"dose_gy"`` or ``"rel_uncertainty"`` as a SimpleITK image on the phantom's grid."""
@@ -122,31 +104,7 @@ class DoseResult:
 
 
 # ---- helpers shared by the methods ---------------------------------------------------------
-def sha256(arr: np.ndarray) -> str:
-    h = hashlib.sha256()
-    a = np.ascontiguousarray(arr)
-    h.update(f"{a.dtype.str}{a.shape}".encode())
-    h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
-
-
-def check_phantom_source(phantom: Any, source: Any) -> None:
-    """The same checks as rd.simulate: a Phantom, a Source on its grid."""
-    from rptdose._validate import describe
-    from rptdose.phantom import Phantom
-    from rptdose.source import Source
-
-    if not isinstance(phantom, Phantom):
-        raise InputError(f"phantom {describe(phantom)} (of type {type(phantom).__name__}): expected an "
-                         "rptdose.Phantom (Phantom.water, Phantom.from_arrays, Phantom.from_ct)")
-    if not isinstance(source, Source):
-        raise InputError(f"source {describe(source)} (of type {type(source).__name__}): expected an "
-                         "rptdose.Source (Source('Lu-177', decays) or Source.monoenergetic)")
-    if source.shape != phantom.shape:
-        raise InputError(f"source decays shape {source.shape} (differs from the phantom's {phantom.shape}): "
-                         "expected the source on the phantom's [z, y, x] grid")
-
-
+# (the input check, check_phantom_source, and the input hashes are rd.simulate's)
 def base_provenance(method: str, phantom: Any, source: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """Provenance common to the methods: versions, the nuclide, the input hashes, the settings."""
     import platform
@@ -163,9 +121,7 @@ def base_provenance(method: str, phantom: Any, source: Any, settings: dict[str, 
         "total_decays": source.total_decays,
         "geometry": {"shape": list(phantom.shape), "spacing_mm": list(phantom.spacing_mm),
                      "origin_mm": list(phantom.origin_mm), "direction": list(phantom.direction)},
-        "inputs_sha256": {"density_g_cm3": sha256(phantom.density),
-                          "material_index": sha256(phantom.material_index),
-                          "decays": sha256(source.decays)},
+        "inputs_sha256": input_hashes(phantom, source),
         "settings": settings,
         "python": platform.python_version(),
         "numpy_version": np.__version__,

@@ -39,7 +39,41 @@ from rptdose.errors import InputError
 _ARRAYS = ("dose_gy", "rel_uncertainty")
 
 
-class SimulationResult:
+class DoseOnGrid:
+    """Read-only views shared by the dose results (this one and the fast methods'
+    :class:`rptdose.fast.DoseResult`), over ``_dose_gy``, ``_region_means``, ``_provenance`` and
+    the grid attributes ``spacing_mm``, ``origin_mm``, ``direction``."""
+
+    _dose_gy: np.ndarray
+    _region_means: dict[str, dict[str, Any]] | None
+    _provenance: dict[str, Any]
+    spacing_mm: tuple[float, ...]
+    origin_mm: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @property
+    def region_means(self) -> dict[str, dict[str, Any]] | None:
+        """Per-region mean dose and its uncertainty (a copy), or None when no regions were given."""
+        return copy.deepcopy(self._region_means)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What produced this result: versions, settings, data and input hashes (a copy)."""
+        return copy.deepcopy(self._provenance)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Grid shape (nz, ny, nx)."""
+        return tuple(int(n) for n in self._dose_gy.shape)  # type: ignore[return-value]
+
+    @property
+    def geometry(self) -> dict[str, tuple]:
+        """{"shape", "spacing_mm", "origin_mm", "direction"} of the dose grid."""
+        return {"shape": self.shape, "spacing_mm": self.spacing_mm, "origin_mm": self.origin_mm,
+                "direction": self.direction}
+
+
+class SimulationResult(DoseOnGrid):
     """Dose and uncertainty on the phantom's grid, with the run's energy balance and provenance.
 
     Made by :func:`rptdose.simulate` or :func:`rptdose.load_result`; see the module docstring for
@@ -80,27 +114,6 @@ class SimulationResult:
     def energy_balance(self) -> dict[str, float]:
         """``{"emitted_mev", "deposited_mev", "escaped_mev"}`` per simulated decay (a copy)."""
         return dict(self._energy_balance)
-
-    @property
-    def region_means(self) -> dict[str, dict[str, float]] | None:
-        """Per-region mean dose and its uncertainty (a copy), or None when no regions were given."""
-        return copy.deepcopy(self._region_means)
-
-    @property
-    def provenance(self) -> dict[str, Any]:
-        """What produced this result: versions, settings, physics data, input hashes (a copy)."""
-        return copy.deepcopy(self._provenance)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Grid shape (nz, ny, nx)."""
-        return tuple(int(n) for n in self._dose_gy.shape)  # type: ignore[return-value]
-
-    @property
-    def geometry(self) -> dict[str, tuple]:
-        """{"shape", "spacing_mm", "origin_mm", "direction"} of the dose grid."""
-        return {"shape": self.shape, "spacing_mm": self.spacing_mm, "origin_mm": self.origin_mm,
-                "direction": self.direction}
 
     # ---- helpers ---------------------------------------------------------------------------
     def to_sitk(self, name: str = "dose_gy") -> Any:

@@ -172,11 +172,32 @@ def _region_means(reg: _Regions, edep_mev: np.ndarray, batch_edep_mev: np.ndarra
             for r, name in enumerate(reg.names)}
 
 
-def _sha256(arr: np.ndarray) -> str:
+def array_sha256(arr: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes (C order): the input hashes of provenance."""
     h = hashlib.sha256()
     h.update(f"{arr.dtype.str}{arr.shape}".encode())
     h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
     return h.hexdigest()
+
+
+def input_hashes(phantom: Phantom, source: Source) -> dict[str, str]:
+    """The phantom's and the source's arrays as SHA-256 digests (provenance ``inputs_sha256``)."""
+    return {"density_g_cm3": array_sha256(phantom.density), "material_index": array_sha256(phantom.material_index),
+            "decays": array_sha256(source.decays)}
+
+
+def check_phantom_source(phantom: object, source: object) -> None:
+    """A Phantom and a Source on its grid, else an InputError naming what is wrong (every dose
+    method checks its inputs with this)."""
+    if not isinstance(phantom, Phantom):
+        raise InputError(f"phantom {describe(phantom)} (of type {type(phantom).__name__}): expected an "
+                         "rptdose.Phantom (Phantom.water, Phantom.from_arrays, Phantom.from_ct)")
+    if not isinstance(source, Source):
+        raise InputError(f"source {describe(source)} (of type {type(source).__name__}): expected an "
+                         "rptdose.Source (Source('Lu-177', decays) or Source.monoenergetic)")
+    if source.shape != phantom.shape:
+        raise InputError(f"source decays shape {source.shape} (differs from the phantom's {phantom.shape}): "
+                         "expected the source on the phantom's [z, y, x] grid")
 
 
 def _version(dist: str) -> str:
@@ -200,15 +221,7 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
     ``region_means`` and ``provenance``.
     """
     # ---- validate everything first --------------------------------------------------------
-    if not isinstance(phantom, Phantom):
-        raise InputError(f"phantom {describe(phantom)} (of type {type(phantom).__name__}): expected an "
-                         "rptdose.Phantom (Phantom.water, Phantom.from_arrays, Phantom.from_ct)")
-    if not isinstance(source, Source):
-        raise InputError(f"source {describe(source)} (of type {type(source).__name__}): expected an "
-                         "rptdose.Source (Source('Lu-177', decays) or Source.monoenergetic)")
-    if source.shape != phantom.shape:
-        raise InputError(f"source decays shape {source.shape} (differs from the phantom's {phantom.shape}): "
-                         "expected the source on the phantom's [z, y, x] grid")
+    check_phantom_source(phantom, source)
     batches = as_int("batches", batches, minimum=MIN_BATCHES, maximum=MAX_BATCHES)
     histories = as_int("histories", histories, minimum=1)
     if histories < batches:
@@ -292,10 +305,9 @@ def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: 
                                "monoenergetic": source.is_monoenergetic}
     if not source.is_monoenergetic:
         nuclide["data_source"] = str(getattr(source._nuclide, "source", ""))
-    inputs = {"density_g_cm3": _sha256(phantom.density), "material_index": _sha256(phantom.material_index),
-              "decays": _sha256(source.decays)}
+    inputs = input_hashes(phantom, source)
     if reg is not None:
-        inputs["region_labels"] = _sha256(reg.labels)
+        inputs["region_labels"] = array_sha256(reg.labels)
     return {
         "rptdose_version": __version__,
         "core_version": core_version,
