@@ -12,8 +12,8 @@
 //   the soft Goudsmit-Saunderson first moment <mu> = (1 - exp(-s/lambda_1,soft))/2 (Lewis
 //   1950), applied at a random hinge point.
 // - Step limits: a fraction of the residual range, the distances to the next hard collision and
-//   to the next hard elastic event, and the distance to the voxel boundary, so every step stays in one material and its energy is
-//   deposited in the voxel where it was lost.
+//   to the next hard elastic event, and the distance to the voxel boundary, so every step stays
+//   in one material and its energy is deposited in the voxel where it was lost.
 // - Range rejection: when the residual range is shorter than the distance to the nearest face of
 //   the current voxel, the electron (and every secondary it could make, whose ranges are
 //   shorter) cannot leave the voxel: its energy is deposited there at once. Exact for the voxel
