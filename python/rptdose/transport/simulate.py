@@ -44,6 +44,7 @@ import numpy as np
 
 from rptdose._progress import check_progress, progress_callback
 from rptdose._validate import as_grid_array, as_int, describe
+from rptdose.analysis.regions import normalize_regions
 from rptdose.errors import InputError
 from rptdose.phantom import Phantom
 from rptdose.source import Source, max_mev_per_decay, mean_mev_per_decay
@@ -76,22 +77,9 @@ def _prepare_regions(regions: Any, phantom: Phantom) -> _Regions | None:
         return None
     shape = phantom.shape
     if isinstance(regions, Mapping):
-        if not regions:
-            raise InputError("regions {} (empty): expected {name: bool mask} with at least one region, or None")
-        names, masks = [], []
-        for name, mask in regions.items():
-            if not isinstance(name, str) or not name:
-                raise InputError(f"regions key {name!r} (not a name): expected non-empty str region names")
-            m = as_grid_array(f"regions[{name!r}]", mask, shape=shape, what="a boolean mask [z, y, x]")
-            if m.dtype != bool:
-                if not np.issubdtype(m.dtype, np.integer) or not np.all((m == 0) | (m == 1)):
-                    raise InputError(f"regions[{name!r}] {describe(m)} (not a mask): expected a boolean mask "
-                                     "[z, y, x] (or 0/1 integers)")
-                m = m.astype(bool)
-            if not m.any():
-                raise InputError(f"regions[{name!r}] (empty mask): expected at least one voxel in the region")
-            names.append(name)
-            masks.append(m.reshape(-1))
+        checked = normalize_regions(regions, shape)  # the one check of {name: mask}
+        names = list(checked)
+        masks = [m.reshape(-1) for m in checked.values()]
         count = np.zeros(masks[0].size, dtype=np.int32)
         for m in masks:
             count += m
