@@ -168,8 +168,9 @@ def test_prepare_run_layout(case):
     assert arrays["material"].dtype == np.int32
     n_src = int(np.count_nonzero(case["decays"]))
     assert prep["n_source_voxels"] == n_src
-    assert arrays["alias_prob"].dtype == np.float32 and arrays["alias_prob"].size == n_src
-    assert arrays["alias_idx"].dtype == np.uint32 and arrays["src_voxel"].dtype == np.uint32
+    assert arrays["alias"].dtype == np.uint32 and arrays["alias"].size == 3 * n_src
+    # every column draws a voxel with decays
+    assert set(arrays["alias"].reshape(-1, 3)[:, 1:].ravel()) <= set(np.flatnonzero(case["decays"]))
     assert arrays["majorant"].size == case["tables"]["energy_grid_mev"].size
     assert np.all(arrays["majorant"] > 0)
     assert arrays["ms_ln_lambda"].size > 0

@@ -4,12 +4,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <stdexcept>
 
 #include "bindings/dict_args.hpp"
 #include "host/params.hpp"
 #include "physics/electron.hpp"
+#include "physics/history.hpp"
 #include "physics/photon.hpp"
 #include "physics/rng.hpp"
 
@@ -54,6 +56,38 @@ void init_sampling(py::module_& m) {
           for (int64_t i = 0; i < n; ++i) out.mutable_data()[i] = rng.uniform();
           return out;
         });
+  m.def("_sample_lines",
+        [](DArr yields, int64_t n_decays, uint64_t seed) {
+          std::vector<int32_t> wl, wc, fl;
+          std::vector<double> fh;
+          const int64_t nl = yields.size();
+          rpt::host::split_line_yields(yields.data(), nl, wl, wc, fl, fh);
+          rpt::SourceView s{};
+          s.n_lines = int32_t(nl);
+          s.n_whole = int32_t(wl.size());
+          s.whole_line = wl.data();
+          s.whole_count = wc.data();
+          s.n_frac = int32_t(fl.size());
+          s.frac_line = fl.data();
+          s.frac_hcum = fh.data();
+          py::array_t<int32_t> counts({n_decays, nl});
+          int32_t* c = counts.mutable_data();
+          std::fill(c, c + n_decays * nl, 0);
+          for (int64_t h = 0; h < n_decays; ++h) {
+            rpt::Philox4x32 rng(seed, uint64_t(h));
+            rpt::sample_lines(s, rng, [&](int32_t l) { ++c[h * nl + l]; });
+          }
+          return counts;
+        },
+        "Emissions per decay of each discrete line (history.hpp sample_lines) for given yields.");
+  m.def("_sincos_2pi",
+        [](DArr u) {
+          py::array_t<double> c(u.size()), s(u.size());
+          for (py::ssize_t i = 0; i < u.size(); ++i)
+            rpt::sincos_2pi(u.data()[i], c.mutable_data()[i], s.mutable_data()[i]);
+          return py::make_tuple(c, s);
+        },
+        "cos and sin of 2 pi u, as transport computes azimuths (for accuracy tests).");
   m.def("_sample_incoherent",
         [](py::dict tables, int32_t mat, double e_mev, int64_t n, uint64_t seed) {
           TablesHolder th(tables);

@@ -39,13 +39,14 @@ void visit_param_arrays(Params& p, int64_t n_voxels, F&& f) {
   f("el_mott_b", t.el_mott_b, me);
   f("el_mott_c", t.el_mott_c, me);
   f("ms_ln_lambda", t.ms_ln_lambda, size_t(t.ms_n));
-  f("alias_prob", s.alias_prob, size_t(s.n_src));
-  f("alias_idx", s.alias_idx, size_t(s.n_src));
-  f("src_voxel", s.voxel, size_t(s.n_src));
+  f("alias", s.alias, 3 * size_t(s.n_src));
   f("beta_inv_cdf", s.beta_inv_cdf, size_t(s.n_beta));
   f("line_e", s.line_e, size_t(s.n_lines));
-  f("line_y", s.line_y, size_t(s.n_lines));
   f("line_photon", s.line_photon, size_t(s.n_lines));
+  f("whole_line", s.whole_line, size_t(s.n_whole));
+  f("whole_count", s.whole_count, size_t(s.n_whole));
+  f("frac_line", s.frac_line, size_t(s.n_frac));
+  f("frac_hcum", s.frac_hcum, size_t(s.n_frac));
 }
 
 }  // namespace rpt::gpu

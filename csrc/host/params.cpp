@@ -42,9 +42,13 @@ double need_scalar(const std::map<std::string, double>& m, const std::string& di
   return it->second;
 }
 
-// Vose's alias method (M. D. Vose, IEEE TSE 17:972, 1991) over the voxels with decays.
-void build_alias(const double* w, int64_t n, std::vector<float>& prob,
-                 std::vector<uint32_t>& alias, std::vector<uint32_t>& voxel) {
+// Vose's alias method (M. D. Vose, IEEE TSE 17:972, 1991) over the voxels with decays, packed
+// for one memory access per draw: entry k = {threshold, voxel, alias voxel}; column k keeps its
+// own voxel when a uniform 32-bit integer is below the threshold (its probability p_k times
+// 2^32, rounded: 2^-33 against the 2^-25 of a float probability), else takes the alias's.
+// A full column (p_k = 1) has its own voxel as alias, so it is exact.
+void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint32_t& n_src) {
+  std::vector<uint32_t> voxel;
   double total = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     if (w[i] > 0.0) {
@@ -53,10 +57,9 @@ void build_alias(const double* w, int64_t n, std::vector<float>& prob,
     }
   }
   const size_t m = voxel.size();
-  std::vector<double> p(m);
+  std::vector<double> p(m), prob(m, 1.0);
+  std::vector<uint32_t> alias(m);
   for (size_t k = 0; k < m; ++k) p[k] = w[voxel[k]] * double(m) / total;
-  prob.assign(m, 1.0f);
-  alias.resize(m);
   for (size_t k = 0; k < m; ++k) alias[k] = uint32_t(k);
   std::vector<uint32_t> small, large;
   small.reserve(m);
@@ -65,17 +68,51 @@ void build_alias(const double* w, int64_t n, std::vector<float>& prob,
   while (!small.empty() && !large.empty()) {
     uint32_t s = small.back(); small.pop_back();
     uint32_t l = large.back(); large.pop_back();
-    prob[s] = float(p[s]);
+    prob[s] = p[s];
     alias[s] = l;
     p[l] = (p[l] + p[s]) - 1.0;
     (p[l] < 1.0 ? small : large).push_back(l);
   }
-  // leftovers are 1 up to rounding
-  for (uint32_t k : large) prob[k] = 1.0f;
-  for (uint32_t k : small) prob[k] = 1.0f;
+  // leftovers are 1 up to rounding (prob stays 1)
+  table.resize(3 * m);
+  for (size_t k = 0; k < m; ++k) {
+    const double t = std::nearbyint(prob[k] * 4294967296.0);
+    const bool full = !(t < 4294967295.0);
+    table[3 * k] = full ? 0xFFFFFFFFu : uint32_t(t);
+    table[3 * k + 1] = voxel[k];
+    table[3 * k + 2] = full ? voxel[k] : voxel[alias[k]];
+  }
+  n_src = uint32_t(m);
 }
 
 }  // namespace
+
+void split_line_yields(const double* y, int64_t n, std::vector<int32_t>& whole_line,
+                       std::vector<int32_t>& whole_count, std::vector<int32_t>& frac_line,
+                       std::vector<double>& frac_hcum) {
+  whole_line.clear(); whole_count.clear(); frac_line.clear(); frac_hcum.clear();
+  double hcum = 0.0;
+  for (int64_t l = 0; l < n; ++l) {
+    if (!(y[l] >= 0.0) || !std::isfinite(y[l]))
+      fail("emissions['line_yield']: line " + std::to_string(l) + " has yield " +
+           std::to_string(y[l]) + ", expected a finite value >= 0");
+    const double whole = std::floor(y[l]);
+    if (whole > double(std::numeric_limits<int32_t>::max()))
+      fail("emissions['line_yield']: line " + std::to_string(l) + " yield " +
+           std::to_string(y[l]) + " per decay, expected < 2^31");
+    if (whole >= 1.0) {
+      whole_line.push_back(int32_t(l));
+      whole_count.push_back(int32_t(whole));
+    }
+    const double f = y[l] - whole;
+    const double h = -std::log1p(-f);  // hazard of a Bernoulli(f): 1 - exp(-h) = f
+    if (f > 0.0 && hcum + h > hcum) {  // a line whose hazard vanishes against the sum
+      hcum += h;                       // (probability < 1e-16 of the others') is dropped
+      frac_line.push_back(int32_t(l));
+      frac_hcum.push_back(hcum);
+    }
+  }
+}
 
 double soft_ms_mean(double lambda) {
   // mean of p(mu) = lambda exp(-lambda mu) / (1 - exp(-lambda)) on [0, 1]
@@ -271,13 +308,9 @@ HostRun::HostRun(const RunInputs& in) {
     total += d;
   }
   if (!(total > 0.0)) fail("decays: the total is 0, expected some voxel with decays > 0");
-  build_alias(in.decays, n_voxels, alias_prob, alias_idx, src_voxel);
-
   SourceView& s = params.src;
-  s.n_src = uint32_t(src_voxel.size());
-  s.alias_prob = alias_prob.data();
-  s.alias_idx = alias_idx.data();
-  s.voxel = src_voxel.data();
+  build_alias(in.decays, n_voxels, alias_table, s.n_src);
+  s.alias = alias_table.data();
   s.beta_yield = need_scalar(in.emission_scalars, "emissions", "beta_yield");
   s.local_mev = need_scalar(in.emission_scalars, "emissions", "local_mev_per_decay");
   if (s.beta_yield < 0.0 || s.local_mev < 0.0)
@@ -325,8 +358,14 @@ HostRun::HostRun(const RunInputs& in) {
   if (!(max_mev_per_decay > 0.0)) fail("emissions: the source emits no energy");
   s.n_lines = int32_t(nl);
   s.line_e = line_e.data;
-  s.line_y = line_y.data;
   s.line_photon = in.line_photon;
+  split_line_yields(line_y.data, nl, whole_line, whole_count, frac_line, frac_hcum);
+  s.n_whole = int32_t(whole_line.size());
+  s.whole_line = whole_line.data();
+  s.whole_count = whole_count.data();
+  s.n_frac = int32_t(frac_line.size());
+  s.frac_line = frac_line.data();
+  s.frac_hcum = frac_hcum.data();
 
   Settings& st = params.set;
   st.el_cut = need_scalar(in.emission_scalars, "emissions", "el_cut_mev");

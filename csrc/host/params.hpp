@@ -50,9 +50,10 @@ class HostRun {
   double max_mev_per_decay = 0;   // upper bound of the energy one decay can emit
   double mean_mev_per_decay = 0;  // expected energy emitted per decay
 
-  std::vector<float> alias_prob;
-  std::vector<uint32_t> alias_idx, src_voxel;
+  std::vector<uint32_t> alias_table;
   std::vector<double> majorant, ms_ln_lambda;
+  std::vector<int32_t> whole_line, whole_count, frac_line;
+  std::vector<double> frac_hcum;
 };
 
 // Validated view of the physics tables (majorant left null: it depends on the grid).
@@ -60,6 +61,13 @@ class HostRun {
 TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
                           const std::map<std::string, double>& scalars,
                           std::vector<double>& ms_ln_lambda);
+
+// Line yields y = floor(y) + f split for history.hpp sample_lines: the lines with a whole
+// part >= 1 and their counts; the lines with f > 0 and their cumulative hazards
+// sum -ln(1 - f) (strictly increasing). Throws std::invalid_argument on a bad yield.
+void split_line_yields(const double* y, int64_t n, std::vector<int32_t>& whole_line,
+                       std::vector<int32_t>& whole_count, std::vector<int32_t>& frac_line,
+                       std::vector<double>& frac_hcum);
 
 // Mean of mu = (1-cos)/2 under the soft multiple-scattering density lambda exp(-lambda mu) on [0,1].
 double soft_ms_mean(double lambda);

@@ -50,7 +50,9 @@ RPT_INLINE double sample_multiple_scattering_cos(const TableView& t, double mean
     }
   }
   const double lam = exp(ln_l);
-  double mu = -log(1.0 - rng.uniform() * (1.0 - exp(-lam))) / lam;
+  // exp(-lam) < 2^-54 above lam = 38: 1 - exp(-lam) rounds to 1 and need not be computed
+  const double norm = lam > 38.0 ? 1.0 : 1.0 - exp(-lam);
+  double mu = -log(1.0 - rng.uniform() * norm) / lam;
   if (mu > 1.0) mu = 1.0;
   return 1.0 - 2.0 * mu;
 }
@@ -103,7 +105,7 @@ RPT_INLINE void moller_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& 
   const double w = x * T;
   double cost_d = sqrt(w * (T + 2.0 * mc2) / (T * (w + 2.0 * mc2)));
   if (cost_d > 1.0) cost_d = 1.0;
-  Vec3 dd = rotate(p.d, cost_d, kTwoPi * rng.uniform());
+  Vec3 dd = rotate(p.d, cost_d, rng.uniform());
   const double p0 = sqrt(T * (T + 2.0 * mc2));
   const double pd = sqrt(w * (w + 2.0 * mc2));
   Vec3 pp{p0 * p.d.x - pd * dd.x, p0 * p.d.y - pd * dd.y, p0 * p.d.z - pd * dd.z};
@@ -130,57 +132,78 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     tr.tally.add(vp.index, quantize(p.e));
     return;
   }
+  EIndex k_next = energy_index(t, p.e);  // table index of p.e, carried from step to step
   for (int step = 0; step < kMaxElectronSteps; ++step) {
     const int32_t m = g.material[vp.index];
     const double rho10 = double(g.density[vp.index]) * 0.1;  // cm2/g -> 1/mm
-    const EIndex k = energy_index(t, p.e);
+    const EIndex k = k_next;
     const double range_g = lookup(t.el_range, t, m, k);     // g/cm2
     const double range_mm = range_g / rho10;
-    if (range_mm < safety_distance(g, vp, p.r)) {
+    const double safety = safety_distance(g, vp, p.r);
+    if (range_mm < safety) {
       tr.tally.add(vp.index, quantize(p.e));  // range rejection (see header)
       return;
     }
     const double s_loss = P.set.max_loss_fraction * range_mm;
+    // hard Moller collisions and hard elastic events: two independent Poisson processes,
+    // sampled as one of the summed rate whose events are of either kind in proportion
     const double sig_h = lookup(t.el_sigma_hard, t, m, k) * rho10;  // 1/mm
-    const double s_hard = sig_h > 0.0 ? -log(rng.uniform()) / sig_h : 1e300;
-    const double sig_el = lookup(t.el_sigma_el, t, m, k) * rho10;  // 1/mm
-    const double s_el = sig_el > 0.0 ? -log(rng.uniform()) / sig_el : 1e300;
-    const double s_bnd = fmax(distance_to_boundary(g, vp, p.r, p.d) + kBoundaryPush,
-                              P.set.min_step_mm);
-    double s = fmin(fmin(s_loss, s_el), fmin(s_hard, s_bnd));
-    const bool hard = s_hard < s_loss && s_hard < s_bnd && s_hard <= s_el;
-    const bool elastic = !hard && s_el < s_loss && s_el < s_bnd;
+    const double sig_el = lookup(t.el_sigma_el, t, m, k) * rho10;   // 1/mm
+    const double sig_ev = sig_h + sig_el;
+    const double s_ev = sig_ev > 0.0 ? -log(rng.uniform()) / sig_ev : 1e300;
+    // A path shorter than the safety distance cannot leave the voxel, whatever its
+    // deflections: the distances to the faces are needed only for a step that reaches it.
+    const double s_phys = fmin(s_loss, s_ev);
+    const bool near_face = s_phys >= safety;
+    const double s_bnd = near_face ? fmax(distance_to_boundary(g, vp, p.r, p.d) + kBoundaryPush,
+                                          P.set.min_step_mm)
+                                   : 1e300;
+    double s = fmin(s_phys, s_bnd);
+    const bool event = s_ev < s_loss && s_ev < s_bnd;
     // random hinge: straight to the hinge, deflect, straight on (truncated at the boundary)
     const double t1 = s * rng.uniform();
     p.r = advance(p.r, p.d, t1);
     const double tr1 = lookup(t.el_tr1, t, m, k) * rho10;  // 1/lambda_1 (1/mm)
     const double mean_mu = 0.5 * (1.0 - exp(-s * tr1));
     const double cost = sample_multiple_scattering_cos(t, mean_mu, rng);
-    p.d = rotate(p.d, cost, kTwoPi * rng.uniform());
+    p.d = rotate(p.d, cost, rng.uniform());
     double t2 = s - t1;
     bool crossed = false;
-    const double d2 = distance_to_boundary(g, vp, p.r, p.d);
-    if (t2 >= d2) {
-      t2 = fmax(d2 + kBoundaryPush, 0.0);
-      crossed = true;
+    if (near_face) {
+      const double d2 = distance_to_boundary(g, vp, p.r, p.d);
+      if (t2 >= d2) {
+        t2 = fmax(d2 + kBoundaryPush, 0.0);
+        crossed = true;
+      }
     }
     p.r = advance(p.r, p.d, t2);
     // continuous energy loss over the path actually travelled, all in this voxel
     const double new_range_g = range_g - (t1 + t2) * rho10;
-    double e_new = new_range_g > 0.0 ? energy_from_range(t, m, new_range_g) : 0.0;
-    if (e_new > p.e) e_new = p.e;
+    double e_new = 0.0;
+    if (new_range_g > 0.0) e_new = energy_from_range(t, m, new_range_g, k.i + 1, k_next);
+    if (e_new > p.e) {
+      e_new = p.e;
+      k_next = k;
+    }
     tr.tally.add(vp.index, quantize(p.e) - quantize(e_new));
     p.e = e_new;
-    if (elastic && !crossed) {
-      // the event at the step's end, with the cross section of the step's start energy
-      const double cos_h = sample_hard_elastic_cos(t, m, k, rng);
-      p.d = rotate(p.d, cos_h, kTwoPi * rng.uniform());
+    if (event && !crossed) {
+      // the event at the step's end, with the cross sections of the step's start energy
+      if (rng.uniform() * sig_ev < sig_h) {
+        if (p.e > 2.0 * t.el_wcc) {
+          moller_collision(p, vp.index, tr);
+          k_next = energy_index(t, p.e);
+        }
+      } else {
+        const double cos_h = sample_hard_elastic_cos(t, m, k, rng);
+        p.d = rotate(p.d, cos_h, rng.uniform());
+      }
     }
-    if (hard && !crossed && p.e > 2.0 * t.el_wcc) moller_collision(p, vp.index, tr);
     if (p.e <= P.set.el_cut) {
       tr.tally.add(vp.index, quantize(p.e));
       return;
     }
+    if (!near_face) continue;  // still in the same voxel
     vp = locate(g, p.r);
     if (vp.index < 0) {
       tr.cnt.escaped += quantize(p.e);

@@ -3,8 +3,8 @@
 // One decay = one history: the voxel from the alias table over the source map, a uniform
 // position inside it, then every emission of the nuclide (ICRP-107 data): the beta particle(s)
 // from the tabulated spectrum and each discrete line (conversion and Auger electrons, gamma and
-// X rays) emitted floor(y) times plus once with probability y - floor(y), isotropically, each
-// transported with all its secondaries. Lines below the tracking cuts are deposited at the
+// X rays) emitted floor(y) times plus once with probability y - floor(y) (independently of the
+// other lines), isotropically, each transported with all its secondaries. Lines below the tracking cuts are deposited at the
 // decay site as their expected energy (zero-variance local deposition, documented).
 #pragma once
 #include "electron.hpp"
@@ -49,6 +49,38 @@ RPT_INLINE void emit_primary(const Vec3& r0, double e, int32_t type, Track<Rng, 
   transport_with_secondaries(p, tr);
 }
 
+// The discrete lines of one decay. Line l of yield n_l + f_l is emitted n_l times, plus once
+// more with probability f_l, independently of the other lines. The Bernoulli(f_l) draws are
+// made as a unit-rate Poisson process on the cumulative-hazard axis (h_l = -ln(1 - f_l),
+// H_k = h_1 + ... + h_k): line k fires when a point falls in (H_{k-1}, H_k], which happens
+// with probability 1 - exp(-h_k) = f_k, independently for disjoint intervals. After a firing
+// the process restarts at H_k (it is memoryless), so a decay costs one exponential per emitted
+// line plus one, instead of one uniform per line (Lu-177 has 100 lines, ~0.6 emitted).
+// emit(l) is called once per emission of line l, in the order drawn.
+template <class Rng, class Emit>
+RPT_INLINE void sample_lines(const SourceView& s, Rng& rng, Emit&& emit) {
+  for (int32_t k = 0; k < s.n_whole; ++k) {
+    const int32_t l = s.whole_line[k];
+    for (int32_t c = 0; c < s.whole_count[k]; ++c) emit(l);
+  }
+  if (s.n_frac == 0) return;
+  const double* H = s.frac_hcum;
+  const int32_t last = s.n_frac - 1;
+  int32_t lo = 0;
+  double x = -log(rng.uniform());
+  while (x <= H[last]) {
+    int32_t a = lo, b = last;  // the first k >= lo with H[k] >= x
+    while (a < b) {
+      const int32_t mid = (a + b) >> 1;
+      if (H[mid] >= x) b = mid; else a = mid + 1;
+    }
+    emit(s.frac_line[a]);
+    if (a == last) return;
+    lo = a + 1;
+    x = H[a] - log(rng.uniform());
+  }
+}
+
 // Simulate decay number `history` (global index, independent of batch and thread).
 template <class Tally>
 RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Tally& tally,
@@ -56,9 +88,8 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Ta
   Philox4x32 rng(seed, history);
   const SourceView& s = P.src;
   const GridView& g = P.grid;
-  uint32_t j = rng.below(s.n_src);
-  if (rng.uniform() >= double(s.alias_prob[j])) j = s.alias_idx[j];
-  const uint32_t v = s.voxel[j];
+  const uint32_t* col = s.alias + 3 * size_t(rng.below(s.n_src));
+  const uint32_t v = rng.next_u32() < col[0] ? col[1] : col[2];
   const uint32_t nxy = uint32_t(g.nx) * uint32_t(g.ny);
   const uint32_t iz = v / nxy;
   const uint32_t rem = v - iz * nxy;
@@ -77,11 +108,9 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Ta
     int32_t nb = sample_count(s.beta_yield, rng);
     for (int32_t b = 0; b < nb; ++b) emit_primary(r0, sample_beta_energy(s, rng), kElectron, tr);
   }
-  for (int32_t l = 0; l < s.n_lines; ++l) {
-    int32_t n = sample_count(s.line_y[l], rng);
-    for (int32_t c = 0; c < n; ++c)
-      emit_primary(r0, s.line_e[l], s.line_photon[l] ? kPhoton : kElectron, tr);
-  }
+  sample_lines(s, rng, [&](int32_t l) {
+    emit_primary(r0, s.line_e[l], s.line_photon[l] ? kPhoton : kElectron, tr);
+  });
 }
 
 }  // namespace rpt

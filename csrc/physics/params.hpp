@@ -51,16 +51,23 @@ struct TableView {
 
 struct SourceView {
   uint32_t n_src;              // number of voxels with decays
-  const float* alias_prob;     // [n_src] Walker/Vose alias table
-  const uint32_t* alias_idx;   // [n_src]
-  const uint32_t* voxel;       // [n_src] linear voxel index (z*ny + y)*nx + x
+  // [3 n_src] Walker/Vose alias table: per column {threshold, voxel, alias voxel}, voxels as
+  // linear indices (z*ny + y)*nx + x; the column's voxel when a uniform u32 < threshold
+  const uint32_t* alias;
   double beta_yield;           // expected betas per decay
   int32_t n_beta;
   const double* beta_inv_cdf;  // [n_beta] energy (MeV) at u = i/(n_beta-1)
   int32_t n_lines;
   const double* line_e;        // MeV
-  const double* line_y;        // yield per decay
   const int32_t* line_photon;  // 1 photon, 0 electron
+  // yield y = floor(y) + f of each line: the whole parts are emitted every decay, the
+  // fractional parts are independent Bernoulli(f) draws (see history.hpp sample_lines)
+  int32_t n_whole;             // lines with floor(y) >= 1
+  const int32_t* whole_line;   // [n_whole] line index
+  const int32_t* whole_count;  // [n_whole] floor(y)
+  int32_t n_frac;              // lines with f > 0
+  const int32_t* frac_line;    // [n_frac] line index
+  const double* frac_hcum;     // [n_frac] cumulative hazard sum_{j<=k} -ln(1 - f_j), increasing
   double local_mev;            // expected energy of sub-cut lines, deposited at the decay site
 };
 

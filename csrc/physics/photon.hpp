@@ -139,11 +139,11 @@ RPT_INLINE void transport_photon(Particle p, Track<Rng, Tally>& tr) {
     } else if (r < mu_pe + mu_in) {
       double eps, cost;
       sample_incoherent(t, m, p.e, rng, eps, cost);
-      double phi = kTwoPi * rng.uniform();
+      double u_phi = rng.uniform();
       Vec3 d_in = p.d;
       double e_in = p.e;
       double e_out = eps * e_in;
-      p.d = rotate(d_in, cost, phi);
+      p.d = rotate(d_in, cost, u_phi);
       // electron: momentum conservation p_e = k_in - k_out (units of MeV/c)
       double t_el = e_in - e_out;
       int64_t q_before = quantize(e_in);
@@ -162,7 +162,7 @@ RPT_INLINE void transport_photon(Particle p, Track<Rng, Tally>& tr) {
       }
     } else if (r < mu_pe + mu_in + mu_co) {
       double cost = sample_coherent(t, m, p.e, rng);
-      p.d = rotate(p.d, cost, kTwoPi * rng.uniform());
+      p.d = rotate(p.d, cost, rng.uniform());
     }
     // else: delta (virtual) collision, fly on
   }

@@ -27,21 +27,52 @@ RPT_INLINE double lookup1(const double* row, EIndex k) {
 }
 
 // Energy whose range (g/cm2) in material `mat` is `range_g` (inverse of lookup(el_range)):
-// binary search then the inverse of the same linear interpolation, so E(R(E)) == E.
-RPT_INLINE double energy_from_range(const TableView& t, int32_t mat, double range_g) {
+// the grid interval, then the inverse of the same linear interpolation, so E(R(E)) == E.
+// `hint` is a grid index at or above the answer's (an electron that has just slowed down:
+// the index of its previous energy + 1): the interval is searched downwards from it, which
+// takes one or two comparisons for a condensed-history step. `k_out` receives the energy's
+// table index (what energy_index would return, without its log). The interval found is the
+// one a full binary search finds, so the result does not depend on the hint.
+RPT_INLINE double energy_from_range(const TableView& t, int32_t mat, double range_g, int32_t hint,
+                                    EIndex& k_out) {
   const double* row = t.el_range + size_t(mat) * size_t(t.n_e);
   if (range_g <= row[0]) {
     // below the grid: range ~ E^2 at low energy (documented extrapolation; only reached
     // under the tracking cut, where the electron stops anyway)
+    k_out = EIndex{0, 0.0};
     return range_g > 0.0 ? exp(t.ln_e_min) * sqrt(range_g / row[0]) : 0.0;
   }
-  int32_t lo = 0, hi = t.n_e - 1;
-  if (range_g >= row[hi]) return exp(t.ln_e_min + t.dln_e * double(hi));
-  while (hi - lo > 1) {
-    int32_t mid = (lo + hi) >> 1;
-    if (row[mid] <= range_g) lo = mid; else hi = mid;
+  int32_t hi = t.n_e - 1;
+  if (range_g >= row[hi]) {
+    k_out = EIndex{t.n_e - 2, 1.0};
+    return exp(t.ln_e_min + t.dln_e * double(hi));
   }
+  if (hint > hi) hint = hi;
+  if (hint < 1) hint = 1;
+  int32_t lo;
+  if (row[hint] > range_g) {
+    // downward scan from the hint: row[lo] <= range_g < row[lo + 1]
+    lo = hint - 1;
+    int32_t n = 0;
+    while (lo > 0 && row[lo] > range_g && ++n < 16) --lo;
+    if (row[lo] > range_g) {  // still above: bisect the rest, row[0] < range_g < row[lo]
+      hi = lo;
+      lo = 0;
+      while (hi - lo > 1) {
+        int32_t mid = (lo + hi) >> 1;
+        if (row[mid] <= range_g) lo = mid; else hi = mid;
+      }
+    }
+  } else {  // the hint was not above the answer: bisect above it
+    lo = hint;
+    while (hi - lo > 1) {
+      int32_t mid = (lo + hi) >> 1;
+      if (row[mid] <= range_g) lo = mid; else hi = mid;
+    }
+  }
+  hi = lo + 1;
   double f = (range_g - row[lo]) / (row[hi] - row[lo]);
+  k_out = EIndex{lo, f};
   return exp(t.ln_e_min + t.dln_e * (double(lo) + f));
 }
 
