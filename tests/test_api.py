@@ -275,6 +275,28 @@ def test_local_electron_deposition_switch(phantom):
 
 
 @needs_core
+def test_decay_sites_follow_the_source_map(phantom):
+    """The alias table draws each voxel in proportion to its decays: with local electron
+    deposition a monoenergetic electron source puts E0 where each decay happened, so the
+    per-voxel counts must follow the map (chi-square, p > 1e-3) and no voxel without decays
+    may receive energy."""
+    decays = np.zeros(SHAPE)
+    weights = {(2, 3, 4): 1.0, (8, 8, 8): 2.5, (8, 8, 9): 0.25, (15, 0, 15): 6.0, (0, 15, 7): 0.01}
+    for k, w in weights.items():
+        decays[k] = w
+    src = rd.Source.monoenergetic("electron", 0.1, decays)
+    n = 200_000
+    res = rd.simulate(phantom, src, histories=n, seed=11, electron_transport=False, progress=False)
+    e_mev = res.dose_gy * np.asarray(phantom.voxel_mass_kg) / (src.total_decays / n * 1.602176634e-13)
+    assert np.all(e_mev[decays == 0] == 0)
+    counts = np.array([e_mev[k] / 0.1 for k in weights])
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)  # whole decays
+    expected = n * np.array(list(weights.values())) / sum(weights.values())
+    chi2 = float(np.sum((counts - expected) ** 2 / expected))
+    assert chi2 < 18.47, (counts, expected)  # chi-square 4 d.o.f., p = 1e-3
+
+
+@needs_core
 def test_progress_callable_and_abort(phantom, source):
     seen = []
     rd.simulate(phantom, source, histories=HISTORIES, progress=seen.append)

@@ -46,41 +46,52 @@ double need_scalar(const std::map<std::string, double>& m, const std::string& di
 // for one memory access per draw: entry k = {threshold, voxel, alias voxel}; column k keeps its
 // own voxel when a uniform 32-bit integer is below the threshold (its probability p_k times
 // 2^32, rounded: 2^-33 against the 2^-25 of a float probability), else takes the alias's.
-// A full column (p_k = 1) has its own voxel as alias, so it is exact.
+// A full column (p_k = 1) has its own voxel as alias, so it is exact. Working memory: the
+// table (12 B), the probabilities (8 B) and one work list (4 B) per voxel with decays.
 void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint32_t& n_src) {
-  std::vector<uint32_t> voxel;
+  size_t m = 0;
   double total = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     if (w[i] > 0.0) {
-      voxel.push_back(uint32_t(i));
+      ++m;
       total += w[i];
     }
   }
-  const size_t m = voxel.size();
-  std::vector<double> p(m), prob(m, 1.0);
-  std::vector<uint32_t> alias(m);
-  for (size_t k = 0; k < m; ++k) p[k] = w[voxel[k]] * double(m) / total;
-  for (size_t k = 0; k < m; ++k) alias[k] = uint32_t(k);
-  std::vector<uint32_t> small, large;
-  small.reserve(m);
-  large.reserve(m);
-  for (size_t k = 0; k < m; ++k) (p[k] < 1.0 ? small : large).push_back(uint32_t(k));
-  while (!small.empty() && !large.empty()) {
-    uint32_t s = small.back(); small.pop_back();
-    uint32_t l = large.back(); large.pop_back();
-    prob[s] = p[s];
-    alias[s] = l;
-    p[l] = (p[l] + p[s]) - 1.0;
-    (p[l] < 1.0 ? small : large).push_back(l);
+  table.assign(3 * m, 0u);
+  std::vector<double> p(m);  // scaled weights, then the final column probabilities
+  size_t k = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (w[i] > 0.0) {
+      table[3 * k + 1] = uint32_t(i);
+      table[3 * k + 2] = uint32_t(k);  // alias column (a voxel below): itself until paired
+      p[k] = w[i] * double(m) / total;
+      ++k;
+    }
   }
-  // leftovers are 1 up to rounding (prob stays 1)
-  table.resize(3 * m);
-  for (size_t k = 0; k < m; ++k) {
-    const double t = std::nearbyint(prob[k] * 4294967296.0);
+  // one work list: small columns (p < 1) stacked from the front, large ones from the back
+  std::vector<uint32_t> work(m);
+  size_t ns = 0, nl = 0;
+  for (size_t j = 0; j < m; ++j) {
+    if (p[j] < 1.0) work[ns++] = uint32_t(j);
+    else work[m - 1 - nl++] = uint32_t(j);
+  }
+  while (ns > 0 && nl > 0) {
+    const uint32_t s = work[--ns];
+    const uint32_t l = work[m - nl];
+    --nl;
+    table[3 * size_t(s) + 2] = l;  // p[s] is final
+    p[l] = (p[l] + p[s]) - 1.0;
+    if (p[l] < 1.0) work[ns++] = l;
+    else work[m - 1 - nl++] = l;
+  }
+  // leftovers are 1 up to rounding
+  for (size_t j = 0; j < ns; ++j) p[work[j]] = 1.0;
+  for (size_t j = 0; j < nl; ++j) p[work[m - 1 - j]] = 1.0;
+  for (size_t j = 0; j < m; ++j) {
+    const double t = std::nearbyint(p[j] * 4294967296.0);
     const bool full = !(t < 4294967295.0);
-    table[3 * k] = full ? 0xFFFFFFFFu : uint32_t(t);
-    table[3 * k + 1] = voxel[k];
-    table[3 * k + 2] = full ? voxel[k] : voxel[alias[k]];
+    table[3 * j] = full ? 0xFFFFFFFFu : uint32_t(t);
+    table[3 * j + 2] = full ? table[3 * j + 1] : table[3 * size_t(table[3 * j + 2]) + 1];
   }
   n_src = uint32_t(m);
 }

@@ -5,7 +5,8 @@ Measures Lu-177 decays per second per core, spread uniformly in
   (b) a heterogeneous 128^3 phantom of 2.4 mm voxels (soft-tissue body, two lungs, a spine of
       cortical bone; activity uniform in the soft tissue),
 with full electron transport and with local electron deposition, on 1 and 2 threads; and the
-peak resident memory of a run on a 512 x 512 x 300 grid (bytes per voxel).
+peak resident memory of a run on a 512 x 512 x 300 grid (bytes per voxel: the inputs, and what
+simulate adds at its peak).
 
 Timings come from the core's own clock (table building and Python overhead excluded); each
 point runs long enough (>= ~3 s) to be stable. Usage:
@@ -61,25 +62,38 @@ def rate(ph, decays, electron_transport, threads, seconds):
 
 
 def memory_probe(shape):
-    """Run in a child process: peak RSS of a small run on a large grid. The baseline is the
-    interpreter with rptdose and its tables loaded; the difference covers the phantom, the
-    decay map (float64, 8 B/voxel), the core's buffers and the returned dose arrays."""
+    """Run in a child process: resident memory of a small run on a large grid, in stages.
+
+    The baseline is the interpreter with rptdose and its tables loaded (current RSS, not the
+    high-water mark, which table building raises). The inputs are the phantom (density
+    float32 + material int32) and the source (its own float64 copy of the decay map; the
+    caller's array is a temporary). The peak of ``simulate`` is the high-water mark after a
+    reset (/proc/self/clear_refs), so the earlier peaks of table and phantom building do not
+    hide it; it holds the inputs, the core's buffers (alias table, batch tally, run total, sum
+    of squares) and the returned arrays."""
     code = f"""
-import resource, numpy as np, rptdose as rd
+import numpy as np, rptdose as rd
 from rptdose.physics import materials, tables
+def status():
+    with open('/proc/self/status') as f:
+        d = dict(line.split(':', 1) for line in f)
+    return int(d['VmRSS'].split()[0]) * 1024, int(d['VmHWM'].split()[0]) * 1024
 shape = {shape!r}
 tables.transport_tables([materials.get_material('water')])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = status()[0]
 ph = rd.Phantom.water(shape=shape, spacing_mm=(1.0, 1.0, 1.0))
-dec = np.ones(shape)
-src = rd.Source('Lu-177', dec)
+src = rd.Source('Lu-177', np.ones(shape))
+inputs = status()[0]
+with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')  # reset the high-water mark (Linux >= 4.0)
 res = rd.simulate(ph, src, histories=20000, seed=1, progress=False)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base * 1024, peak * 1024)
+after, peak = status()
+print(base, inputs, peak, after)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    base, peak = (int(v) for v in out.stdout.split()[-2:])
-    return base, peak
+    base, inputs, peak, after = (int(v) for v in out.stdout.split()[-4:])
+    return dict(baseline_rss_bytes=base, inputs_rss_bytes=inputs, peak_rss_bytes=peak,
+                after_rss_bytes=after)
 
 
 def main():
@@ -100,12 +114,19 @@ def main():
                 print(f"{name:18s} e-transport={str(et):5s} threads={th}: "
                       f"{r:12.4g} decays/s ({r / th:10.4g} per core)", flush=True)
     shape = (60, 256, 256) if args.quick else (300, 512, 512)
-    base, peak = memory_probe(shape)
+    m = memory_probe(shape)
     nvox = int(np.prod(shape))
-    mem = dict(shape_zyx=shape, voxels=nvox, baseline_rss_bytes=base, peak_rss_bytes=peak,
-               bytes_per_voxel=round((peak - base) / nvox, 1))
-    print(f"memory {shape}: peak RSS {peak / 2**30:.2f} GiB, "
-          f"{mem['bytes_per_voxel']} bytes/voxel above the interpreter baseline")
+    per = lambda x: round(x / nvox, 1)  # noqa: E731
+    base = m["baseline_rss_bytes"]
+    mem = dict(shape_zyx=shape, voxels=nvox, **m,
+               inputs_bytes_per_voxel=per(m["inputs_rss_bytes"] - base),
+               peak_bytes_per_voxel=per(m["peak_rss_bytes"] - base),
+               simulate_bytes_per_voxel=per(m["peak_rss_bytes"] - m["inputs_rss_bytes"]),
+               result_bytes_per_voxel=per(m["after_rss_bytes"] - m["inputs_rss_bytes"]))
+    print(f"memory {shape}: peak RSS {m['peak_rss_bytes'] / 2**30:.2f} GiB, {mem['peak_bytes_per_voxel']} bytes/voxel "
+          f"above the interpreter baseline: inputs (phantom + source map) {mem['inputs_bytes_per_voxel']}, "
+          f"simulate {mem['simulate_bytes_per_voxel']} at its peak, of which the returned dose and uncertainty "
+          f"{mem['result_bytes_per_voxel']}")
     report = dict(rows=rows, memory=mem, rptdose=rd.__version__, cpu=platform.processor(),
                   machine=platform.machine(), cores=os.cpu_count(),
                   date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
