@@ -14,7 +14,7 @@ Inputs as GATE used them:
   of each voxel).
 * Activity: spect-jm.mhd (4.418 mm voxels) resampled onto the CT grid with SimpleITK (linear
   interpolation, 0 outside the SPECT, negative values clipped to 0) -> decays per voxel.
-* Source: rd.Source("Y-90", decays): the ICRP-107 Y-90 emissions (beta spectrum, mean 0.9267 MeV,
+* Source: rd.Source("Y-90", decays): the ICRP-107 Y-90 emissions (beta spectrum, mean 0.9329 MeV,
   plus its tiny conversion-electron/X-ray lines). GATE emitted a Y-90 beta spectrum from the
   SPECT map (its exact spectrum is not part of the data).
 
