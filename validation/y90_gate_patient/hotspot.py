@@ -64,12 +64,8 @@ def main() -> int:
     args = ap.parse_args()
     out = common.out_dir(HERE)
     summ = common.Summary("y90_gate_patient/hotspot: the focal hot spot with GATE's own primaries as the source")
-    shared = common.shared_dir()
-    data_dir = None if shared is None else shared / "data" / "y90_liver_patient"
-    if data_dir is None or not (data_dir / "Mhd.tar.xz").is_file():
-        msg = "SKIPPED: shared/data/y90_liver_patient not found (set RPTDOSE_SHARED to the shared/ folder)"
-        print(msg)
-        (out / "hotspot_summary.txt").write_text(summ.title + "\n\n" + msg + "\n")
+    data_dir = case.patient_data_or_skip(out / "hotspot_summary.txt", summ.title)
+    if data_dir is None:
         return 0
     import SimpleITK as sitk
 

@@ -61,6 +61,18 @@ GATE_UNIT_TO_EV_PER_G = 1.0  # eV/g per primary: stated in GATE's depth-dose fil
 EV_PER_G_PER_GY = common.EV_PER_J * 1e-3  # 1 Gy = 1 J/kg = 6.2415e15 eV/g
 
 
+def patient_data_or_skip(summary_path: Path, title: str) -> Path | None:
+    """The shared patient folder, or None after writing a 'skipped' summary (no shared/)."""
+    shared = common.shared_dir()
+    data_dir = None if shared is None else shared / "data" / "y90_liver_patient"
+    if data_dir is None or not (data_dir / "Mhd.tar.xz").is_file():
+        msg = "SKIPPED: shared/data/y90_liver_patient not found (set RPTDOSE_SHARED to the shared/ folder)"
+        print(msg)
+        summary_path.write_text(title + "\n\n" + msg + "\n")
+        return None
+    return data_dir
+
+
 def unpack(data_dir: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("Mhd.tar.xz", "gate.tar.xz"):
@@ -117,12 +129,8 @@ def main():
     args = ap.parse_args()
     out = common.out_dir(HERE)
     summ = common.Summary("y90_gate_patient: rptdose vs GATE on a real Y-90 liver patient")
-    shared = common.shared_dir()
-    data_dir = None if shared is None else shared / "data" / "y90_liver_patient"
-    if data_dir is None or not (data_dir / "Mhd.tar.xz").is_file():
-        msg = "SKIPPED: shared/data/y90_liver_patient not found (set RPTDOSE_SHARED to the shared/ folder)"
-        print(msg)
-        (out / "summary.txt").write_text(summ.title + "\n\n" + msg + "\n")
+    data_dir = patient_data_or_skip(out / "summary.txt", summ.title)
+    if data_dir is None:
         return 0
     plt = common.setup_matplotlib()
     import SimpleITK as sitk
@@ -174,8 +182,8 @@ def main():
     gmax = float(gate.max())
     regions = {"gate>10%max": gate > 0.10 * gmax, "gate>1%max": gate > 0.01 * gmax,
                "gate>0.1%max": gate > 0.001 * gmax}
-    summ.add(f"Target (cross-code): high-dose-region mean ratio within 5 %, gamma 3 %/3 mm pass rate >= 95 % "
-             f"(checked for the prescribed linear resampling; the overlap variant is reported beside it)")
+    summ.add("Target (cross-code): high-dose-region mean ratio within 5 %, gamma 3 %/3 mm pass rate >= 95 % "
+             "(checked for the prescribed linear resampling; the overlap variant is reported beside it)")
 
     results = {}
     reg_rows = {k: [] for k in ("source_resampling", "region", "voxels", "mass_kg", "ours_ev_per_g", "ours_rel_unc",
