@@ -28,6 +28,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from rptdose.io.dicom_write import dicom_date as _da
+from rptdose.io.dicom_write import dicom_time as _tm
+from rptdose.io.dicom_write import save_dataset as _save
+from rptdose.io.dicom_write import set_pixels as _image_pixel
+
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 NM_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
 PET_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
@@ -43,14 +48,6 @@ TIMES_H = (4.0, 24.0, 72.0, 168.0)
 
 def uid(*parts: object) -> str:
     return generate_uid(entropy_srcs=[str(p) for p in parts])
-
-
-def _da(t: dt.datetime) -> str:
-    return t.strftime("%Y%m%d")
-
-
-def _tm(t: dt.datetime) -> str:
-    return t.strftime("%H%M%S") + (f".{t.microsecond:06d}" if t.microsecond else "")
 
 
 def _ds(sop_class: str, sop_uid: str, modality: str, *, patient_id: str, study_uid: str, series_uid: str,
@@ -74,22 +71,6 @@ def _ds(sop_class: str, sop_uid: str, modality: str, *, patient_id: str, study_u
         ds.StudyDate = ds.SeriesDate = _da(when)
         ds.StudyTime = ds.SeriesTime = _tm(when)
     return ds
-
-
-def _save(ds: Dataset, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
-
-
-def _image_pixel(ds: Dataset, stored: np.ndarray, signed: bool) -> None:
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = int(stored.shape[-2]), int(stored.shape[-1])
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1 if signed else 0
-    ds.PixelData = np.ascontiguousarray(stored.astype("<i2" if signed else "<u2")).tobytes()
 
 
 # ---- writers ---------------------------------------------------------------------------------

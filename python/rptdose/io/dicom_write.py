@@ -42,12 +42,14 @@ class Identity:
     study_uid: str
 
 
-def _da(t: _dt.datetime) -> str:
+def dicom_date(t: _dt.datetime) -> str:
+    """DICOM DA (YYYYMMDD)."""
     return t.strftime("%Y%m%d")
 
 
-def _tm(t: _dt.datetime) -> str:
-    return t.strftime("%H%M%S")
+def dicom_time(t: _dt.datetime) -> str:
+    """DICOM TM (HHMMSS, with .ffffff when the time has microseconds)."""
+    return t.strftime("%H%M%S") + (f".{t.microsecond:06d}" if t.microsecond else "")
 
 
 def new_dataset(sop_class: str, modality: str, ident: Identity, series_uid: str, for_uid: str | None,
@@ -74,12 +76,13 @@ def new_dataset(sop_class: str, modality: str, ident: Identity, series_uid: str,
     ds.Manufacturer = "rptdose"
     if for_uid is not None:
         ds.FrameOfReferenceUID = for_uid
-    ds.StudyDate = ds.SeriesDate = _da(when)
-    ds.StudyTime = ds.SeriesTime = _tm(when)
+    ds.StudyDate = ds.SeriesDate = dicom_date(when)
+    ds.StudyTime = ds.SeriesTime = dicom_time(when)
     return ds
 
 
-def _pixels(ds, stored: np.ndarray, signed: bool) -> None:
+def set_pixels(ds, stored: np.ndarray, signed: bool) -> None:
+    """Monochrome 16-bit pixel data (signed or unsigned) of ``stored`` [..., rows, columns]."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = int(stored.shape[-2]), int(stored.shape[-1])
@@ -89,7 +92,8 @@ def _pixels(ds, stored: np.ndarray, signed: bool) -> None:
     ds.PixelData = np.ascontiguousarray(stored.astype("<i2" if signed else "<u2")).tobytes()
 
 
-def _save(ds, path: Path) -> Path:
+def save_dataset(ds, path: Path) -> Path:
+    """Write ``ds`` as a DICOM file (creating the folder), returning the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(str(path), enforce_file_format=True)
     return path
@@ -113,8 +117,8 @@ def write_ct_series(folder: Path, hu: np.ndarray, spacing: tuple, origin: tuple,
         ds.SliceThickness = float(sz)
         ds.RescaleIntercept = 0.0
         ds.RescaleSlope = 1.0
-        _pixels(ds, stored[k], signed=True)
-        _save(ds, folder / f"ct{k:04d}.dcm")
+        set_pixels(ds, stored[k], signed=True)
+        save_dataset(ds, folder / f"ct{k:04d}.dcm")
     return folder
 
 
@@ -149,8 +153,8 @@ def write_nm_counts(path: Path, counts: np.ndarray, spacing: tuple, origin: tupl
     ds.PixelSpacing = [float(sy), float(sx)]
     ds.SpacingBetweenSlices = float(sz)
     ds.SliceThickness = float(sz)
-    ds.AcquisitionDate = _da(acquisition)
-    ds.AcquisitionTime = _tm(acquisition)
+    ds.AcquisitionDate = dicom_date(acquisition)
+    ds.AcquisitionTime = dicom_time(acquisition)
     rot = Dataset()
     rot.NumberOfFramesInRotation = int(views)
     rot.ActualFrameDuration = int(ms_per_view)
@@ -172,8 +176,8 @@ def write_nm_counts(path: Path, counts: np.ndarray, spacing: tuple, origin: tupl
     if slope != 1.0:
         ds.RescaleSlope = f"{slope:.10g}"
         ds.RescaleIntercept = 0
-    _pixels(ds, stored.astype(np.uint16), signed=False)
-    return _save(ds, path)
+    set_pixels(ds, stored.astype(np.uint16), signed=False)
+    return save_dataset(ds, path)
 
 
 def mask_contours(mask: np.ndarray, spacing: tuple, origin: tuple) -> list[np.ndarray]:
@@ -209,8 +213,8 @@ def write_rtstruct(path: Path, masks: dict[str, np.ndarray], spacing: tuple, ori
 
     ds = new_dataset(RTSTRUCT_STORAGE, "RTSTRUCT", ident, generate_uid(), None, when, "structures")
     ds.StructureSetLabel = "organs"
-    ds.StructureSetDate = _da(when)
-    ds.StructureSetTime = _tm(when)
+    ds.StructureSetDate = dicom_date(when)
+    ds.StructureSetTime = dicom_time(when)
     ref = Dataset()
     ref.FrameOfReferenceUID = for_uid
     ds.ReferencedFrameOfReferenceSequence = Sequence([ref])
@@ -244,4 +248,4 @@ def write_rtstruct(path: Path, masks: dict[str, np.ndarray], spacing: tuple, ori
     ds.StructureSetROISequence = Sequence(ssroi)
     ds.ROIContourSequence = Sequence(roic)
     ds.RTROIObservationsSequence = Sequence(obs)
-    return _save(ds, path)
+    return save_dataset(ds, path)
