@@ -24,14 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from rptdose.io.dicom_write import dicom_date as _da
 from rptdose.io.dicom_write import dicom_time as _tm
 from rptdose.io.dicom_write import save_dataset as _save
+from rptdose.io.dicom_write import Identity, new_dataset
 from rptdose.io.dicom_write import set_pixels as _image_pixel
+from rptdose.io.dicom_write import write_ct_series as _write_ct
 
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 NM_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
@@ -52,25 +54,8 @@ def uid(*parts: object) -> str:
 
 def _ds(sop_class: str, sop_uid: str, modality: str, *, patient_id: str, study_uid: str, series_uid: str,
         for_uid: str | None, when: dt.datetime | None) -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_uid
-    ds.Modality = modality
-    ds.PatientID = patient_id
-    ds.PatientName = "Synthetic^Patient"
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    if for_uid is not None:
-        ds.FrameOfReferenceUID = for_uid
-    if when is not None:
-        ds.StudyDate = ds.SeriesDate = _da(when)
-        ds.StudyTime = ds.SeriesTime = _tm(when)
-    return ds
+    return new_dataset(sop_class, modality, Identity(patient_id, "Synthetic^Patient", study_uid), series_uid,
+                       for_uid, when, sop_uid=sop_uid)
 
 
 # ---- writers ---------------------------------------------------------------------------------
@@ -82,21 +67,8 @@ def write_ct_series(folder: Path, hu: np.ndarray, spacing: tuple[float, float, f
     study_uid = study_uid or uid("study", patient_id)
     series_uid = series_uid or uid("ct", folder)
     for_uid = for_uid or uid("for", folder)
-    sx, sy, sz = spacing
-    for k in range(hu.shape[0]):
-        ds = _ds(CT_STORAGE, uid(series_uid, k), "CT", patient_id=patient_id, study_uid=study_uid,
-                 series_uid=series_uid, for_uid=for_uid, when=when)
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [float(origin[0]), float(origin[1]), float(origin[2] + k * sz)]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing = [float(sy), float(sx)]
-        ds.SliceThickness = float(sz)
-        ds.RescaleIntercept = 0.0
-        ds.RescaleSlope = 1.0
-        _image_pixel(ds, np.round(hu[k]).astype(np.int16), signed=True)
-        _save(ds, folder / f"ct{k:03d}.dcm")
-    return folder
+    return _write_ct(folder, hu, spacing, origin, ident=Identity(patient_id, "Synthetic^Patient", study_uid),
+                     for_uid=for_uid, when=when, description=None, series_uid=series_uid, clip_hu=False)
 
 
 def _radiopharm_item(nuclide_meaning: str | None, total_dose: float | None, start: dt.datetime | None,

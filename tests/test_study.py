@@ -204,7 +204,7 @@ def rewrite_spect(path, tp=2, **kw):
     root = path.parent
     import pydicom
 
-    for_uid = pydicom.dcmread(root / f"tp{tp}" / "ct" / "ct000.dcm", stop_before_pixels=True).FrameOfReferenceUID
+    for_uid = pydicom.dcmread(root / f"tp{tp}" / "ct" / "ct0000.dcm", stop_before_pixels=True).FrameOfReferenceUID
     kw.setdefault("acquisition", S.ADMIN_TIME + dt.timedelta(hours=t_h))
     kw.setdefault("for_uid", for_uid)
     counts = S.nm_counts(t_h * S.HOUR, S.SENSITIVITY, S.VIEWS * S.MS_PER_VIEW / 1000.0)

@@ -53,12 +53,13 @@ def dicom_time(t: _dt.datetime) -> str:
 
 
 def new_dataset(sop_class: str, modality: str, ident: Identity, series_uid: str, for_uid: str | None,
-                when: _dt.datetime, description: str):
-    """A dataset with its file meta (explicit VR little endian), SOP, patient, study and series."""
+                when: _dt.datetime | None = None, description: str | None = None, sop_uid: str | None = None):
+    """A dataset with its file meta (explicit VR little endian), SOP, patient, study and series;
+    study/series date and time when ``when`` is given; a new SOP instance UID unless given."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    sop_uid = generate_uid()
+    sop_uid = sop_uid or generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -72,12 +73,14 @@ def new_dataset(sop_class: str, modality: str, ident: Identity, series_uid: str,
     ds.PatientName = ident.patient_name
     ds.StudyInstanceUID = ident.study_uid
     ds.SeriesInstanceUID = series_uid
-    ds.SeriesDescription = description
+    if description is not None:
+        ds.SeriesDescription = description
     ds.Manufacturer = "rptdose"
     if for_uid is not None:
         ds.FrameOfReferenceUID = for_uid
-    ds.StudyDate = ds.SeriesDate = dicom_date(when)
-    ds.StudyTime = ds.SeriesTime = dicom_time(when)
+    if when is not None:
+        ds.StudyDate = ds.SeriesDate = dicom_date(when)
+        ds.StudyTime = ds.SeriesTime = dicom_time(when)
     return ds
 
 
@@ -100,15 +103,21 @@ def save_dataset(ds, path: Path) -> Path:
 
 
 def write_ct_series(folder: Path, hu: np.ndarray, spacing: tuple, origin: tuple, *, ident: Identity, for_uid: str,
-                    when: _dt.datetime, description: str = "CT") -> Path:
-    """A CT series of ``hu`` [z, y, x] in ``folder`` (one file per slice)."""
+                    when: _dt.datetime | None, description: str | None = "CT", series_uid: str | None = None,
+                    clip_hu: bool = True) -> Path:
+    """A CT series of ``hu`` [z, y, x] in ``folder`` (one file per slice, identity orientation).
+    With ``series_uid`` given, the slices' SOP instance UIDs derive from it (reproducible files);
+    ``clip_hu`` clips to the usual 12-bit CT range -1024..3071 (else only to int16)."""
     from pydicom.uid import generate_uid
 
-    series_uid = generate_uid()
+    fixed = series_uid is not None
+    series_uid = series_uid or generate_uid()
     sx, sy, sz = spacing
-    stored = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
+    lo, hi = (-1024, 3071) if clip_hu else (-32768, 32767)
+    stored = np.clip(np.round(hu), lo, hi).astype(np.int16)
     for k in range(hu.shape[0]):
-        ds = new_dataset(CT_STORAGE, "CT", ident, series_uid, for_uid, when, description)
+        sop = generate_uid(entropy_srcs=[str(series_uid), str(k)]) if fixed else None
+        ds = new_dataset(CT_STORAGE, "CT", ident, series_uid, for_uid, when, description, sop_uid=sop)
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = [float(origin[0]), float(origin[1]), float(origin[2] + k * sz)]
