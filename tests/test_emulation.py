@@ -168,9 +168,19 @@ def test_prepare_run_layout(case):
     assert arrays["material"].dtype == np.int32
     n_src = int(np.count_nonzero(case["decays"]))
     assert prep["n_source_voxels"] == n_src
-    assert arrays["alias"].dtype == np.uint32 and arrays["alias"].size == 3 * n_src
-    # every column draws a voxel with decays
-    assert set(arrays["alias"].reshape(-1, 3)[:, 1:].ravel()) <= set(np.flatnonzero(case["decays"]))
+    # the smaller alias layout: per voxel with decays {threshold, voxel, alias} (12 B), or per
+    # grid voxel {threshold, alias} (8 B); every column draws a voxel with decays
+    dense = 3 * n_src > 2 * nv
+    assert prep["alias_dense"] == dense
+    alias = arrays["alias"]
+    assert alias.dtype == np.uint32 and alias.size == (2 * nv if dense else 3 * n_src)
+    with_decays = set(np.flatnonzero(case["decays"]))
+    if dense:
+        cols = alias.reshape(-1, 2)
+        kept = np.flatnonzero(cols[:, 0] > 0)  # columns that can keep their own voxel
+        assert set(kept) <= with_decays and set(cols[:, 1]) <= with_decays
+    else:
+        assert set(alias.reshape(-1, 3)[:, 1:].ravel()) <= with_decays
     assert arrays["majorant"].size == case["tables"]["energy_grid_mev"].size
     assert np.all(arrays["majorant"] > 0)
     assert arrays["ms_ln_lambda"].size > 0

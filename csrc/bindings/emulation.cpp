@@ -177,7 +177,8 @@ py::dict prepare_run(FArr density, IArr material, std::tuple<double, double, dou
   r["mean_mev_per_decay"] = hr->mean_mev_per_decay;
   r["max_histories"] = rpt::host::max_histories(hr->mean_mev_per_decay);
   r["tally_guard_units"] = rpt::host::kTallyGuardUnits;
-  r["n_source_voxels"] = p.src.n_src;
+  r["n_source_voxels"] = hr->n_source_voxels;
+  r["alias_dense"] = bool(p.src.alias_dense);
   r["energy_unit_mev"] = rpt::kEnergyUnitMeV;
   return r;
 }

@@ -39,7 +39,7 @@ void visit_param_arrays(Params& p, int64_t n_voxels, F&& f) {
   f("el_mott_b", t.el_mott_b, me);
   f("el_mott_c", t.el_mott_c, me);
   f("ms_ln_lambda", t.ms_ln_lambda, size_t(t.ms_n));
-  f("alias", s.alias, 3 * size_t(s.n_src));
+  f("alias", s.alias, (s.alias_dense ? 2 : 3) * size_t(s.n_src));
   f("beta_inv_cdf", s.beta_inv_cdf, size_t(s.n_beta));
   f("line_e", s.line_e, size_t(s.n_lines));
   f("line_photon", s.line_photon, size_t(s.n_lines));

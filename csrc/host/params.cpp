@@ -42,31 +42,39 @@ double need_scalar(const std::map<std::string, double>& m, const std::string& di
   return it->second;
 }
 
-// Vose's alias method (M. D. Vose, IEEE TSE 17:972, 1991) over the voxels with decays, packed
-// for one memory access per draw: entry k = {threshold, voxel, alias voxel}; column k keeps its
-// own voxel when a uniform 32-bit integer is below the threshold (its probability p_k times
-// 2^32, rounded: 2^-33 against the 2^-25 of a float probability), else takes the alias's.
-// A full column (p_k = 1) has its own voxel as alias, so it is exact. Working memory: the
-// table (12 B), the probabilities (8 B) and one work list (4 B) per voxel with decays.
-void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint32_t& n_src) {
-  size_t m = 0;
+// Vose's alias method (M. D. Vose, IEEE TSE 17:972, 1991), packed for one memory access per
+// draw. A column keeps its own voxel when a uniform 32-bit integer is below its threshold (its
+// probability times 2^32, rounded: 2^-33 against the 2^-25 of a float probability), else takes
+// its alias voxel; a full column (p = 1) has its own voxel as alias, so it is exact.
+// Two layouts, whichever is smaller: sparse, one column {threshold, voxel, alias voxel} per
+// voxel with decays (12 B each); dense, one column {threshold, alias voxel} per grid voxel
+// (8 B each, the column index is the voxel; voxels without decays have threshold 0), chosen
+// when more than two thirds of the grid holds decays. Working memory: the table, the column
+// probabilities (8 B) and one work list (4 B) per column.
+void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint32_t& n_cols,
+                 int32_t& dense, uint32_t& n_src) {
+  size_t n_pos = 0;
   double total = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     if (w[i] > 0.0) {
-      ++m;
+      ++n_pos;
       total += w[i];
     }
   }
-  table.assign(3 * m, 0u);
+  dense = 3 * n_pos > 2 * size_t(n) ? 1 : 0;
+  const size_t m = dense ? size_t(n) : n_pos;
+  const size_t stride = dense ? 2 : 3;
+  const size_t own = dense ? 0 : 1;  // word holding the column's voxel (sparse only)
+  const size_t alt = stride - 1;     // word holding the alias (a column index until the end)
+  table.assign(stride * m, 0u);
   std::vector<double> p(m);  // scaled weights, then the final column probabilities
   size_t k = 0;
   for (int64_t i = 0; i < n; ++i) {
-    if (w[i] > 0.0) {
-      table[3 * k + 1] = uint32_t(i);
-      table[3 * k + 2] = uint32_t(k);  // alias column (a voxel below): itself until paired
-      p[k] = w[i] * double(m) / total;
-      ++k;
-    }
+    if (!dense && !(w[i] > 0.0)) continue;
+    if (!dense) table[stride * k + own] = uint32_t(i);
+    table[stride * k + alt] = uint32_t(k);  // itself until paired
+    p[k] = w[i] > 0.0 ? w[i] * double(m) / total : 0.0;
+    ++k;
   }
   // one work list: small columns (p < 1) stacked from the front, large ones from the back
   std::vector<uint32_t> work(m);
@@ -79,7 +87,7 @@ void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint3
     const uint32_t s = work[--ns];
     const uint32_t l = work[m - nl];
     --nl;
-    table[3 * size_t(s) + 2] = l;  // p[s] is final
+    table[stride * size_t(s) + alt] = l;  // p[s] is final
     p[l] = (p[l] + p[s]) - 1.0;
     if (p[l] < 1.0) work[ns++] = l;
     else work[m - 1 - nl++] = l;
@@ -87,13 +95,15 @@ void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint3
   // leftovers are 1 up to rounding
   for (size_t j = 0; j < ns; ++j) p[work[j]] = 1.0;
   for (size_t j = 0; j < nl; ++j) p[work[m - 1 - j]] = 1.0;
+  auto voxel_of = [&](size_t col) { return dense ? uint32_t(col) : table[stride * col + own]; };
   for (size_t j = 0; j < m; ++j) {
     const double t = std::nearbyint(p[j] * 4294967296.0);
     const bool full = !(t < 4294967295.0);
-    table[3 * j] = full ? 0xFFFFFFFFu : uint32_t(t);
-    table[3 * j + 2] = full ? table[3 * j + 1] : table[3 * size_t(table[3 * j + 2]) + 1];
+    table[stride * j] = full ? 0xFFFFFFFFu : uint32_t(t);
+    table[stride * j + alt] = full ? voxel_of(j) : voxel_of(table[stride * j + alt]);
   }
-  n_src = uint32_t(m);
+  n_cols = uint32_t(m);
+  n_src = uint32_t(n_pos);
 }
 
 }  // namespace
@@ -320,7 +330,7 @@ HostRun::HostRun(const RunInputs& in) {
   }
   if (!(total > 0.0)) fail("decays: the total is 0, expected some voxel with decays > 0");
   SourceView& s = params.src;
-  build_alias(in.decays, n_voxels, alias_table, s.n_src);
+  build_alias(in.decays, n_voxels, alias_table, s.n_src, s.alias_dense, n_source_voxels);
   s.alias = alias_table.data();
   s.beta_yield = need_scalar(in.emission_scalars, "emissions", "beta_yield");
   s.local_mev = need_scalar(in.emission_scalars, "emissions", "local_mev_per_decay");

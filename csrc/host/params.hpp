@@ -49,6 +49,7 @@ class HostRun {
   int64_t n_voxels = 0;
   double max_mev_per_decay = 0;   // upper bound of the energy one decay can emit
   double mean_mev_per_decay = 0;  // expected energy emitted per decay
+  uint32_t n_source_voxels = 0;   // voxels with decays
 
   std::vector<uint32_t> alias_table;
   std::vector<double> majorant, ms_ln_lambda;

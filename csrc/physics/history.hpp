@@ -88,8 +88,16 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Ta
   Philox4x32 rng(seed, history);
   const SourceView& s = P.src;
   const GridView& g = P.grid;
-  const uint32_t* col = s.alias + 3 * size_t(rng.below(s.n_src));
-  const uint32_t v = rng.next_u32() < col[0] ? col[1] : col[2];
+  const uint32_t j = rng.below(s.n_src);  // alias column (params.hpp SourceView)
+  const uint32_t u = rng.next_u32();
+  uint32_t v;
+  if (s.alias_dense) {
+    const uint32_t* col = s.alias + 2 * size_t(j);
+    v = u < col[0] ? j : col[1];
+  } else {
+    const uint32_t* col = s.alias + 3 * size_t(j);
+    v = u < col[0] ? col[1] : col[2];
+  }
   const uint32_t nxy = uint32_t(g.nx) * uint32_t(g.ny);
   const uint32_t iz = v / nxy;
   const uint32_t rem = v - iz * nxy;

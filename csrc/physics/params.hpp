@@ -50,9 +50,13 @@ struct TableView {
 };
 
 struct SourceView {
-  uint32_t n_src;              // number of voxels with decays
-  // [3 n_src] Walker/Vose alias table: per column {threshold, voxel, alias voxel}, voxels as
-  // linear indices (z*ny + y)*nx + x; the column's voxel when a uniform u32 < threshold
+  // Walker/Vose alias table over n_src columns (host/params.cpp build_alias), voxels as linear
+  // indices (z*ny + y)*nx + x; a column gives its own voxel when a uniform u32 < threshold,
+  // else its alias voxel. Sparse (alias_dense 0): [3 n_src] {threshold, voxel, alias voxel},
+  // one column per voxel with decays. Dense (1): [2 n_src] {threshold, alias voxel}, one
+  // column per grid voxel, the column index being the voxel.
+  uint32_t n_src;
+  int32_t alias_dense;
   const uint32_t* alias;
   double beta_yield;           // expected betas per decay
   int32_t n_beta;
