@@ -204,7 +204,9 @@ def test_energy_to_dose(run, phantom, source):
 @needs_core
 def test_rel_uncertainty(run):
     u = run.rel_uncertainty
-    assert u.shape == SHAPE and np.all(u >= 0) and np.all(u <= 1.0 + 1e-12)
+    # <= 1 (a voxel hit in one batch of equal batches has exactly 1), to the float32 precision
+    # of the batch-mean spread the core keeps per voxel
+    assert u.shape == SHAPE and np.all(u >= 0) and np.all(u <= 1.0 + 1e-6)
     assert np.all(u[run.dose_gy == 0] == 1.0)
     hot = hot_cube() > 0
     assert np.median(u[hot]) < 0.15  # about 300 decays per voxel: ~6 %

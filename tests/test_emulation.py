@@ -195,19 +195,59 @@ def test_emulate_kernel_checks_arguments():
     z = np.zeros(4, np.uint64)
     with pytest.raises(ValueError, match="unknown kernel"):
         _core.emulate_kernel("nope", 1, 1, ())
-    with pytest.raises(ValueError, match="expected 8 arguments"):
+    with pytest.raises(ValueError, match="expected 9 arguments"):
         _core.emulate_kernel("rpt_fold_kernel", 1, 1, (4, z))
     with pytest.raises(ValueError, match="dtype"):
-        _core.emulate_kernel("rpt_fold_kernel", 1, 1, (4, z, z, z, 1.0, np.zeros(0, np.int32), 0, z))
-    # a correct fold on 4 voxels: batch -> total, sumsq; batch zeroed
+        _core.emulate_kernel("rpt_fold_kernel", 1, 1, (4, z, z, z, 0, 1, np.zeros(0, np.int32), 0, z))
+    # a correct fold on 4 voxels (2 histories before, 2 in the batch): batch -> total, M2
+    # (Welford: M2 += n_b (y - m_before)(y - m_after)); batch zeroed; untouched voxels skipped
     batch = np.array([0, 3, 0, 5], np.uint64)
     total = np.array([1, 1, 0, 0], np.uint64)
-    sumsq = np.zeros(4)
-    _core.emulate_kernel("rpt_fold_kernel", 3, 1, (4, batch, total, sumsq, 0.5, np.zeros(0, np.int32),
+    m2 = np.array([0.5, 0.25, 0, 0], np.float32)
+    _core.emulate_kernel("rpt_fold_kernel", 3, 1, (4, batch, total, m2, 2, 2, np.zeros(0, np.int32),
                                                    0, np.zeros(0, np.uint64)))
     np.testing.assert_array_equal(batch, 0)
     np.testing.assert_array_equal(total, [1, 4, 0, 5])
-    np.testing.assert_array_equal(sumsq, [0, 2.25, 0, 6.25])
+    np.testing.assert_array_equal(m2, [0.75, 1.25, 0, 6.25])
+
+
+@pytest.mark.parametrize("histories, batches", [(1000, 10), (1003, 7), (20, 3)])
+def test_fold_and_finalize_give_the_batch_standard_error(histories, batches):
+    """Fold over batches of unequal size, then finalize: the relative uncertainty equals the
+    weighted batch-means standard error computed directly, sqrt(sum n_b (y_b - ybar)^2 /
+    ((B - 1) H)) / ybar with y_b = x_b / n_b (the textbook s/sqrt(B) for equal batches); the
+    energies and the deposited counter are exact."""
+    rng = np.random.default_rng(histories)
+    nv = 64
+    sizes = np.array([h1 - h0 for h0, h1 in (cupy_backend.batch_range(histories, batches, b) for b in range(batches))])
+    x = rng.poisson(lam=rng.uniform(0, 50, nv)[None, :] * sizes[:, None]).astype(np.int64)  # [B, V]
+    x[:, :4] = 0  # voxels never hit
+    x[: batches // 2, 4:8] = 0  # voxels first hit late
+    batch = np.zeros(nv, np.uint64)
+    total = np.zeros(nv, np.uint64)
+    m2 = np.zeros(nv, np.float32)
+    h = 0
+    for b in range(batches):
+        batch[:] = x[b].astype(np.uint64)
+        _core.emulate_kernel("rpt_fold_kernel", 2, 8, (nv, batch, total, m2, h, int(sizes[b]),
+                                                       np.zeros(0, np.int32), 0, np.zeros(0, np.uint64)))
+        h += int(sizes[b])
+    counters = np.zeros(3, np.uint64)
+    edep = np.zeros(nv)
+    _core.emulate_kernel("rpt_finalize_kernel", 2, 8, (nv, total, m2, edep, histories, batches, counters))
+    rel = total.view(np.float64)
+    np.testing.assert_array_equal(edep, x.sum(axis=0) * 1e-8)
+    assert int(counters[2]) == int(x.sum())
+    y = x / sizes[:, None]
+    ybar = x.sum(axis=0) / histories
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = np.sqrt((sizes[:, None] * (y - ybar) ** 2).sum(axis=0) / ((batches - 1) * histories)) / ybar
+    ref[x.sum(axis=0) == 0] = 1.0
+    np.testing.assert_allclose(rel, ref, rtol=2e-6)
+    if histories % batches == 0:  # equal batches: s(batch means) / sqrt(B)
+        hit = x.sum(axis=0) > 0
+        textbook = y[:, hit].std(axis=0, ddof=1) / np.sqrt(batches) / y[:, hit].mean(axis=0)
+        np.testing.assert_allclose(rel[hit], textbook, rtol=2e-6)
 
 
 def test_batch_range_matches_core_split():

@@ -55,7 +55,7 @@ class EmulatedExec {
   EmulatedExec(const rpt::host::HostRun& hr, const rpt::gpu::RunOptions& opt, int threads)
       : P_(hr.params), nv_(hr.n_voxels), grid_(opt.grid_dim), block_(opt.block_dim),
         threads_(threads), regions_(opt.regions), n_regions_(opt.n_regions),
-        batch_(size_t(nv_), 0ull), total_(size_t(nv_), 0ull), sumsq_(size_t(nv_), 0.0),
+        batch_(size_t(nv_), 0ull), total_(size_t(nv_), 0ull), m2_(size_t(nv_), 0.0f),
         counters_(rpt::gpu::kNumCounters, 0ull),
         region_units_(size_t(opt.batches) * size_t(opt.n_regions > 0 ? opt.n_regions : 0), 0ull) {}
 
@@ -70,23 +70,24 @@ class EmulatedExec {
   }
   int64_t emitted_units() const { return int64_t(counters_[rpt::gpu::kEmitted]); }
   // The voxel kernels get the same launch shape as the histories here, so tests vary both.
-  void fold(int32_t b, double inv_nb) {
+  void fold(int32_t b, int64_t h_before, int64_t n_batch) {
     unsigned long long* row = n_regions_ > 0 ? region_units_.data() + size_t(b) * n_regions_ : nullptr;
     emulate_launch(grid_, block_, threads_, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
-      rpt::gpu::fold_body(bi, bd, gd, ti, nv_, batch_.data(), total_.data(), sumsq_.data(), inv_nb,
-                          regions_, n_regions_, row);
+      rpt::gpu::fold_body(bi, bd, gd, ti, nv_, batch_.data(), total_.data(), m2_.data(), h_before,
+                          n_batch, regions_, n_regions_, row);
     });
   }
   void finalize(int64_t histories, int32_t batches) {
     edep_.assign(size_t(nv_), 0.0);
     emulate_launch(grid_, block_, threads_, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
-      rpt::gpu::finalize_body(bi, bd, gd, ti, nv_, total_.data(), sumsq_.data(), edep_.data(),
+      rpt::gpu::finalize_body(bi, bd, gd, ti, nv_, total_.data(), m2_.data(), edep_.data(),
                               histories, batches, counters_.data());
     });
   }
   void download(rpt::gpu::RunOutput& out) {
     out.edep_mev.swap(edep_);
-    out.rel_uncertainty.swap(sumsq_);
+    out.rel_uncertainty.resize(total_.size());  // float64 bits over the totals
+    std::memcpy(out.rel_uncertainty.data(), total_.data(), total_.size() * sizeof(double));
     out.emitted = int64_t(counters_[rpt::gpu::kEmitted]);
     out.escaped = int64_t(counters_[rpt::gpu::kEscaped]);
     out.deposited = int64_t(counters_[rpt::gpu::kDeposited]);
@@ -103,7 +104,8 @@ class EmulatedExec {
   const int32_t* regions_;
   int32_t n_regions_;
   std::vector<unsigned long long> batch_, total_;
-  std::vector<double> sumsq_, edep_;
+  std::vector<float> m2_;
+  std::vector<double> edep_;
   std::vector<unsigned long long> counters_, region_units_;
 };
 
@@ -234,32 +236,33 @@ void emulate_kernel(const std::string& name, uint32_t grid, uint32_t block, py::
       rpt::gpu::histories_body(bi, bd, gd, ti, &P, seed, h0, h1, tally, counters);
     });
   } else if (name == "rpt_fold_kernel") {
-    need(8);
+    need(9);
     const int64_t nv = args[0].cast<int64_t>();
     auto* batch = array_ptr<unsigned long long>(args[1], k, 1);
     auto* total = array_ptr<unsigned long long>(args[2], k, 2);
-    auto* sumsq = array_ptr<double>(args[3], k, 3);
-    const double inv_nb = args[4].cast<double>();
-    const int32_t nr = args[6].cast<int32_t>();
-    const int32_t* regions = array_ptr<int32_t>(args[5], k, 5, true, false);
-    unsigned long long* row = array_ptr<unsigned long long>(args[7], k, 7, true);
+    auto* m2 = array_ptr<float>(args[3], k, 3);
+    const int64_t h_before = args[4].cast<int64_t>();
+    const int64_t n_batch = args[5].cast<int64_t>();
+    const int32_t nr = args[7].cast<int32_t>();
+    const int32_t* regions = array_ptr<int32_t>(args[6], k, 6, true, false);
+    unsigned long long* row = array_ptr<unsigned long long>(args[8], k, 8, true);
     if (nr > 0 && (!regions || !row)) throw std::invalid_argument(name + ": regions arrays are empty");
     py::gil_scoped_release release;
     emulate_launch(grid, block, nthreads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
-      rpt::gpu::fold_body(bi, bd, gd, ti, nv, batch, total, sumsq, inv_nb, regions, nr, row);
+      rpt::gpu::fold_body(bi, bd, gd, ti, nv, batch, total, m2, h_before, n_batch, regions, nr, row);
     });
   } else if (name == "rpt_finalize_kernel") {
     need(7);
     const int64_t nv = args[0].cast<int64_t>();
     auto* total = array_ptr<unsigned long long>(args[1], k, 1);
-    auto* sumsq = array_ptr<double>(args[2], k, 2);
+    auto* m2 = array_ptr<float>(args[2], k, 2, false, false);
     auto* edep = array_ptr<double>(args[3], k, 3);
     const int64_t histories = args[4].cast<int64_t>();
     const int32_t batches = args[5].cast<int32_t>();
     auto* counters = array_ptr<unsigned long long>(args[6], k, 6);
     py::gil_scoped_release release;
     emulate_launch(grid, block, nthreads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
-      rpt::gpu::finalize_body(bi, bd, gd, ti, nv, total, sumsq, edep, histories, batches, counters);
+      rpt::gpu::finalize_body(bi, bd, gd, ti, nv, total, m2, edep, histories, batches, counters);
     });
   } else {
     throw std::invalid_argument("emulate_kernel: unknown kernel '" + name + "'");

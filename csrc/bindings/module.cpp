@@ -116,11 +116,11 @@ py::dict simulate_cpu(FArr density, IArr material, std::tuple<double, double, do
 
   // hand the result buffers to numpy without copying (capsules own the vectors)
   auto* edep_vec = new std::vector<int64_t>(std::move(out.edep_mev_bits));
-  auto* rel_vec = new std::vector<double>(std::move(out.rel_uncertainty));
+  auto* rel_vec = new std::vector<int64_t>(std::move(out.rel_uncertainty_bits));
   py::capsule edep_owner(edep_vec, [](void* p) { delete static_cast<std::vector<int64_t>*>(p); });
-  py::capsule rel_owner(rel_vec, [](void* p) { delete static_cast<std::vector<double>*>(p); });
+  py::capsule rel_owner(rel_vec, [](void* p) { delete static_cast<std::vector<int64_t>*>(p); });
   py::array_t<double> edep(shape, reinterpret_cast<const double*>(edep_vec->data()), edep_owner);
-  py::array_t<double> rel(shape, rel_vec->data(), rel_owner);
+  py::array_t<double> rel(shape, reinterpret_cast<const double*>(rel_vec->data()), rel_owner);
   py::dict res;
   res["edep_mev"] = edep;
   res["rel_uncertainty"] = rel;

@@ -37,8 +37,9 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
 
   RunOutput out;
   out.threads_used = threads;
+  // 20 B per voxel: the batch tally, the exact run total and the spread of the batch means
   std::vector<int64_t> batch(size_t(nv), 0), total(size_t(nv), 0);
-  std::vector<double> sumsq(size_t(nv), 0.0);
+  std::vector<float> m2(size_t(nv), 0.0f);
   // region sums per batch in exact integer units (converted to MeV at the end)
   std::vector<int64_t> region_units(size_t(opt.batches) * size_t(std::max(opt.n_regions, 0)), 0);
   CpuTally tally{batch.data()};
@@ -75,7 +76,7 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
       }
     }
     if (out.aborted) break;
-    const double inv_nb = 1.0 / double(h1 - h0);
+    const int64_t n_b = h1 - h0;
     const int32_t nr = opt.n_regions;
 #pragma omp parallel num_threads(threads)
     {
@@ -83,10 +84,11 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
 #pragma omp for schedule(static)
       for (int64_t v = 0; v < nv; ++v) {
         const int64_t x = batch[size_t(v)];
+        const int64_t t = total[size_t(v)] + x;
+        if (t == 0) continue;  // nothing here yet: M2 stays 0
+        total[size_t(v)] = t;
+        m2[size_t(v)] = welford_m2(m2[size_t(v)], x, t, h0, n_b);
         if (x == 0) continue;
-        total[size_t(v)] += x;
-        const double y = double(x) * inv_nb;
-        sumsq[size_t(v)] += y * y;
         if (nr > 0) {
           const int32_t r = opt.regions[v];
           if (r >= 0 && r < nr) reg[size_t(r)] += x;
@@ -99,22 +101,24 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
     }
   }
   if (out.aborted) return out;
-  std::vector<int64_t>().swap(batch);
   out.region_batch_mev.resize(region_units.size());
   for (size_t i = 0; i < region_units.size(); ++i)
     out.region_batch_mev[i] = double(region_units[i]) * kEnergyUnitMeV;
 
+  // results in place: energy (MeV) over the run total, uncertainty over the batch tally
   int64_t deposited = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : deposited)
   for (int64_t v = 0; v < nv; ++v) {
     const int64_t t = total[size_t(v)];
     deposited += t;
     const double e = double(t) * kEnergyUnitMeV;
-    sumsq[size_t(v)] = batch_rel_uncertainty(double(t), sumsq[size_t(v)], opt.histories, opt.batches);
+    const double rel = batch_rel_uncertainty(double(t), double(m2[size_t(v)]), opt.histories, opt.batches);
     std::memcpy(&total[size_t(v)], &e, sizeof(double));
+    std::memcpy(&batch[size_t(v)], &rel, sizeof(double));
   }
+  std::vector<float>().swap(m2);
   out.edep_mev_bits.swap(total);
-  out.rel_uncertainty.swap(sumsq);
+  out.rel_uncertainty_bits.swap(batch);
   out.emitted = emitted;
   out.deposited = deposited;
   out.escaped = escaped;

@@ -24,17 +24,18 @@ struct RunOutput {
   // [n_voxels] energy (MeV) summed over all histories, stored as float64 bit patterns in the
   // buffer that held the integer tally (converted in place to keep peak memory low)
   std::vector<int64_t> edep_mev_bits;
-  std::vector<double> rel_uncertainty;  // [n_voxels], computed in place of the sum of squares
+  std::vector<int64_t> rel_uncertainty_bits;  // [n_voxels] float64 bits, in the batch tally's buffer
   std::vector<double> region_batch_mev; // [batches * n_regions]
   int64_t emitted = 0, deposited = 0, escaped = 0;  // energy units (kEnergyUnitMeV)
   int32_t threads_used = 0;
   bool aborted = false;
 };
 
-// batch_range() and batch_rel_uncertainty() live in physics/batch.hpp (shared with the CUDA
+// batch_range(), welford_m2() and batch_rel_uncertainty() live in physics/batch.hpp (shared with the CUDA
 // kernels, so every backend splits batches and computes uncertainties with the same code).
 using rpt::batch_range;
 using rpt::batch_rel_uncertainty;
+using rpt::welford_m2;
 
 RunOutput run(const host::HostRun& run, const RunOptions& opt);
 

@@ -79,7 +79,8 @@ inline int64_t default_chunk(int64_t histories, int64_t threads_per_launch) {
 //   uint32_t grid_dim() const, block_dim() const;
 //   void histories(uint64_t seed, int64_t h0, int64_t h1);   histories [h0, h1) into the batch
 //   int64_t emitted_units();                    emitted energy so far (after histories())
-//   void fold(int32_t batch, double inv_nb);    batch tally -> total, sumsq, region row `batch`
+//   void fold(int32_t batch, int64_t h_before, int64_t n_batch);
+//                                               batch tally -> total, M2, region row `batch`
 //   void finalize(int64_t histories, int32_t batches);
 //   void download(RunOutput& out);              edep, rel_uncertainty, counters, region sums
 template <class Exec>
@@ -107,7 +108,7 @@ RunOutput drive(Exec& ex, const host::HostRun& hr, const RunOptions& opt) {
       }
     }
     if (out.aborted) break;
-    ex.fold(b, 1.0 / double(h1 - h0));
+    ex.fold(b, h0, h1 - h0);
   }
   if (out.aborted) return out;
   ex.finalize(opt.histories, opt.batches);

@@ -68,23 +68,25 @@ RPT_INLINE void histories_body(const Idx3& block_idx, const Idx3& block_dim, con
   if (cnt.escaped != 0) atomic_add_u64(counters + kEscaped, (unsigned long long)cnt.escaped);
 }
 
-// End of a batch: fold the batch tally into the run total and the sum of squared batch means
-// (`inv_nb` = 1 / histories of the batch), add the batch's region sums (integer units, row of
-// this batch), and zero the batch tally for the next batch. One thread per voxel (grid-stride):
-// every voxel's sums are updated by one thread in batch order, as on the CPU.
+// End of a batch: fold the batch tally into the exact run total and the spread of the batch
+// means (welford_m2; the batch holds `n_batch` histories, `h_before` came before it), add the
+// batch's region sums (integer units, row of this batch), and zero the batch tally for the next
+// batch. One thread per voxel (grid-stride): every voxel's sums are updated by one thread in
+// batch order, as on the CPU.
 RPT_INLINE void fold_body(const Idx3& block_idx, const Idx3& block_dim, const Idx3& grid_dim,
                           const Idx3& thread_idx, int64_t n_voxels,
                           unsigned long long* batch_tally, unsigned long long* total,
-                          double* sumsq, double inv_nb, const int32_t* regions, int32_t n_regions,
-                          unsigned long long* region_units) {
+                          float* m2, int64_t h_before, int64_t n_batch, const int32_t* regions,
+                          int32_t n_regions, unsigned long long* region_units) {
   const int64_t stride = grid_stride(block_dim, grid_dim);
   for (int64_t v = global_thread(block_idx, block_dim, thread_idx); v < n_voxels; v += stride) {
     const int64_t x = (int64_t)batch_tally[v];
+    const int64_t t = (int64_t)total[v] + x;
+    if (t == 0) continue;  // nothing here yet: M2 stays 0
+    total[v] = (unsigned long long)t;
+    m2[v] = welford_m2(m2[v], x, t, h_before, n_batch);
     if (x == 0) continue;
     batch_tally[v] = 0ull;
-    total[v] = (unsigned long long)((int64_t)total[v] + x);
-    const double y = double(x) * inv_nb;
-    sumsq[v] += y * y;
     if (n_regions > 0) {
       const int32_t r = regions[v];
       if (r >= 0 && r < n_regions) atomic_add_u64(region_units + r, (unsigned long long)x);
@@ -93,19 +95,20 @@ RPT_INLINE void fold_body(const Idx3& block_idx, const Idx3& block_dim, const Id
 }
 
 // End of the run: energy (MeV) per voxel into `edep_mev` (may be the batch tally's memory,
-// which is no longer needed), relative uncertainty in place of `sumsq`, and the deposited total
-// (integer units) into counters[kDeposited].
+// which is no longer needed), the relative uncertainty's float64 bits over `total` (each
+// thread reads its voxel's total first), and the deposited total (integer units) into
+// counters[kDeposited].
 RPT_INLINE void finalize_body(const Idx3& block_idx, const Idx3& block_dim, const Idx3& grid_dim,
-                              const Idx3& thread_idx, int64_t n_voxels,
-                              const unsigned long long* total, double* sumsq, double* edep_mev,
-                              int64_t histories, int32_t batches, unsigned long long* counters) {
+                              const Idx3& thread_idx, int64_t n_voxels, unsigned long long* total,
+                              const float* m2, double* edep_mev, int64_t histories,
+                              int32_t batches, unsigned long long* counters) {
   const int64_t stride = grid_stride(block_dim, grid_dim);
   int64_t deposited = 0;
   for (int64_t v = global_thread(block_idx, block_dim, thread_idx); v < n_voxels; v += stride) {
     const int64_t t = (int64_t)total[v];
     deposited += t;
     edep_mev[v] = double(t) * kEnergyUnitMeV;
-    sumsq[v] = batch_rel_uncertainty(double(t), sumsq[v], histories, batches);
+    total[v] = double_bits(batch_rel_uncertainty(double(t), double(m2[v]), histories, batches));
   }
   if (deposited != 0) atomic_add_u64(counters + kDeposited, (unsigned long long)deposited);
 }

@@ -28,18 +28,18 @@ __global__ void rpt_histories_kernel(const rpt::Params* __restrict__ params,
 }
 
 __global__ void rpt_fold_kernel(long long n_voxels, unsigned long long* batch_tally,
-                                unsigned long long* total, double* sumsq, double inv_nb,
-                                const int* regions, int n_regions,
+                                unsigned long long* total, float* m2, long long h_before,
+                                long long n_batch, const int* regions, int n_regions,
                                 unsigned long long* region_units) {
   rpt::gpu::fold_body(idx3(blockIdx), idx3(blockDim), idx3(gridDim), idx3(threadIdx), n_voxels,
-                      batch_tally, total, sumsq, inv_nb, regions, n_regions, region_units);
+                      batch_tally, total, m2, h_before, n_batch, regions, n_regions, region_units);
 }
 
-__global__ void rpt_finalize_kernel(long long n_voxels, const unsigned long long* total,
-                                    double* sumsq, double* edep_mev, long long histories,
+__global__ void rpt_finalize_kernel(long long n_voxels, unsigned long long* total,
+                                    const float* m2, double* edep_mev, long long histories,
                                     int batches, unsigned long long* counters) {
   rpt::gpu::finalize_body(idx3(blockIdx), idx3(blockDim), idx3(gridDim), idx3(threadIdx),
-                          n_voxels, total, sumsq, edep_mev, histories, batches, counters);
+                          n_voxels, total, m2, edep_mev, histories, batches, counters);
 }
 
 }  // extern "C"

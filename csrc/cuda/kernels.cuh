@@ -16,15 +16,17 @@ __global__ void rpt_histories_kernel(const rpt::Params* __restrict__ params,
                                      unsigned long long* batch_tally,
                                      unsigned long long* counters);
 
-// Fold the batch tally into total and sumsq (and the region sums), zeroing the batch tally.
+// Fold the batch tally into the run total and the batch-mean spread M2 (and the region sums),
+// zeroing the batch tally; the batch holds n_batch histories, h_before came before it.
 __global__ void rpt_fold_kernel(long long n_voxels, unsigned long long* batch_tally,
-                                unsigned long long* total, double* sumsq, double inv_nb,
-                                const int* regions, int n_regions,
+                                unsigned long long* total, float* m2, long long h_before,
+                                long long n_batch, const int* regions, int n_regions,
                                 unsigned long long* region_units);
 
-// Energy per voxel (MeV), relative uncertainty in place of sumsq, deposited total.
-__global__ void rpt_finalize_kernel(long long n_voxels, const unsigned long long* total,
-                                    double* sumsq, double* edep_mev, long long histories,
+// Energy per voxel (MeV) into edep_mev, relative uncertainty (float64 bits) over total,
+// deposited total.
+__global__ void rpt_finalize_kernel(long long n_voxels, unsigned long long* total,
+                                    const float* m2, double* edep_mev, long long histories,
                                     int batches, unsigned long long* counters);
 
 }  // extern "C"

@@ -79,11 +79,11 @@ class CudaExec {
     const size_t nv = size_t(nv_);
     batch_ = DeviceBuffer<unsigned long long>(nv, "batch tally");
     total_ = DeviceBuffer<unsigned long long>(nv, "total tally");
-    sumsq_ = DeviceBuffer<double>(nv, "sum of squared batch means");
+    m2_ = DeviceBuffer<float>(nv, "spread of the batch means");
     counters_ = DeviceBuffer<unsigned long long>(kNumCounters, "energy counters");
     batch_.zero();
     total_.zero();
-    sumsq_.zero();
+    m2_.zero();
     counters_.zero();
     if (n_regions_ > 0) {
       regions_ = DeviceBuffer<int32_t>(nv, "region labels");
@@ -114,18 +114,18 @@ class CudaExec {
     return int64_t(e);
   }
 
-  void fold(int32_t b, double inv_nb) {
+  void fold(int32_t b, int64_t h_before, int64_t n_batch) {
     unsigned long long* row = n_regions_ > 0 ? region_units_.get() + size_t(b) * n_regions_ : nullptr;
-    rpt_fold_kernel<<<voxel_grid_, kVoxelBlock>>>(nv_, batch_.get(), total_.get(), sumsq_.get(),
-                                                  inv_nb, regions_.get(), n_regions_, row);
+    rpt_fold_kernel<<<voxel_grid_, kVoxelBlock>>>(nv_, batch_.get(), total_.get(), m2_.get(),
+                                                  h_before, n_batch, regions_.get(), n_regions_, row);
     RPT_CUDA_CHECK(cudaGetLastError(), "launch of rpt_fold_kernel");
   }
 
   void finalize(int64_t histories, int32_t batches) {
     // the batch tally is all zeros after the last fold and no longer needed: it receives the
-    // energies (same size: 8 bytes per voxel)
+    // energies (same size: 8 bytes per voxel); the uncertainties go over the totals
     double* edep = reinterpret_cast<double*>(batch_.get());
-    rpt_finalize_kernel<<<voxel_grid_, kVoxelBlock>>>(nv_, total_.get(), sumsq_.get(), edep,
+    rpt_finalize_kernel<<<voxel_grid_, kVoxelBlock>>>(nv_, total_.get(), m2_.get(), edep,
                                                       histories, batches, counters_.get());
     RPT_CUDA_CHECK(cudaGetLastError(), "launch of rpt_finalize_kernel");
     RPT_CUDA_CHECK(cudaDeviceSynchronize(), "rpt_fold_kernel / rpt_finalize_kernel");
@@ -137,7 +137,8 @@ class CudaExec {
     out.rel_uncertainty.resize(nv);
     RPT_CUDA_CHECK(cudaMemcpy(out.edep_mev.data(), batch_.get(), nv * sizeof(double),
                               cudaMemcpyDeviceToHost), "energy per voxel");
-    sumsq_.download(out.rel_uncertainty.data(), nv);
+    RPT_CUDA_CHECK(cudaMemcpy(out.rel_uncertainty.data(), total_.get(), nv * sizeof(double),
+                              cudaMemcpyDeviceToHost), "relative uncertainty per voxel");
     unsigned long long c[kNumCounters];
     counters_.download(c, kNumCounters);
     out.emitted = int64_t(c[kEmitted]);
@@ -160,7 +161,7 @@ class CudaExec {
   uint32_t grid_ = 1, block_ = 1, voxel_grid_ = 1;
   DeviceParams params_;
   DeviceBuffer<unsigned long long> batch_, total_, counters_, region_units_;
-  DeviceBuffer<double> sumsq_;
+  DeviceBuffer<float> m2_;
   DeviceBuffer<int32_t> regions_;
 };
 

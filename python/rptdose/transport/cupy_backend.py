@@ -276,7 +276,7 @@ def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
 
     batch = xp.zeros(nv, dtype=np.uint64)
     total = xp.zeros(nv, dtype=np.uint64)
-    sumsq = xp.zeros(nv, dtype=np.float64)
+    m2 = xp.zeros(nv, dtype=np.float32)  # spread of the batch means (physics/batch.hpp)
     counters = xp.zeros(3, dtype=np.uint64)
     if n_regions > 0:
         regions_dev = xp.asarray(regions.reshape(-1))
@@ -316,11 +316,11 @@ def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
                 progress(done)
         row = region_units[b] if n_regions > 0 else empty_row
         launcher.launch("rpt_fold_kernel", voxel_shape[0], voxel_shape[1],
-                        (np.int64(nv), batch, total, sumsq, np.float64(1.0 / float(h1 - h0)),
+                        (np.int64(nv), batch, total, m2, np.int64(h0), np.int64(h1 - h0),
                          regions_dev, np.int32(n_regions), row))
     edep_dev = batch.view(np.float64)  # the batch tally is zero after the last fold
     launcher.launch("rpt_finalize_kernel", voxel_shape[0], voxel_shape[1],
-                    (np.int64(nv), total, sumsq, edep_dev, np.int64(histories), np.int32(batches), counters))
+                    (np.int64(nv), total, m2, edep_dev, np.int64(histories), np.int32(batches), counters))
     launcher.synchronize()
 
     shape = tuple(int(s) for s in prep["shape"])
@@ -329,7 +329,7 @@ def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
     unit = float(prep["energy_unit_mev"])
     res: dict[str, Any] = {
         "edep_mev": host(edep_dev).reshape(shape),
-        "rel_uncertainty": host(sumsq).reshape(shape),
+        "rel_uncertainty": host(total).view(np.float64).reshape(shape),  # written over the totals
         "emitted_mev": float(emitted) * unit,
         "deposited_mev": float(deposited) * unit,
         "escaped_mev": float(escaped) * unit,
