@@ -32,9 +32,12 @@ constexpr int kMaxElectronSteps = 100000;  // safety net; never reached in norma
 // limit; Fermi-Eyges / the core of Moliere's distribution), i.e. exponential in mu ~ theta^2/4:
 // p(mu) = lambda exp(-lambda mu) / (1 - exp(-lambda)) on [0, 1], lambda from the host table
 // (ms_ln_lambda) so that the truncated mean is exactly mean_mu; isotropic as mean_mu -> 1/2.
+// Below <mu> = 1/40 (lambda > 40, the usual condensed-history step) the truncation is below
+// 2e-16 of the mean: lambda = 1 / <mu> and mu = <mu> times an exponential deviate, no table.
 template <class Rng>
 RPT_INLINE double sample_multiple_scattering_cos(const TableView& t, double mean_mu, Rng& rng) {
   if (mean_mu <= 0.0) return 1.0;
+  if (mean_mu < 0.025) return 1.0 - 2.0 * mean_mu * -log(1.0 - rng.uniform());
   if (mean_mu >= t.ms_mean_max) return 2.0 * rng.uniform() - 1.0;  // isotropic limit
   double x = (log(mean_mu) - t.ms_ln_mean_min) * t.ms_inv_dln;
   double ln_l;
@@ -55,6 +58,15 @@ RPT_INLINE double sample_multiple_scattering_cos(const TableView& t, double mean
   double mu = -log(1.0 - rng.uniform() * norm) / lam;
   if (mu > 1.0) mu = 1.0;
   return 1.0 - 2.0 * mu;
+}
+
+// 1 - exp(-x) for x >= 0: its Taylor series to x^9 below x = 0.05 (truncation < 3e-20, and no
+// cancellation), the exponential above.
+RPT_INLINE double one_minus_exp_neg(double x) {
+  if (x >= 0.05) return 1.0 - exp(-x);
+  constexpr double c3 = 1.0 / 3, c5 = 1.0 / 5, c6 = 1.0 / 6, c7 = 1.0 / 7, c9 = 1.0 / 9;
+  return x * (1.0 - 0.5 * x * (1.0 - c3 * x * (1.0 - 0.25 * x * (1.0 - c5 * x * (1.0 - c6 * x * (
+             1.0 - c7 * x * (1.0 - 0.125 * x * (1.0 - c9 * x))))))));
 }
 
 // Hard elastic event: polar deflection mu = (1-cos)/2 sampled from the hard part of the elastic
@@ -164,7 +176,7 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     const double t1 = s * rng.uniform();
     p.r = advance(p.r, p.d, t1);
     const double tr1 = lookup(t.el_tr1, t, m, k) * rho10;  // 1/lambda_1 (1/mm)
-    const double mean_mu = 0.5 * (1.0 - exp(-s * tr1));
+    const double mean_mu = 0.5 * one_minus_exp_neg(s * tr1);
     const double cost = sample_multiple_scattering_cos(t, mean_mu, rng);
     p.d = rotate(p.d, cost, rng.uniform());
     double t2 = s - t1;
