@@ -112,13 +112,15 @@ RPT_INLINE void transport_photon(Particle p, Track<Rng, Tally>& tr) {
     tr.cnt.escaped += quantize(p.e);
     return;
   }
+  // table index and majorant of the current energy: recomputed only when the energy changes
+  // (incoherent scattering); coherent and virtual collisions keep them
+  EIndex k = energy_index(t, p.e);
+  double mu_max = lookup1(t.majorant, k);  // 1/mm
   for (;;) {
     if (p.e <= P.set.ph_cut) {
       tr.tally.add(vp.index, quantize(p.e));
       return;
     }
-    EIndex k = energy_index(t, p.e);
-    double mu_max = lookup1(t.majorant, k);  // 1/mm
     double s = -log(rng.uniform()) / mu_max;
     p.r = advance(p.r, p.d, s);
     vp = locate(g, p.r);
@@ -160,6 +162,8 @@ RPT_INLINE void transport_photon(Particle p, Track<Rng, Tally>& tr) {
         int64_t rem = q_before - quantize(e_out);
         if (rem != 0) tr.tally.add(vp.index, rem);
       }
+      k = energy_index(t, p.e);
+      mu_max = lookup1(t.majorant, k);
     } else if (r < mu_pe + mu_in + mu_co) {
       double cost = sample_coherent(t, m, p.e, rng);
       p.d = rotate(p.d, cost, rng.uniform());
