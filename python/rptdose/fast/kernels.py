@@ -266,20 +266,15 @@ class VoxelSKernel:
 
     def save(self, path: Any) -> Path:
         """Write the kernel to an HDF5 file, atomically; returns the path."""
-        from rptdose.io.hdf5 import atomic_h5, check_output_path, to_json
+        from rptdose.io.hdf5 import atomic_h5, check_output_path, write_table_header
 
         target = check_output_path(path)
-        prov = to_json(self.provenance)
         with atomic_h5(target) as f:
-            f.attrs["format_version"] = KERNEL_FORMAT_VERSION
-            f.attrs["kind"] = KERNEL_KIND
-            f.attrs["provenance"] = prov
+            write_table_header(f, kind=KERNEL_KIND, format_version=KERNEL_FORMAT_VERSION, provenance=self.provenance,
+                               nuclide=self.nuclide, medium=self.medium, density_g_cm3=self.density_g_cm3,
+                               cache_key=self.cache_key)
             f.attrs["voxel_mm"] = np.asarray(self.voxel_mm, dtype=np.float64)
             f.attrs["half_width"] = np.asarray(self.half_width, dtype=np.int64)
-            f.attrs["nuclide"] = self.nuclide
-            f.attrs["medium"] = self.medium
-            f.attrs["density_g_cm3"] = np.float64(self.density_g_cm3)
-            f.attrs["cache_key"] = self.cache_key
             for name, arr, unit in (("s_gy_per_decay", self.s_gy_per_decay, "Gy per decay"),
                                     ("rel_uncertainty", self.rel_uncertainty, "1 (relative 1-sigma)"),
                                     ("orbit_size", self.orbit_size, "voxels")):
@@ -293,27 +288,17 @@ class VoxelSKernel:
         """Read a kernel file; InputError naming the file if it is not one (or of another format)."""
         import h5py
 
-        from rptdose.io.hdf5 import _attr_str
+        from rptdose.io.hdf5 import read_table_header
 
         p = Path(path)
         if not p.is_file():
             raise InputError(f"kernel file '{p}' (does not exist): expected an rptdose voxel S-value kernel (.h5)")
         try:
             with h5py.File(p, "r") as f:
-                kind = _attr_str(f.attrs.get("kind", ""))
-                version = _attr_str(f.attrs.get("format_version", ""))
-                if kind != KERNEL_KIND:
-                    raise InputError(f"kernel file '{p}' (kind {kind!r}): expected an rptdose voxel S-value kernel "
-                                     f"({KERNEL_KIND})")
-                if version != KERNEL_FORMAT_VERSION:
-                    raise InputError(f"kernel file '{p}' (format_version {version!r}): expected "
-                                     f"'{KERNEL_FORMAT_VERSION}'; recompute it with this rptdose version")
+                head = read_table_header(f, p, kind=KERNEL_KIND, format_version=KERNEL_FORMAT_VERSION,
+                                         what="kernel")
                 return cls(s_gy_per_decay=f["s_gy_per_decay"][()], rel_uncertainty=f["rel_uncertainty"][()],
-                           orbit_size=f["orbit_size"][()], voxel_mm=tuple(f.attrs["voxel_mm"]),
-                           nuclide=_attr_str(f.attrs["nuclide"]), medium=_attr_str(f.attrs["medium"]),
-                           density_g_cm3=float(f.attrs["density_g_cm3"]),
-                           cache_key=_attr_str(f.attrs["cache_key"]),
-                           provenance=json.loads(_attr_str(f.attrs["provenance"])), path=p)
+                           orbit_size=f["orbit_size"][()], voxel_mm=tuple(f.attrs["voxel_mm"]), path=p, **head)
         except OSError as exc:
             raise InputError(f"kernel file '{p}' (not readable HDF5: {exc}): expected an rptdose voxel S-value "
                              "kernel (.h5)") from None

@@ -108,18 +108,13 @@ class SphereAbsorbedFractions:
         return out
 
     def save(self, path: Any) -> Path:
-        from rptdose.io.hdf5 import atomic_h5, check_output_path, to_json
+        from rptdose.io.hdf5 import atomic_h5, check_output_path, to_json, write_table_header
 
         target = check_output_path(path)
-        prov = to_json(self.provenance)
         with atomic_h5(target) as f:
-            f.attrs["format_version"] = SPHERE_FORMAT_VERSION
-            f.attrs["kind"] = SPHERE_KIND
-            f.attrs["provenance"] = prov
-            f.attrs["nuclide"] = self.nuclide
-            f.attrs["medium"] = self.medium
-            f.attrs["density_g_cm3"] = np.float64(self.density_g_cm3)
-            f.attrs["cache_key"] = self.cache_key
+            write_table_header(f, kind=SPHERE_KIND, format_version=SPHERE_FORMAT_VERSION, provenance=self.provenance,
+                               nuclide=self.nuclide, medium=self.medium, density_g_cm3=self.density_g_cm3,
+                               cache_key=self.cache_key)
             f.attrs["energy_mev"] = to_json(self.energy_mev)
             f.create_dataset("masses_kg", data=self.masses_kg)
             for c in COMPONENTS:
@@ -131,23 +126,17 @@ class SphereAbsorbedFractions:
     def load(cls, path: Any) -> SphereAbsorbedFractions:
         import h5py
 
-        from rptdose.io.hdf5 import _attr_str
+        from rptdose.io.hdf5 import _attr_str, read_table_header
 
         p = Path(path)
         try:
             with h5py.File(p, "r") as f:
-                if _attr_str(f.attrs.get("kind", "")) != SPHERE_KIND or \
-                        _attr_str(f.attrs.get("format_version", "")) != SPHERE_FORMAT_VERSION:
-                    raise InputError(f"absorbed-fraction file '{p}' (other kind or format): expected "
-                                     f"{SPHERE_KIND} format {SPHERE_FORMAT_VERSION}")
+                head = read_table_header(f, p, kind=SPHERE_KIND, format_version=SPHERE_FORMAT_VERSION,
+                                         what="absorbed-fraction table")
                 return cls(masses_kg=f["masses_kg"][()],
                            phi={c: f[f"phi_{c}"][()] for c in COMPONENTS},
                            rel_uncertainty={c: f[f"rel_uncertainty_{c}"][()] for c in COMPONENTS},
-                           energy_mev=json.loads(_attr_str(f.attrs["energy_mev"])),
-                           nuclide=_attr_str(f.attrs["nuclide"]), medium=_attr_str(f.attrs["medium"]),
-                           density_g_cm3=float(f.attrs["density_g_cm3"]),
-                           cache_key=_attr_str(f.attrs["cache_key"]),
-                           provenance=json.loads(_attr_str(f.attrs["provenance"])), path=p)
+                           energy_mev=json.loads(_attr_str(f.attrs["energy_mev"])), path=p, **head)
         except (OSError, KeyError) as exc:
             raise InputError(f"absorbed-fraction file '{p}' (unreadable: {exc}): expected an rptdose sphere "
                              "absorbed-fraction table") from None

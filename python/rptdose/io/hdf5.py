@@ -155,6 +155,34 @@ def _attr_str(value: Any) -> str:
     return str(value)
 
 
+def write_table_header(f: Any, *, kind: str, format_version: str, provenance: Any, nuclide: str, medium: str,
+                       density_g_cm3: float, cache_key: str) -> None:
+    """Attributes shared by the cached tables of the fast methods (voxel S-value kernels, sphere
+    absorbed fractions): what the file is, for which emitter and medium, and its provenance."""
+    f.attrs["format_version"] = format_version
+    f.attrs["kind"] = kind
+    f.attrs["provenance"] = to_json(provenance)
+    f.attrs["nuclide"] = nuclide
+    f.attrs["medium"] = medium
+    f.attrs["density_g_cm3"] = np.float64(density_g_cm3)
+    f.attrs["cache_key"] = cache_key
+
+
+def read_table_header(f: Any, path: Path, *, kind: str, format_version: str, what: str) -> dict[str, Any]:
+    """The attributes of write_table_header, after checking the kind and format version
+    (InputError naming the file and what was expected)."""
+    got_kind = _attr_str(f.attrs.get("kind", ""))
+    version = _attr_str(f.attrs.get("format_version", ""))
+    if got_kind != kind:
+        raise InputError(f"{what} file '{path}' (kind {got_kind!r}): expected an rptdose {what} ({kind})")
+    if version != format_version:
+        raise InputError(f"{what} file '{path}' (format_version {version!r}): expected '{format_version}'; "
+                         "recompute it with this rptdose version")
+    return {"nuclide": _attr_str(f.attrs["nuclide"]), "medium": _attr_str(f.attrs["medium"]),
+            "density_g_cm3": float(f.attrs["density_g_cm3"]), "cache_key": _attr_str(f.attrs["cache_key"]),
+            "provenance": json.loads(_attr_str(f.attrs["provenance"]))}
+
+
 def read_result(path: Any) -> dict[str, Any]:
     """Read a result file written by :func:`write_result`; returns its fields as a dict.
 
