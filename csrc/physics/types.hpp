@@ -36,7 +36,8 @@ struct Particle {
 // Within 2 ulp of the correctly rounded values; the same bits on every backend, and several
 // times faster than libm's sin and cos (which save and restore the rounding mode).
 RPT_INLINE void sincos_2pi(double u, double& c, double& s) {
-  const double q = floor(4.0 * u + 0.5);
+  const int32_t qi = int32_t(4.0 * u + 0.5);  // u >= 0: truncation is the floor
+  const double q = double(qi);
   const double x = kTwoPi * (u - 0.25 * q);
   // Estrin's scheme after the leading terms (a short dependency chain, Horner's accuracy)
   constexpr double f4 = 1.0 / 24, f6 = 1.0 / 720, f8 = 1.0 / 40320, f10 = 1.0 / 3628800,
@@ -48,7 +49,7 @@ RPT_INLINE void sincos_2pi(double u, double& c, double& s) {
                                  ((-f11 + f13 * y) - f15 * y2) * y4);
   const double cs = 1.0 - 0.5 * y + y2 * ((f4 - f6 * y) + (f8 - f10 * y) * y2 +
                                           ((f12 - f14 * y) + f16 * y2) * y4);
-  switch (int(q) & 3) {
+  switch (qi & 3) {
     case 0: c = cs; s = sn; break;
     case 1: c = -sn; s = cs; break;
     case 2: c = -cs; s = -sn; break;
