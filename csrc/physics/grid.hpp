@@ -17,13 +17,17 @@ struct VoxelPos {
 
 RPT_INLINE VoxelPos locate(const GridView& g, const Vec3& r) {
   VoxelPos p;
-  p.ix = int32_t(floor(r.x / g.sx));
-  p.iy = int32_t(floor(r.y / g.sy));
-  p.iz = int32_t(floor(r.z / g.sz));
-  if (p.ix < 0 || p.iy < 0 || p.iz < 0 || p.ix >= g.nx || p.iy >= g.ny || p.iz >= g.nz) {
-    p.index = -1;
-  } else {
+  const double fx = r.x / g.sx, fy = r.y / g.sy, fz = r.z / g.sz;
+  // inside iff 0 <= f < n on every axis (NaN is outside); there truncation is the floor
+  if (fx >= 0.0 && fy >= 0.0 && fz >= 0.0 && fx < double(g.nx) && fy < double(g.ny) &&
+      fz < double(g.nz)) {
+    p.ix = int32_t(fx);
+    p.iy = int32_t(fy);
+    p.iz = int32_t(fz);
     p.index = (int64_t(p.iz) * g.ny + p.iy) * g.nx + p.ix;
+  } else {
+    p.ix = p.iy = p.iz = -1;
+    p.index = -1;
   }
   return p;
 }
