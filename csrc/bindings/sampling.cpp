@@ -58,18 +58,12 @@ void init_sampling(py::module_& m) {
         });
   m.def("_sample_lines",
         [](DArr yields, int64_t n_decays, uint64_t seed) {
-          std::vector<int32_t> wl, wc, fl;
-          std::vector<double> fh;
           const int64_t nl = yields.size();
-          rpt::host::split_line_yields(yields.data(), nl, wl, wc, fl, fh);
+          rpt::host::LineYields ly;
+          ly.split(yields.data(), nl);
           rpt::SourceView s{};
           s.n_lines = int32_t(nl);
-          s.n_whole = int32_t(wl.size());
-          s.whole_line = wl.data();
-          s.whole_count = wc.data();
-          s.n_frac = int32_t(fl.size());
-          s.frac_line = fl.data();
-          s.frac_hcum = fh.data();
+          ly.attach(s);
           py::array_t<int32_t> counts({n_decays, nl});
           int32_t* c = counts.mutable_data();
           std::fill(c, c + n_decays * nl, 0);

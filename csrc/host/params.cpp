@@ -108,9 +108,7 @@ void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint3
 
 }  // namespace
 
-void split_line_yields(const double* y, int64_t n, std::vector<int32_t>& whole_line,
-                       std::vector<int32_t>& whole_count, std::vector<int32_t>& frac_line,
-                       std::vector<double>& frac_hcum) {
+void LineYields::split(const double* y, int64_t n) {
   whole_line.clear(); whole_count.clear(); frac_line.clear(); frac_hcum.clear();
   double hcum = 0.0;
   for (int64_t l = 0; l < n; ++l) {
@@ -133,6 +131,15 @@ void split_line_yields(const double* y, int64_t n, std::vector<int32_t>& whole_l
       frac_hcum.push_back(hcum);
     }
   }
+}
+
+void LineYields::attach(SourceView& s) const {
+  s.n_whole = int32_t(whole_line.size());
+  s.whole_line = whole_line.data();
+  s.whole_count = whole_count.data();
+  s.n_frac = int32_t(frac_line.size());
+  s.frac_line = frac_line.data();
+  s.frac_hcum = frac_hcum.data();
 }
 
 double soft_ms_mean(double lambda) {
@@ -351,6 +358,7 @@ HostRun::HostRun(const RunInputs& in) {
   const ArrayRef& line_y = need(in.emissions, "emissions", "line_yield", {nl});
   if (in.n_line_photon != nl || (nl > 0 && !in.line_photon))
     fail("emissions['line_is_photon']: expected an int32 array as long as line_energy_mev");
+  lines.split(line_y.data, nl);  // checks the yields
   const double e_top = egrid_data[ne - 1];
   max_mev_per_decay = s.local_mev;
   mean_mev_per_decay = s.local_mev;
@@ -372,7 +380,6 @@ HostRun::HostRun(const RunInputs& in) {
     if (!(line_e.data[l] > 0.0 && line_e.data[l] <= e_top))
       fail("emissions['line_energy_mev']: line " + std::to_string(l) + " at " +
            std::to_string(line_e.data[l]) + " MeV is outside 0.." + std::to_string(e_top) + " MeV");
-    if (!(line_y.data[l] >= 0.0)) fail("emissions['line_yield']: expected yields >= 0");
     max_mev_per_decay += std::ceil(line_y.data[l]) * line_e.data[l];
     mean_mev_per_decay += line_y.data[l] * line_e.data[l];
   }
@@ -380,13 +387,7 @@ HostRun::HostRun(const RunInputs& in) {
   s.n_lines = int32_t(nl);
   s.line_e = line_e.data;
   s.line_photon = in.line_photon;
-  split_line_yields(line_y.data, nl, whole_line, whole_count, frac_line, frac_hcum);
-  s.n_whole = int32_t(whole_line.size());
-  s.whole_line = whole_line.data();
-  s.whole_count = whole_count.data();
-  s.n_frac = int32_t(frac_line.size());
-  s.frac_line = frac_line.data();
-  s.frac_hcum = frac_hcum.data();
+  lines.attach(s);
 
   Settings& st = params.set;
   st.el_cut = need_scalar(in.emission_scalars, "emissions", "el_cut_mev");

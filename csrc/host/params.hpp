@@ -37,6 +37,18 @@ struct RunInputs {
   bool electron_transport = true;
 };
 
+// Line yields y = floor(y) + f split for history.hpp sample_lines: the lines with a whole
+// part >= 1 and their counts; the lines with f > 0 and their cumulative hazards
+// sum -ln(1 - f) (strictly increasing).
+struct LineYields {
+  std::vector<int32_t> whole_line, whole_count, frac_line;
+  std::vector<double> frac_hcum;
+  // Split `n` yields; throws std::invalid_argument naming the line on a bad yield.
+  void split(const double* y, int64_t n);
+  // Point the line-sampling fields of `s` (n_whole .. frac_hcum) at these buffers.
+  void attach(SourceView& s) const;
+};
+
 // Owns the derived buffers; `params` points into them and into the caller's arrays, which
 // must outlive this object.
 class HostRun {
@@ -53,8 +65,7 @@ class HostRun {
 
   std::vector<uint32_t> alias_table;
   std::vector<double> majorant, ms_ln_lambda;
-  std::vector<int32_t> whole_line, whole_count, frac_line;
-  std::vector<double> frac_hcum;
+  LineYields lines;
 };
 
 // Validated view of the physics tables (majorant left null: it depends on the grid).
@@ -63,12 +74,6 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
                           const std::map<std::string, double>& scalars,
                           std::vector<double>& ms_ln_lambda);
 
-// Line yields y = floor(y) + f split for history.hpp sample_lines: the lines with a whole
-// part >= 1 and their counts; the lines with f > 0 and their cumulative hazards
-// sum -ln(1 - f) (strictly increasing). Throws std::invalid_argument on a bad yield.
-void split_line_yields(const double* y, int64_t n, std::vector<int32_t>& whole_line,
-                       std::vector<int32_t>& whole_count, std::vector<int32_t>& frac_line,
-                       std::vector<double>& frac_hcum);
 
 // Mean of mu = (1-cos)/2 under the soft multiple-scattering density lambda exp(-lambda mu) on [0,1].
 double soft_ms_mean(double lambda);

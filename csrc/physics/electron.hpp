@@ -39,18 +39,15 @@ RPT_INLINE double sample_multiple_scattering_cos(const TableView& t, double mean
   if (mean_mu <= 0.0) return 1.0;
   if (mean_mu < 0.025) return 1.0 - 2.0 * mean_mu * -log(1.0 - rng.uniform());
   if (mean_mu >= t.ms_mean_max) return 2.0 * rng.uniform() - 1.0;  // isotropic limit
-  double x = (log(mean_mu) - t.ms_ln_mean_min) * t.ms_inv_dln;
+  // the table starts below 1/40 (host/params.cpp), so x > 0 here
+  const double x = (log(mean_mu) - t.ms_ln_mean_min) * t.ms_inv_dln;
+  const int32_t i = int32_t(x);
   double ln_l;
-  if (x <= 0.0) {
-    ln_l = -log(mean_mu);  // below the table: lambda = 1 / <mu>
+  if (i >= t.ms_n - 1) {
+    ln_l = t.ms_ln_lambda[t.ms_n - 1];
   } else {
-    int32_t i = int32_t(x);
-    if (i >= t.ms_n - 1) {
-      ln_l = t.ms_ln_lambda[t.ms_n - 1];
-    } else {
-      double f = x - double(i);
-      ln_l = t.ms_ln_lambda[i] + f * (t.ms_ln_lambda[i + 1] - t.ms_ln_lambda[i]);
-    }
+    const double f = x - double(i);
+    ln_l = t.ms_ln_lambda[i] + f * (t.ms_ln_lambda[i + 1] - t.ms_ln_lambda[i]);
   }
   const double lam = exp(ln_l);
   // exp(-lam) < 2^-54 above lam = 38: 1 - exp(-lam) rounds to 1 and need not be computed

@@ -4,8 +4,9 @@
 // position inside it, then every emission of the nuclide (ICRP-107 data): the beta particle(s)
 // from the tabulated spectrum and each discrete line (conversion and Auger electrons, gamma and
 // X rays) emitted floor(y) times plus once with probability y - floor(y) (independently of the
-// other lines), isotropically, each transported with all its secondaries. Lines below the tracking cuts are deposited at the
-// decay site as their expected energy (zero-variance local deposition, documented).
+// other lines), isotropically, each transported with all its secondaries. Lines below the
+// tracking cuts are deposited at the decay site as their expected energy (zero-variance local
+// deposition, documented).
 #pragma once
 #include "electron.hpp"
 #include "photon.hpp"
