@@ -67,31 +67,23 @@ def main() -> int:
     data_dir = case.patient_data_or_skip(out / "hotspot_summary.txt", summ.title)
     if data_dir is None:
         return 0
-    import SimpleITK as sitk
-
     import rptdose as rd
 
     work = out / "data"
     case.unpack(data_dir, work)
-    ct = sitk.ReadImage(str(work / "ct1-4mm.mhd"))
-    gate = case.sitk_array(sitk.ReadImage(str(work / "PatientDose.mhd"))) * case.GATE_UNIT_TO_EV_PER_G
-    src_act = sitk.ReadImage(str(work / "SourceActivity.mhd"), sitk.sitkFloat64)
-    ph = rd.Phantom.from_ct(ct)
-    mass_g = np.asarray(ph.voxel_mass_kg) * 1e3
-    decays = case.resample_overlap(src_act, ct)  # GATE's primaries per CT voxel
-    f_in = float(decays.sum() / case.sitk_array(src_act).sum())
+    ct, gate, decays, f_in, ph, mass_g = case.load_case(work)  # decays: GATE's primaries per CT voxel
     gmax = float(gate.max())
     imax = np.unravel_index(np.argmax(gate), gate.shape)
+    hu = case.sitk_array(ct)
     regions = {"gate>10%max": gate > 0.10 * gmax, "gate>1%max": gate > 0.01 * gmax,
                "gate>0.1%max": gate > 0.001 * gmax}
     summ.add(f"Source: GATE's emitted primaries (SourceActivity.mhd), {100 * f_in:.3f} % inside the CT box, "
              f"overlap-shared onto the CT grid; {args.histories} Y-90 decays per run (ICRP-107 spectrum).")
-    summ.add(f"GATE maximum at voxel (z, y, x) = {tuple(int(i) for i in imax)}, CT {int(case.sitk_array(ct)[imax])} HU.")
+    summ.add(f"GATE maximum at voxel (z, y, x) = {tuple(int(i) for i in imax)}, CT {int(hu[imax])} HU.")
     rows = {k: [] for k in ("run", "region", "voxels", "ours_ev_per_g", "ours_rel_unc",
                             "gate_ev_per_g", "ratio")}
     from rptdose.physics.materials import HUCalibration
 
-    hu = case.sitk_array(ct)
     ph_steps = rd.Phantom.from_arrays(gate_like_density(hu, HUCalibration.schneider2000()), ph.material_index,
                                       ph.materials, spacing_mm=ph.spacing_mm)
     d_rel = np.asarray(ph_steps.density) / np.asarray(ph.density) - 1

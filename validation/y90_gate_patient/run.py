@@ -73,6 +73,24 @@ def patient_data_or_skip(summary_path: Path, title: str) -> Path | None:
     return data_dir
 
 
+def load_case(work: Path):
+    """The case's inputs from the unpacked folder: the CT image, GATE's dose (eV/g per primary),
+    GATE's emitted primaries per CT voxel (SourceActivity.mhd, counts on the SPECT grid, shared
+    by volume overlap), the fraction of them inside the CT box, the phantom (rd.Phantom.from_ct,
+    default calibration) and its voxel masses (g)."""
+    import SimpleITK as sitk
+
+    import rptdose as rd
+
+    ct = sitk.ReadImage(str(work / "ct1-4mm.mhd"))
+    gate = sitk_array(sitk.ReadImage(str(work / "PatientDose.mhd"))) * GATE_UNIT_TO_EV_PER_G
+    src_act = sitk.ReadImage(str(work / "SourceActivity.mhd"), sitk.sitkFloat64)
+    primaries = resample_overlap(src_act, ct)
+    f_in = float(primaries.sum() / sitk_array(src_act).sum())
+    ph = rd.Phantom.from_ct(ct)
+    return ct, gate, primaries, f_in, ph, np.asarray(ph.voxel_mass_kg) * 1e3
+
+
 def unpack(data_dir: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("Mhd.tar.xz", "gate.tar.xz"):
@@ -148,29 +166,20 @@ def main():
     # ---- data -----------------------------------------------------------------------------
     work = out / "data"
     unpack(data_dir, work)
-    ct = sitk.ReadImage(str(work / "ct1-4mm.mhd"))
+    ct, gate, gsa, f_in, ph, mass_g = load_case(work)
     spect = sitk.ReadImage(str(work / "spect-jm.mhd"), sitk.sitkFloat64)
-    gate_img = sitk.ReadImage(str(work / "PatientDose.mhd"), sitk.sitkFloat64)
-    src_act = sitk.ReadImage(str(work / "SourceActivity.mhd"), sitk.sitkFloat64)
-    ph = rd.Phantom.from_ct(ct)
-    gate = sitk.GetArrayFromImage(gate_img) * GATE_UNIT_TO_EV_PER_G  # eV/g per primary
-    mass_g = np.asarray(ph.voxel_mass_kg) * 1e3
     # sources: (a) the prescribed linear resampling, (b) exact volume overlap
     act = sitk.Resample(spect, ct, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat64)
     dec_lin = np.clip(sitk.GetArrayFromImage(act), 0.0, None)
     dec_ovl = resample_overlap(spect, ct)
     sp_arr = np.clip(sitk.GetArrayFromImage(spect), 0.0, None)
     vol_ratio = np.prod(ct.GetSpacing()) / np.prod(spect.GetSpacing())
-    # fraction of GATE's primaries emitted inside the CT box (SourceActivity: counts on the SPECT grid)
-    sa_in = resample_overlap(src_act, ct).sum()
-    sa_tot = float(sitk.GetArrayFromImage(src_act).sum())
-    f_in = float(sa_in / sa_tot)
+    sa_tot = float(gsa.sum() / f_in)
     summ.add(f"CT {ct.GetSize()} x {ct.GetSpacing()[0]:g} mm; SPECT {spect.GetSize()} x {spect.GetSpacing()[0]:.4g} mm. "
              f"Fraction of the SPECT counts inside the CT box: linear resampling {dec_lin.sum() * vol_ratio / sp_arr.sum():.4f}"
              f" (values rescaled by the voxel-volume ratio), overlap {dec_ovl.sum() / sp_arr.sum():.4f}; GATE emitted "
              f"{sa_tot:.0f} primaries on the SPECT grid ({GATE_PRIMARIES} per SourceActivityDistribution.dat), "
              f"{100 * f_in:.3f} % of them inside the CT box")
-    gsa = resample_overlap(src_act, ct)
     for nm, dd in (("linear", dec_lin), ("overlap", dec_ovl)):
         summ.add(f"Source check ({nm}): correlation with GATE's emitted primaries per CT voxel {np.corrcoef(dd.ravel(), gsa.ravel())[0, 1]:.4f}; "
                  f"activity fraction in GATE's hottest 28 dose voxels: ours {dd[gate > 0.1 * gate.max()].sum() / dd.sum():.4f}, "
