@@ -39,13 +39,11 @@ Bland-Altman (Bland & Altman, Lancet 327:307, 1986) across regions: x = (a + b) 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import html
 import io
 import math
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +67,7 @@ from rptdose.analysis.regions import (
     region_mean_uncertainty,
 )
 from rptdose.errors import InputError
+from rptdose.quant.outputs import atomic_path, write_text
 
 DEFAULT_GAMMA = ((3.0, 3.0), (2.0, 2.0))
 DEFAULT_GAMMA_MODES = ("global", "local")
@@ -132,7 +131,7 @@ class Comparison:
             for label, g in self.gamma.items():
                 fname = "gamma_" + label.replace("%/", "pct").replace("mm ", "mm_").replace(" ", "_") + ".nii.gz"
                 paths[f"gamma_{label}"] = _write_image(self._image(np.nan_to_num(g.gamma, nan=-1.0)), out / fname)
-        paths["summary_html"] = _write_text(out / "summary.html", self.html(plots))
+        paths["summary_html"] = write_text(out / "summary.html", self.html(plots))
         return paths
 
     def _image(self, arr: np.ndarray) -> Any:
@@ -426,31 +425,6 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def _tmp_name(path: Path) -> Path:
-    # keep the suffixes (SimpleITK picks the writer by them)
-    return path.parent / f".{secrets.token_hex(6)}.tmp.{path.name}"
-
-
-@contextlib.contextmanager
-def _atomic(path: Path):
-    tmp = _tmp_name(path)
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _write_text(path: Path, text: str) -> Path:
-    with _atomic(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    return path
-
-
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     cols: list[str] = []
     for r in rows:
@@ -462,13 +436,13 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     w.writerow(cols)
     for r in rows:
         w.writerow([_fmt(r.get(c)) for c in cols])
-    return _write_text(path, buf.getvalue())
+    return write_text(path, buf.getvalue())
 
 
 def _write_figure(fig: Any, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    with _atomic(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(buf.getvalue())
     return path
 
@@ -476,6 +450,6 @@ def _write_figure(fig: Any, path: Path) -> Path:
 def _write_image(image: Any, path: Path) -> Path:
     import SimpleITK as sitk
 
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), True)
     return path

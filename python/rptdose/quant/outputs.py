@@ -51,13 +51,16 @@ TIA_KIND = "rptdose.TIAMap"
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path next to ``path`` with the same suffixes (so that writers that go by the
-    extension behave); moved over ``path`` when the block succeeds, removed when it fails."""
+    extension behave); flushed to disk and moved over ``path`` when the block succeeds, removed
+    when it fails."""
     p = Path(path)
     suffix = "".join(p.suffixes)
     stem = p.name[: len(p.name) - len(suffix)] if suffix else p.name
     tmp = p.with_name(f".{stem}.tmp-{secrets.token_hex(4)}{suffix}")
     try:
         yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -70,8 +73,6 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(p) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
     return p
 
 
