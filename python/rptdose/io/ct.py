@@ -211,24 +211,36 @@ def check_dicom_slices(files: list[str], where: str = "DICOM series") -> None:
         raise InputError(f"{where} (slices with different ImageOrientationPatient): expected one orientation "
                          "for the whole series")
     row, col = iop[0, :3], iop[0, 3:]
-    normal = np.cross(row, col)
     ipp = np.array([[float(v) for v in h["ImagePositionPatient"]] for h in headers])
-    order = np.argsort(ipp @ normal, kind="stable")
-    ipp = ipp[order]
-    along = ipp @ normal
+    check_slice_stack(ipp, np.cross(row, col), where)
+
+
+def check_slice_stack(positions: np.ndarray, normal: np.ndarray, where: str) -> tuple[np.ndarray, float]:
+    """The order of slices at ``positions`` (ImagePositionPatient, [n, 3] mm) along the slice
+    ``normal`` and their spacing (mm), after checking that they lie on a regular grid: distinct
+    positions, uniform spacing, and no shear within the slice plane (a gantry tilt). InputError
+    naming ``where`` otherwise. Shared by the CT and the NM/PET readers; one slice: spacing 1."""
+    along = positions @ normal
+    order = np.argsort(along, kind="stable")
+    if len(order) < 2:
+        return order, 1.0
+    positions, along = positions[order], along[order]
     steps = np.diff(along)
     tol = SLICE_SPACING_ATOL_MM
     if np.any(steps <= tol):
         i = int(np.argmin(steps))
-        raise InputError(f"{where} (two slices at the same position, {along[i]:.3f} mm along the slice normal): "
-                         "expected one slice per position (duplicated or mixed series?)")
+        raise InputError(f"{where} (two slices at the same ImagePositionPatient (0020,0032), {along[i]:.3f} mm "
+                         "along the slice normal): expected one slice per position (duplicated or mixed series?)")
     spacing = float(np.median(steps))
     if np.max(np.abs(steps - spacing)) > tol + SLICE_SPACING_RTOL * spacing:
-        raise InputError(f"{where} (non-uniform slice spacing: {steps.min():.3f} to {steps.max():.3f} mm; "
-                         "missing slices?): expected uniformly spaced slices; resample the series first")
-    offsets = np.diff(ipp, axis=0) - steps[:, None] * normal[None, :]
+        raise InputError(f"{where} (non-uniform slice spacing {steps.min():.3f} to {steps.max():.3f} mm from "
+                         "ImagePositionPatient (0020,0032); missing slices?): expected uniformly spaced slices; "
+                         "resample the series first")
+    offsets = np.diff(positions, axis=0) - steps[:, None] * normal[None, :]
     shear = float(np.max(np.linalg.norm(offsets, axis=1)))
     if shear > tol + SLICE_SPACING_RTOL * spacing:
         angle = float(np.degrees(np.arctan2(shear, spacing)))
-        raise InputError(f"{where} (slice positions sheared by {angle:.2f} degrees, a gantry tilt): expected an "
-                         "untilted CT; resample the series onto a regular grid first")
+        raise InputError(f"{where} (slice positions (0020,0032) sheared by {angle:.2f} degrees, not along the "
+                         "slice normal: a gantry tilt): expected slices on a regular grid; resample the series "
+                         "onto a regular grid first")
+    return order, spacing

@@ -72,6 +72,7 @@ import numpy as np
 
 from rptdose._validate import describe
 from rptdose.errors import InputError
+from rptdose.io.ct import ORIENTATION_TOL, check_slice_stack  # geometry tolerances and checks as for CT
 
 #: SOP classes read as NM/PET volumes.
 NM_SOP_CLASSES = {
@@ -94,10 +95,6 @@ UNIT_CODES: dict[str, tuple[str, float]] = {
 }
 UNITS = ("counts", "cps", "bq_per_ml")
 
-#: Geometry tolerances (as for CT: io/ct.py).
-ORIENTATION_TOL = 1e-4
-SLICE_SPACING_RTOL = 0.01
-SLICE_SPACING_ATOL_MM = 0.01
 #: Largest plausible RadionuclideTotalDose in an NM object (MBq): 1 TBq; more means Bq were written.
 MAX_TOTAL_DOSE_MBQ = 1e6
 
@@ -626,25 +623,8 @@ def _pixel_spacing(ds: Any, where: str) -> np.ndarray:
 def _stack_positions(frames: np.ndarray, positions: np.ndarray, row: np.ndarray, col: np.ndarray,
                      normal: np.ndarray, pixel_spacing: np.ndarray, where: str) -> Any:
     """A volume from frames at the given ImagePositionPatient values (checked as for CT)."""
-    along = positions @ normal
-    order = np.argsort(along, kind="stable")
-    frames, positions, along = frames[order], positions[order], along[order]
-    if len(along) > 1:
-        steps = np.diff(along)
-        if np.any(steps <= SLICE_SPACING_ATOL_MM):
-            i = int(np.argmin(steps))
-            raise InputError(f"{where} (two slices at the same ImagePositionPatient (0020,0032), {along[i]:.3f} mm "
-                             "along the normal): expected one slice per position (duplicated or mixed series?)")
-        spacing = float(np.median(steps))
-        if np.max(np.abs(steps - spacing)) > SLICE_SPACING_ATOL_MM + SLICE_SPACING_RTOL * spacing:
-            raise InputError(f"{where} (non-uniform slice spacing {steps.min():.3f} to {steps.max():.3f} mm from "
-                             "ImagePositionPatient (0020,0032); missing slices?): expected uniformly spaced slices")
-        offsets = np.diff(positions, axis=0) - steps[:, None] * normal[None, :]
-        if float(np.max(np.linalg.norm(offsets, axis=1))) > SLICE_SPACING_ATOL_MM + SLICE_SPACING_RTOL * spacing:
-            raise InputError(f"{where} (slice positions (0020,0032) sheared: not along the slice normal): expected "
-                             "a stack of slices on a regular grid")
-    else:
-        spacing = 1.0
+    order, spacing = check_slice_stack(positions, normal, where)
+    frames, positions = frames[order], positions[order]
     return _make_image(frames, positions[0], row, col, normal, (pixel_spacing[1], pixel_spacing[0], spacing)), spacing
 
 
