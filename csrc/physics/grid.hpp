@@ -36,21 +36,21 @@ RPT_INLINE VoxelPos locate(const GridView& g, const Vec3& r) {
 RPT_INLINE double distance_to_boundary(const GridView& g, const VoxelPos& p, const Vec3& r,
                                        const Vec3& d) {
   double t = 1e300;
-  if (d.x > 0) t = fmin(t, ((p.ix + 1) * g.sx - r.x) / d.x);
-  else if (d.x < 0) t = fmin(t, (p.ix * g.sx - r.x) / d.x);
-  if (d.y > 0) t = fmin(t, ((p.iy + 1) * g.sy - r.y) / d.y);
-  else if (d.y < 0) t = fmin(t, (p.iy * g.sy - r.y) / d.y);
-  if (d.z > 0) t = fmin(t, ((p.iz + 1) * g.sz - r.z) / d.z);
-  else if (d.z < 0) t = fmin(t, (p.iz * g.sz - r.z) / d.z);
-  return fmax(t, 0.0);
+  if (d.x > 0) t = dmin(t, ((p.ix + 1) * g.sx - r.x) / d.x);
+  else if (d.x < 0) t = dmin(t, (p.ix * g.sx - r.x) / d.x);
+  if (d.y > 0) t = dmin(t, ((p.iy + 1) * g.sy - r.y) / d.y);
+  else if (d.y < 0) t = dmin(t, (p.iy * g.sy - r.y) / d.y);
+  if (d.z > 0) t = dmin(t, ((p.iz + 1) * g.sz - r.z) / d.z);
+  else if (d.z < 0) t = dmin(t, (p.iz * g.sz - r.z) / d.z);
+  return dmax(t, 0.0);
 }
 
 // Shortest distance from r to any face of voxel p (isotropic safety distance).
 RPT_INLINE double safety_distance(const GridView& g, const VoxelPos& p, const Vec3& r) {
-  double s = fmin(r.x - p.ix * g.sx, (p.ix + 1) * g.sx - r.x);
-  s = fmin(s, fmin(r.y - p.iy * g.sy, (p.iy + 1) * g.sy - r.y));
-  s = fmin(s, fmin(r.z - p.iz * g.sz, (p.iz + 1) * g.sz - r.z));
-  return fmax(s, 0.0);
+  double s = dmin(r.x - p.ix * g.sx, (p.ix + 1) * g.sx - r.x);
+  s = dmin(s, dmin(r.y - p.iy * g.sy, (p.iy + 1) * g.sy - r.y));
+  s = dmin(s, dmin(r.z - p.iz * g.sz, (p.iz + 1) * g.sz - r.z));
+  return dmax(s, 0.0);
 }
 
 RPT_INLINE Vec3 advance(const Vec3& r, const Vec3& d, double s) {

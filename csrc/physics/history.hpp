@@ -106,13 +106,13 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Ta
   const uint32_t ix = rem - iy * uint32_t(g.nx);
   const Vec3 r0{(double(ix) + rng.uniform()) * g.sx, (double(iy) + rng.uniform()) * g.sy,
                 (double(iz) + rng.uniform()) * g.sz};
+  ParticleStack stack;
+  Track<Philox4x32, Tally> tr{rng, stack, cnt, tally, P};
   if (s.local_mev > 0.0) {
     int64_t q = quantize(s.local_mev);
     cnt.emitted += q;
-    tally.add(int64_t(v), q);
+    tr.deposit(int64_t(v), q);
   }
-  ParticleStack stack;
-  Track<Philox4x32, Tally> tr{rng, stack, cnt, tally, P};
   if (s.beta_yield > 0.0) {
     int32_t nb = sample_count(s.beta_yield, rng);
     for (int32_t b = 0; b < nb; ++b) emit_primary(r0, sample_beta_energy(s, rng), kElectron, tr);
@@ -120,6 +120,7 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Ta
   sample_lines(s, rng, [&](int32_t l) {
     emit_primary(r0, s.line_e[l], s.line_photon[l] ? kPhoton : kElectron, tr);
   });
+  tr.flush();
 }
 
 }  // namespace rpt

@@ -38,3 +38,9 @@ typedef unsigned long long uint64_t;
 #else
 #define RPT_ASSERT(cond) ((void)0)
 #endif
+
+// Minimum / maximum of two doubles that are never NaN in the transport: plain comparisons
+// (minsd/maxsd on x86-64, min/max on the GPU). std::fmin/fmax must honour NaN operands, which
+// the baseline x86-64 build does with an out-of-line libm call.
+RPT_INLINE double dmin(double a, double b) { return a < b ? a : b; }
+RPT_INLINE double dmax(double a, double b) { return a > b ? a : b; }

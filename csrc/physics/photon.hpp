@@ -118,7 +118,7 @@ RPT_INLINE void transport_photon(Particle p, Track<Rng, Tally>& tr) {
   double mu_max = lookup1(t.majorant, k);  // 1/mm
   for (;;) {
     if (p.e <= P.set.ph_cut) {
-      tr.tally.add(vp.index, quantize(p.e));
+      tr.deposit(vp.index, quantize(p.e));
       return;
     }
     double s = -log(rng.uniform()) / mu_max;
@@ -156,11 +156,11 @@ RPT_INLINE void transport_photon(Particle p, Track<Rng, Tally>& tr) {
         Particle el{p.r, normalized(pe), t_el, kElectron};
         // exact integer bookkeeping: the rounding remainder is deposited here
         int64_t rem = q_before - quantize(e_out) - quantize(t_el);
-        if (rem != 0) tr.tally.add(vp.index, rem);
+        if (rem != 0) tr.deposit(vp.index, rem);
         tr.emit_secondary(el, vp.index);
       } else {
         int64_t rem = q_before - quantize(e_out);
-        if (rem != 0) tr.tally.add(vp.index, rem);
+        if (rem != 0) tr.deposit(vp.index, rem);
       }
       k = energy_index(t, p.e);
       mu_max = lookup1(t.majorant, k);

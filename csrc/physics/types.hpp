@@ -63,14 +63,14 @@ RPT_INLINE Vec3 isotropic(Rng& rng) {
   double w = 2.0 * rng.uniform() - 1.0;
   double cp, sp;
   sincos_2pi(rng.uniform(), cp, sp);
-  double s = sqrt(fmax(0.0, 1.0 - w * w));
+  double s = sqrt(dmax(0.0, 1.0 - w * w));
   return Vec3{s * cp, s * sp, w};
 }
 
 // Rotate direction d by polar angle (cos_theta) and azimuth 2 pi u_phi (the usual EGS/PENELOPE
 // form).
 RPT_INLINE Vec3 rotate(const Vec3& d, double cos_theta, double u_phi) {
-  const double sin2 = fmax(0.0, 1.0 - cos_theta * cos_theta);
+  const double sin2 = dmax(0.0, 1.0 - cos_theta * cos_theta);
   double cp, sp;
   sincos_2pi(u_phi, cp, sp);
   double rho2 = d.x * d.x + d.y * d.y;
