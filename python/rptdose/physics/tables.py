@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 NE = 512  # energy grid points (contract)
 E_MIN_MEV, E_MAX_MEV = 1e-3, 3.0  # grid ends (contract)
-TABLE_VERSION = "4"  # bump whenever the physics or the layout of the tables changes
+TABLE_VERSION = "5"  # bump whenever the physics or the layout of the tables changes
 
 # [NM, ...] arrays of the contract, and the scalars / shared 1-D arrays
 ARRAY_KEYS = ("mu_photo", "mu_incoh", "mu_coh", "incoh_sf", "coh_cum",
