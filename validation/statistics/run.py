@@ -10,7 +10,7 @@ Checks (each its own pass/fail line in out/summary.txt):
    N = 1e4 .. 3e6 (--quick: 1e4 .. 3e5), 100 batches; the median per-voxel batch uncertainty in
    the source cube and the source cube's mean-dose uncertainty, slope of log(sigma) vs log(N) fitted by least
    squares. Target: slope = -0.50 +- 0.05.
-3. Two seeds agree within their errors: the same problem with seeds 1 and 2 (100 batches, so the
+3. Two seeds agree within their errors: the same problem with seeds 1 and 2 (or --seeds A B; 100 batches, so the
    batch variance estimates have ~99 degrees of freedom), z = (D1 - D2)/sqrt(s1^2 + s2^2) over
    the voxels with rel. uncertainty < 5 % in both runs; chi2 = sum z^2 with n degrees of freedom,
    p-value from the chi-square distribution. Caveat: neighbouring voxels are correlated (one
@@ -68,6 +68,8 @@ def digest(a):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seeds", type=int, nargs=2, default=(1, 2), metavar=("A", "B"),
+                    help="the two seeds of check 3 (default 1 2)")
     args = ap.parse_args()
     plt = common.setup_matplotlib()
     import rptdose as rd
@@ -138,9 +140,10 @@ def main():
     # ---- 3. two seeds ---------------------------------------------------------------------
     summ.add("")
     n2 = 1_000_000 if args.quick else 10_000_000
-    summ.add(f"3. Two seeds (Lu-177, same phantom, {n2} histories each, 100 batches)")
-    r1 = common.run_simulation(ph_w, src, n2, seed=1, batches=100)
-    r2 = common.run_simulation(ph_w, src, n2, seed=2, batches=100)
+    sa, sb = args.seeds
+    summ.add(f"3. Two seeds, {sa} and {sb} (Lu-177, same phantom, {n2} histories each, 100 batches)")
+    r1 = common.run_simulation(ph_w, src, n2, seed=sa, batches=100)
+    r2 = common.run_simulation(ph_w, src, n2, seed=sb, batches=100)
     d1, d2 = r1.dose_gy, r2.dose_gy
     s1, s2 = d1 * r1.rel_uncertainty, d2 * r2.rel_uncertainty
     use = (r1.rel_uncertainty < 0.05) & (r2.rel_uncertainty < 0.05) & (d1 > 0) & (d2 > 0)
