@@ -1,0 +1,58 @@
+"""Electron transport against published dose point kernels in water (fast version of
+validation/dpk_water, which runs finer grids and more histories and shows the whole curve).
+
+Reference: EGSnrc scaled kernels j(x) = d(E/E0)/d(r/r0), r0 = CSDA range, of
+E. Mainegra-Hing, D.W.O. Rogers, I. Kawrakow, Med. Phys. 32, 685-699 (2005), as distributed
+with Geant4's TestEm12 example (berger/EGSnrc/{100keV,1MeV}-DPK.ascii), bins of 0.05 in r/r0
+(validation/dpk_water/ref_egsnrc_mainegra_hing_2005.csv). r0 from NIST ESTAR (water):
+0.01431 g/cm2 at 100 keV, 0.4367 g/cm2 at 1 MeV.
+
+Tolerance: 5 % per 0.1-wide bin of r/r0 over 0.2-0.8, the target of the issue and of
+validation/dpk_water (our kernels lie within -2 % ... +3 % of these there); the statistical
+1-sigma of a bin with 1e5 histories is below 1 %.
+"""
+import numpy as np
+import pytest
+
+import rptdose as rd
+
+J_PER_MEV = 1.602176634e-13
+
+# EGSnrc j on bins [0.20, 0.25), [0.25, 0.30), ..., [0.75, 0.80) of r/r0
+EGSNRC = {
+    0.1: (0.01431, [0.813, 0.900, 1.002, 1.120, 1.248, 1.375, 1.494, 1.572, 1.601, 1.553, 1.402, 1.190]),
+    1.0: (0.4367, [0.930, 0.984, 1.050, 1.130, 1.222, 1.318, 1.405, 1.466, 1.483, 1.436, 1.313, 1.103]),
+}
+
+
+def scaled_kernel(e0_mev, r0_mm, histories, seed=1, per_r0=20):
+    """Our j on the 0.1-wide bins of r/r0 from 0.2 to 0.8, from a centre-voxel source: the
+    per-voxel value 4 pi r^2 r0 (dE/dV) / E0 at the voxel centre, averaged over each bin's voxels
+    (the 1/r^2 fall inside a shell and the lattice's voxel counting drop out)."""
+    vox = r0_mm / per_r0
+    half = int(np.ceil(1.1 * per_r0)) + 1
+    n = 2 * half + 1
+    ph = rd.Phantom.water(shape=(n, n, n), spacing_mm=(vox,) * 3)
+    decays = np.zeros(ph.shape)
+    decays[half, half, half] = 1.0
+    res = rd.simulate(ph, rd.Source.monoenergetic("electron", e0_mev, decays), histories=histories,
+                      seed=seed, progress=False)
+    assert res.energy_balance["escaped_mev"] == 0.0  # the grid holds the whole track
+    e_vox = np.asarray(res.dose_gy) * np.asarray(ph.voxel_mass_kg) / J_PER_MEV  # MeV per decay
+    i = np.arange(n) - half
+    r = vox * np.sqrt(i[:, None, None] ** 2 + i[None, :, None] ** 2 + i[None, None, :] ** 2)
+    jv = 4.0 * np.pi * r ** 2 * r0_mm * (e_vox / vox ** 3) / e0_mev
+    edges = np.linspace(0.2, 0.8, 7) * r0_mm
+    k = np.digitize(r, edges)  # 1..6 inside [0.2, 0.8) r0
+    return np.array([jv[k == b].mean() for b in range(1, 7)])
+
+
+@pytest.mark.parametrize("e0_mev", [0.1, 1.0])
+def test_electron_kernel_in_water_matches_egsnrc(e0_mev):
+    r0_g, j_ref_005 = EGSNRC[e0_mev]
+    r0_mm = r0_g * 10.0  # water, 1 g/cm3
+    ours = scaled_kernel(e0_mev, r0_mm, histories=100_000)
+    ref = np.asarray(j_ref_005).reshape(6, 2).mean(axis=1)  # 0.05 bins -> 0.1 bins
+    rel = ours / ref - 1.0
+    assert np.all(np.abs(rel) <= 0.05), f"ours/EGSnrc - 1 on r/r0 0.2-0.8: {np.round(rel, 3)}"
+
