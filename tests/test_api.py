@@ -277,8 +277,9 @@ def test_local_electron_deposition_switch(phantom):
 
 
 @needs_core
-def test_decay_sites_follow_the_source_map(phantom):
-    """The alias table draws each voxel in proportion to its decays: with local electron
+def test_decay_sites_follow_the_source_map(phantom, source_layout):
+    """The source draw (alias table over voxels, or over blocks of voxels then the voxel in the
+    block) gives each voxel in proportion to its decays: with local electron
     deposition a monoenergetic electron source puts E0 where each decay happened, so the
     per-voxel counts must follow the map (chi-square, p > 1e-3) and no voxel without decays
     may receive energy."""
@@ -299,9 +300,9 @@ def test_decay_sites_follow_the_source_map(phantom):
 
 
 @needs_core
-def test_decay_sites_follow_a_map_that_fills_the_grid(phantom):
+def test_decay_sites_follow_a_map_that_fills_the_grid(phantom, source_layout):
     """The same with decays in 90 % of the voxels (the alias table's dense layout, one column
-    per grid voxel): per-voxel counts against the map, chi-square over all voxels with decays
+    per voxel or block): per-voxel counts against the map, chi-square over all voxels with decays
     (normal approximation, z < 3.1, p ~ 1e-3); empty voxels receive nothing."""
     rng = np.random.default_rng(4)
     decays = rng.random(SHAPE) ** 2

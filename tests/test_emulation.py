@@ -112,6 +112,27 @@ def test_cupy_host_code_emulated_equals_cpu(case, regions, cpu_ref, grid_dim, bl
     assert set(cpu_ref) - {"threads_used"} <= set(res)
 
 
+def test_block_source_draw_emulated_equals_cpu(case, regions, source_layout):
+    """Both layouts of the source draw give the same histories on the CPU, the emulated CUDA
+    kernels and the cupy host code; the two layouts draw different (equally distributed)
+    decay sites, so their results differ."""
+    ref = _cpu(case, True, regions)
+    res = _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
+                                  case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 2, True,
+                                  5, 32, regions=regions, chunk=37)
+    assert_same(ref, res)
+    res = cupy_backend.simulate_cupy_emulated(
+        case["density"], case["material"], case["spacing_mm"], case["decays"], case["tables"],
+        case["emissions"], HISTORIES, SEED, BATCHES, 2, True, regions, None, grid_dim=3, block_dim=7)
+    assert_same(ref, res)
+    other = _core._set_voxel_alias_max_bytes(256.0 * 2**20 if source_layout == "blocks" else 0.0)
+    try:
+        alt = _cpu(case, True, regions)
+    finally:
+        _core._set_voxel_alias_max_bytes(other)
+    assert not np.array_equal(alt["edep_mev"], ref["edep_mev"])
+
+
 def test_progress_and_abort(case):
     seen = []
     res = _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
@@ -150,7 +171,7 @@ def test_emulated_rejects_bad_options(case):
         cupy_backend.simulate_cupy_emulated(*args, 2**62, 1, 10, 1, True)
 
 
-def test_prepare_run_layout(case):
+def test_prepare_run_layout(case, source_layout):
     prep = _core.prepare_run(case["density"], case["material"], case["spacing_mm"], case["decays"],
                              case["tables"], case["emissions"], True)
     size = prep["params_size"]
@@ -166,21 +187,35 @@ def test_prepare_run_layout(case):
     assert prep["n_voxels"] == nv and tuple(prep["shape"]) == (N, N, N)
     assert arrays["density"].dtype == np.float32 and arrays["density"].size == nv
     assert arrays["material"].dtype == np.int32
-    n_src = int(np.count_nonzero(case["decays"]))
-    assert prep["n_source_voxels"] == n_src
-    # the smaller alias layout: per voxel with decays {threshold, voxel, alias} (12 B), or per
-    # grid voxel {threshold, alias} (8 B); every column draws a voxel with decays
-    dense = 3 * n_src > 2 * nv
+    dec = np.ascontiguousarray(case["decays"], dtype=np.float64).ravel()
+    assert prep["n_source_voxels"] == int(np.count_nonzero(dec))
+    # the source draw (csrc/physics/params.hpp SourceView): an alias table over items, the
+    # voxels, or blocks of 32 voxels whose voxel is then found from the decay map itself
+    block = prep["source_block"]
+    assert block == (32 if source_layout == "blocks" else 1)
+    if block == 1:
+        weights = dec
+        assert arrays["decays"].size == 0 and arrays["block_weight"].size == 0
+    else:
+        np.testing.assert_array_equal(arrays["decays"], dec)
+        nb = -(-nv // block)
+        padded = np.concatenate([dec, np.zeros(nb * block - nv)]).reshape(nb, block)
+        # each block's sum in voxel order (numpy's cumsum adds sequentially, as the core does)
+        weights = np.cumsum(padded, axis=1)[:, -1]
+        np.testing.assert_array_equal(arrays["block_weight"], weights)
+    n_items, with_weight = weights.size, set(np.flatnonzero(weights > 0))
+    # the smaller alias layout: per item with weight {threshold, item, alias} (12 B), or per
+    # item {threshold, alias} (8 B); every column draws an item with weight
+    dense = 3 * len(with_weight) > 2 * n_items
     assert prep["alias_dense"] == dense
     alias = arrays["alias"]
-    assert alias.dtype == np.uint32 and alias.size == (2 * nv if dense else 3 * n_src)
-    with_decays = set(np.flatnonzero(case["decays"]))
+    assert alias.dtype == np.uint32 and alias.size == (2 * n_items if dense else 3 * len(with_weight))
     if dense:
         cols = alias.reshape(-1, 2)
-        kept = np.flatnonzero(cols[:, 0] > 0)  # columns that can keep their own voxel
-        assert set(kept) <= with_decays and set(cols[:, 1]) <= with_decays
+        kept = np.flatnonzero(cols[:, 0] > 0)  # columns that can keep their own item
+        assert set(kept) <= with_weight and set(cols[:, 1]) <= with_weight
     else:
-        assert set(alias.reshape(-1, 3)[:, 1:].ravel()) <= with_decays
+        assert set(alias.reshape(-1, 3)[:, 1:].ravel()) <= with_weight
     assert arrays["majorant"].size == case["tables"]["energy_grid_mev"].size
     assert np.all(arrays["majorant"] > 0)
     assert arrays["ms_ln_lambda"].size > 0

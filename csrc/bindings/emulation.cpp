@@ -181,6 +181,7 @@ py::dict prepare_run(FArr density, IArr material, std::tuple<double, double, dou
   r["tally_guard_units"] = rpt::host::kTallyGuardUnits;
   r["n_source_voxels"] = hr->n_source_voxels;
   r["alias_dense"] = bool(p.src.alias_dense);
+  r["source_block"] = int(p.src.block);
   r["energy_unit_mev"] = rpt::kEnergyUnitMeV;
   return r;
 }

@@ -157,6 +157,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("progress") = py::none(),
         "Run `histories` decays on the CPU; see docs/core_contract.md.");
   m.def("version", []() { return std::string("0.1.0"); });
+  m.def("_set_voxel_alias_max_bytes", &rpt::host::set_voxel_alias_max_bytes, py::arg("bytes"),
+        "Test hook: the largest alias table over single voxels before the source draw uses "
+        "blocks of voxels (default 256 MiB); returns the previous value.");
   m.def("openmp_max_threads", []() { return omp_get_max_threads(); });
   m.def("max_histories", &rpt::host::max_histories, py::arg("mean_mev_per_decay"),
         "Largest number of histories whose expected emitted energy fills at most half of the "

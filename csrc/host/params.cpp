@@ -42,15 +42,17 @@ double need_scalar(const std::map<std::string, double>& m, const std::string& di
   return it->second;
 }
 
+double g_voxel_alias_max_bytes = 256.0 * 1024 * 1024;
+
 // Vose's alias method (M. D. Vose, IEEE TSE 17:972, 1991), packed for one memory access per
 // draw. A column keeps its own voxel when a uniform 32-bit integer is below its threshold (its
 // probability times 2^32, rounded: 2^-33 against the 2^-25 of a float probability), else takes
 // its alias voxel; a full column (p = 1) has its own voxel as alias, so it is exact.
-// Two layouts, whichever is smaller: sparse, one column {threshold, voxel, alias voxel} per
-// voxel with decays (12 B each); dense, one column {threshold, alias voxel} per grid voxel
-// (8 B each, the column index is the voxel; voxels without decays have threshold 0), chosen
-// when more than two thirds of the grid holds decays. Working memory: the table, the column
-// probabilities (8 B) and one work list (4 B) per column.
+// Two layouts, whichever is smaller: sparse, one column {threshold, item, alias item} per
+// item with weight (12 B each); dense, one column {threshold, alias item} per item (8 B each,
+// the column index is the item; items without weight have threshold 0), chosen when more than
+// two thirds of the items have weight. Working memory: the table, the column probabilities
+// (8 B) and one work list (4 B) per column. The items are the source blocks (build_source).
 void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint32_t& n_cols,
                  int32_t& dense, uint32_t& n_src) {
   size_t n_pos = 0;
@@ -106,6 +108,36 @@ void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint3
   n_src = uint32_t(n_pos);
 }
 
+// The source draw (physics/params.hpp SourceView): the alias table over voxels (block = 1),
+// unless the smaller of its two layouts would exceed voxel_alias_max_bytes(); then over blocks of
+// kSourceBlock voxels, each block's sum formed in voxel order (the order history.hpp
+// voxel_in_block sums them in).
+void build_source(const double* decays, int64_t n_voxels, uint32_t n_with_decays,
+                  std::vector<double>& block_weight, std::vector<uint32_t>& table, SourceView& s) {
+  const double voxel_table = std::min(8.0 * double(n_voxels), 12.0 * double(n_with_decays));
+  s.block = voxel_table > voxel_alias_max_bytes() ? kSourceBlock : 1;
+  uint32_t n_items_with_weight = 0;
+  if (s.block == 1) {
+    block_weight.clear();
+    build_alias(decays, n_voxels, table, s.n_src, s.alias_dense, n_items_with_weight);
+    s.decays = nullptr;
+    s.block_weight = nullptr;
+  } else {
+    const int64_t nb = (n_voxels + s.block - 1) / s.block;
+    block_weight.assign(size_t(nb), 0.0);
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t v1 = std::min(n_voxels, (b + 1) * int64_t(s.block));
+      double c = 0.0;
+      for (int64_t v = b * int64_t(s.block); v < v1; ++v) c += decays[v];
+      block_weight[size_t(b)] = c;
+    }
+    build_alias(block_weight.data(), nb, table, s.n_src, s.alias_dense, n_items_with_weight);
+    s.decays = decays;
+    s.block_weight = block_weight.data();
+  }
+  s.alias = table.data();
+}
+
 }  // namespace
 
 void LineYields::split(const double* y, int64_t n) {
@@ -147,6 +179,15 @@ double soft_ms_mean(double lambda) {
   if (lambda < 1e-3) return 0.5 - lambda / 12.0 + lambda * lambda * lambda / 720.0;
   if (lambda > 700.0) return 1.0 / lambda;
   return 1.0 / lambda - 1.0 / std::expm1(lambda);
+}
+
+double voxel_alias_max_bytes() { return g_voxel_alias_max_bytes; }
+
+double set_voxel_alias_max_bytes(double bytes) {
+  if (!(bytes >= 0.0)) throw std::invalid_argument("voxel_alias_max_bytes: expected >= 0");
+  const double old = g_voxel_alias_max_bytes;
+  g_voxel_alias_max_bytes = bytes;
+  return old;
 }
 
 int64_t max_histories(double mean_mev_per_decay) {
@@ -334,11 +375,11 @@ HostRun::HostRun(const RunInputs& in) {
       fail("decays: voxel " + std::to_string(i) + " holds " + std::to_string(d) +
            ", expected a finite value >= 0");
     total += d;
+    if (d > 0.0) ++n_source_voxels;
   }
   if (!(total > 0.0)) fail("decays: the total is 0, expected some voxel with decays > 0");
   SourceView& s = params.src;
-  build_alias(in.decays, n_voxels, alias_table, s.n_src, s.alias_dense, n_source_voxels);
-  s.alias = alias_table.data();
+  build_source(in.decays, n_voxels, n_source_voxels, block_weight, alias_table, s);
   s.beta_yield = need_scalar(in.emission_scalars, "emissions", "beta_yield");
   s.local_mev = need_scalar(in.emission_scalars, "emissions", "local_mev_per_decay");
   if (s.beta_yield < 0.0 || s.local_mev < 0.0)

@@ -63,7 +63,8 @@ class HostRun {
   double mean_mev_per_decay = 0;  // expected energy emitted per decay
   uint32_t n_source_voxels = 0;   // voxels with decays
 
-  std::vector<uint32_t> alias_table;
+  std::vector<uint32_t> alias_table;  // over the source blocks (physics/params.hpp SourceView)
+  std::vector<double> block_weight;
   std::vector<double> majorant, ms_ln_lambda;
   LineYields lines;
 };
@@ -82,6 +83,12 @@ double soft_ms_mean(double lambda);
 // half of a signed 64-bit count of kEnergyUnitMeV (no voxel or total can hold more than all
 // the emitted energy). The drivers also stop a run whose actual emitted energy nears the limit.
 int64_t max_histories(double mean_mev_per_decay);
+
+// Largest alias table over single voxels (bytes) before the source draw switches to blocks of
+// voxels (physics/params.hpp SourceView); 256 MiB. The setter (a test hook, not thread-safe
+// with runs being prepared) returns the previous value.
+double voxel_alias_max_bytes();
+double set_voxel_alias_max_bytes(double bytes);
 
 // Emitted-energy level (units) at which a driver stops a run rather than risk overflow.
 constexpr int64_t kTallyGuardUnits = int64_t(9.0e18);

@@ -1,6 +1,7 @@
 // The one per-history entry point that every backend calls.
 //
-// One decay = one history: the voxel from the alias table over the source map, a uniform
+// One decay = one history: the voxel drawn from the source map (an alias table over voxels,
+// or over blocks of voxels on large grids: params.hpp SourceView), a uniform
 // position inside it, then every emission of the nuclide (ICRP-107 data): the beta particle(s)
 // from the tabulated spectrum and each discrete line (conversion and Auger electrons, gamma and
 // X rays) emitted floor(y) times plus once with probability y - floor(y) (independently of the
@@ -82,6 +83,28 @@ RPT_INLINE void sample_lines(const SourceView& s, Rng& rng, Emit&& emit) {
   }
 }
 
+// The voxel of drawn block b (params.hpp SourceView): the block itself when blocks are single
+// voxels; else each of its voxels with probability decays / block_weight. The running sum is
+// formed in the order block_weight was (host/params.cpp build_source), so it reaches the
+// block's sum at its last voxel with decays; a voxel without decays leaves it unchanged and so
+// never ends the scan. A target rounded up to the block's sum takes that last voxel.
+template <class Rng>
+RPT_INLINE uint32_t voxel_in_block(const SourceView& s, uint32_t b, uint32_t n_voxels, Rng& rng) {
+  if (s.block == 1) return b;
+  const uint32_t v0 = b * s.block;
+  const uint32_t len = n_voxels - v0 < s.block ? n_voxels - v0 : s.block;
+  const double target = rng.uniform() * s.block_weight[b];
+  const double* w = s.decays + v0;
+  double c = 0.0;
+  for (uint32_t i = 0; i < len; ++i) {
+    c += w[i];
+    if (c > target) return v0 + i;
+  }
+  for (uint32_t i = len; i-- > 0;)
+    if (w[i] > 0.0) return v0 + i;
+  return v0;  // not reached: a drawn block has decays
+}
+
 // Simulate decay number `history` (global index, independent of batch and thread).
 template <class Tally>
 RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Tally& tally,
@@ -91,15 +114,16 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Ta
   const GridView& g = P.grid;
   const uint32_t j = rng.below(s.n_src);  // alias column (params.hpp SourceView)
   const uint32_t u = rng.next_u32();
-  uint32_t v;
+  uint32_t b;
   if (s.alias_dense) {
     const uint32_t* col = s.alias + 2 * size_t(j);
-    v = u < col[0] ? j : col[1];
+    b = u < col[0] ? j : col[1];
   } else {
     const uint32_t* col = s.alias + 3 * size_t(j);
-    v = u < col[0] ? col[1] : col[2];
+    b = u < col[0] ? col[1] : col[2];
   }
   const uint32_t nxy = uint32_t(g.nx) * uint32_t(g.ny);
+  const uint32_t v = voxel_in_block(s, b, nxy * uint32_t(g.nz), rng);
   const uint32_t iz = v / nxy;
   const uint32_t rem = v - iz * nxy;
   const uint32_t iy = rem / uint32_t(g.nx);

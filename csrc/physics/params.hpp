@@ -49,15 +49,27 @@ struct TableView {
   const double* ms_ln_lambda;        // [ms_n]
 };
 
+// Source voxels are drawn with an alias table (host/params.cpp build_source) over blocks of
+// `block` consecutive voxels (linear index (z*ny + y)*nx + x), in proportion to each block's
+// decays. block = 1 (the table over voxels, 8-12 B per voxel with decays) unless that table
+// would exceed 256 MiB (host::voxel_alias_max_bytes); then block = kSourceBlock, and the voxel
+// inside the drawn
+// block is found by summing its decays in order up to u times the block's sum
+// (history.hpp voxel_in_block): the decay map itself is the second stage's table, and the
+// source costs ~0.6 B per voxel beyond it.
+constexpr uint32_t kSourceBlock = 32;
+
 struct SourceView {
-  // Walker/Vose alias table over n_src columns (host/params.cpp build_alias), voxels as linear
-  // indices (z*ny + y)*nx + x; a column gives its own voxel when a uniform u32 < threshold,
-  // else its alias voxel. Sparse (alias_dense 0): [3 n_src] {threshold, voxel, alias voxel},
-  // one column per voxel with decays. Dense (1): [2 n_src] {threshold, alias voxel}, one
-  // column per grid voxel, the column index being the voxel.
+  // Walker/Vose alias table over n_src columns; a column gives its own block when a uniform
+  // u32 < threshold, else its alias block. Sparse (alias_dense 0): [3 n_src]
+  // {threshold, block, alias block}, one column per block with decays. Dense (1): [2 n_src]
+  // {threshold, alias block}, one column per block, the column index being the block.
   uint32_t n_src;
   int32_t alias_dense;
   const uint32_t* alias;
+  uint32_t block;              // voxels per block: 1 or kSourceBlock
+  const double* decays;        // [n_voxels] the decay map (read in place on the CPU); block > 1
+  const double* block_weight;  // [ceil(n_voxels / block)] each block's decays summed in order; block > 1
   double beta_yield;           // expected betas per decay
   int32_t n_beta;
   const double* beta_inv_cdf;  // [n_beta] energy (MeV) at u = i/(n_beta-1)
