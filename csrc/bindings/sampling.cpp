@@ -21,6 +21,7 @@ namespace {
 
 struct NullTally {
   void add(int64_t, int64_t) {}
+  void prefetch(int64_t) {}
 };
 
 struct TablesHolder {

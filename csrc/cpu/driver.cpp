@@ -18,6 +18,7 @@ struct CpuTally {
   inline void add(int64_t voxel, int64_t units) const {
     __atomic_fetch_add(e + voxel, units, __ATOMIC_RELAXED);
   }
+  inline void prefetch(int64_t voxel) const { __builtin_prefetch(e + voxel, 1); }
 };
 
 }  // namespace

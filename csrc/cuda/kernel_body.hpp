@@ -36,6 +36,7 @@ struct AtomicTally {
   RPT_INLINE void add(int64_t voxel, int64_t units) const {
     atomic_add_u64(e + voxel, (unsigned long long)units);
   }
+  RPT_INLINE void prefetch(int64_t) const {}
 };
 
 // Indices into the run counters (unsigned long long [kNumCounters], int64 two's complement).

@@ -124,6 +124,11 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Ta
   }
   const uint32_t nxy = uint32_t(g.nx) * uint32_t(g.ny);
   const uint32_t v = voxel_in_block(s, b, nxy * uint32_t(g.nz), rng);
+  // the decay voxel's phantom entries are read by the first particle, its tally entry when
+  // the history ends: start those cache misses now
+  RPT_PREFETCH(g.material + v);
+  RPT_PREFETCH(g.density + v);
+  tally.prefetch(int64_t(v));
   const uint32_t iz = v / nxy;
   const uint32_t rem = v - iz * nxy;
   const uint32_t iy = rem / uint32_t(g.nx);

@@ -44,3 +44,11 @@ typedef unsigned long long uint64_t;
 // the baseline x86-64 build does with an out-of-line libm call.
 RPT_INLINE double dmin(double a, double b) { return a < b ? a : b; }
 RPT_INLINE double dmax(double a, double b) { return a > b ? a : b; }
+
+// A hint that `addr` will be read soon (host compilers only; nothing on the GPU, whose caches
+// work differently): for the first cache miss of a history, whose address is known early.
+#if defined(RPT_DEVICE_CODE)
+#define RPT_PREFETCH(addr) ((void)0)
+#else
+#define RPT_PREFETCH(addr) __builtin_prefetch(addr)
+#endif

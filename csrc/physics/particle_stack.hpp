@@ -21,7 +21,8 @@ struct ParticleStack {
 };
 
 // A history's mutable context: its random stream, its stack, its counters and the tally.
-// Tally is a policy type with `void add(int64_t voxel, int64_t units)` (atomic on every backend).
+// Tally is a policy type with `void add(int64_t voxel, int64_t units)` (atomic on every backend)
+// and `void prefetch(int64_t voxel)` (a cache hint before a later add; may do nothing).
 // Deposits go through deposit(): consecutive deposits in the same voxel (the steps of an
 // electron inside one voxel, a range-rejected secondary where it was made) are summed here and
 // reach the tally as one atomic add when the voxel changes or at flush(). The tally is an
