@@ -44,17 +44,26 @@ double need_scalar(const std::map<std::string, double>& m, const std::string& di
 
 double g_voxel_alias_max_bytes = 256.0 * 1024 * 1024;
 
-// Vose's alias method (M. D. Vose, IEEE TSE 17:972, 1991), packed for one memory access per
-// draw. A column keeps its own voxel when a uniform 32-bit integer is below its threshold (its
+// The alias table's two layouts over n items of which n_pos have weight, whichever is
+// smaller: sparse, one column {threshold, item, alias item} per item with weight (12 B each);
+// dense, one column {threshold, alias item} per item (8 B each, the column index is the item;
+// items without weight have threshold 0), chosen when more than two thirds of the items have
+// weight.
+bool alias_is_dense(size_t n, size_t n_pos) { return 3 * n_pos > 2 * n; }
+
+double alias_table_bytes(size_t n, size_t n_pos) {
+  return alias_is_dense(n, n_pos) ? 8.0 * double(n) : 12.0 * double(n_pos);
+}
+
+// Vose's alias method (M. D. Vose, IEEE TSE 17:972, 1991) over the items of weights w (the
+// source's voxels or blocks of voxels: build_source), packed for one memory access per draw. A
+// column keeps its own item when a uniform 32-bit integer is below its threshold (its
 // probability times 2^32, rounded: 2^-33 against the 2^-25 of a float probability), else takes
-// its alias voxel; a full column (p = 1) has its own voxel as alias, so it is exact.
-// Two layouts, whichever is smaller: sparse, one column {threshold, item, alias item} per
-// item with weight (12 B each); dense, one column {threshold, alias item} per item (8 B each,
-// the column index is the item; items without weight have threshold 0), chosen when more than
-// two thirds of the items have weight. Working memory: the table, the column probabilities
-// (8 B) and one work list (4 B) per column. The items are the source blocks (build_source).
+// its alias item; a full column (p = 1) has its own item as alias, so it is exact. Layout:
+// alias_is_dense. Working memory: the table, the column probabilities (8 B) and one work list
+// (4 B) per column.
 void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint32_t& n_cols,
-                 int32_t& dense, uint32_t& n_src) {
+                 int32_t& dense) {
   size_t n_pos = 0;
   double total = 0.0;
   for (int64_t i = 0; i < n; ++i) {
@@ -63,10 +72,10 @@ void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint3
       total += w[i];
     }
   }
-  dense = 3 * n_pos > 2 * size_t(n) ? 1 : 0;
+  dense = alias_is_dense(size_t(n), n_pos) ? 1 : 0;
   const size_t m = dense ? size_t(n) : n_pos;
   const size_t stride = dense ? 2 : 3;
-  const size_t own = dense ? 0 : 1;  // word holding the column's voxel (sparse only)
+  const size_t own = dense ? 0 : 1;  // word holding the column's item (sparse only)
   const size_t alt = stride - 1;     // word holding the alias (a column index until the end)
   table.assign(stride * m, 0u);
   std::vector<double> p(m);  // scaled weights, then the final column probabilities
@@ -97,29 +106,27 @@ void build_alias(const double* w, int64_t n, std::vector<uint32_t>& table, uint3
   // leftovers are 1 up to rounding
   for (size_t j = 0; j < ns; ++j) p[work[j]] = 1.0;
   for (size_t j = 0; j < nl; ++j) p[work[m - 1 - j]] = 1.0;
-  auto voxel_of = [&](size_t col) { return dense ? uint32_t(col) : table[stride * col + own]; };
+  auto item_of = [&](size_t col) { return dense ? uint32_t(col) : table[stride * col + own]; };
   for (size_t j = 0; j < m; ++j) {
     const double t = std::nearbyint(p[j] * 4294967296.0);
     const bool full = !(t < 4294967295.0);
     table[stride * j] = full ? 0xFFFFFFFFu : uint32_t(t);
-    table[stride * j + alt] = full ? voxel_of(j) : voxel_of(table[stride * j + alt]);
+    table[stride * j + alt] = full ? item_of(j) : item_of(table[stride * j + alt]);
   }
   n_cols = uint32_t(m);
-  n_src = uint32_t(n_pos);
 }
 
 // The source draw (physics/params.hpp SourceView): the alias table over voxels (block = 1),
-// unless the smaller of its two layouts would exceed voxel_alias_max_bytes(); then over blocks of
+// unless it would exceed voxel_alias_max_bytes(); then over blocks of
 // kSourceBlock voxels, each block's sum formed in voxel order (the order history.hpp
 // voxel_in_block sums them in).
 void build_source(const double* decays, int64_t n_voxels, uint32_t n_with_decays,
                   std::vector<double>& block_weight, std::vector<uint32_t>& table, SourceView& s) {
-  const double voxel_table = std::min(8.0 * double(n_voxels), 12.0 * double(n_with_decays));
+  const double voxel_table = alias_table_bytes(size_t(n_voxels), n_with_decays);
   s.block = voxel_table > voxel_alias_max_bytes() ? kSourceBlock : 1;
-  uint32_t n_items_with_weight = 0;
   if (s.block == 1) {
     block_weight.clear();
-    build_alias(decays, n_voxels, table, s.n_src, s.alias_dense, n_items_with_weight);
+    build_alias(decays, n_voxels, table, s.n_src, s.alias_dense);
     s.decays = nullptr;
     s.block_weight = nullptr;
   } else {
@@ -131,7 +138,7 @@ void build_source(const double* decays, int64_t n_voxels, uint32_t n_with_decays
       for (int64_t v = b * int64_t(s.block); v < v1; ++v) c += decays[v];
       block_weight[size_t(b)] = c;
     }
-    build_alias(block_weight.data(), nb, table, s.n_src, s.alias_dense, n_items_with_weight);
+    build_alias(block_weight.data(), nb, table, s.n_src, s.alias_dense);
     s.decays = decays;
     s.block_weight = block_weight.data();
   }

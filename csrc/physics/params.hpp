@@ -53,10 +53,9 @@ struct TableView {
 // `block` consecutive voxels (linear index (z*ny + y)*nx + x), in proportion to each block's
 // decays. block = 1 (the table over voxels, 8-12 B per voxel with decays) unless that table
 // would exceed 256 MiB (host::voxel_alias_max_bytes); then block = kSourceBlock, and the voxel
-// inside the drawn
-// block is found by summing its decays in order up to u times the block's sum
+// inside the drawn block is found by summing its decays in order up to u times the block's sum
 // (history.hpp voxel_in_block): the decay map itself is the second stage's table, and the
-// source costs ~0.6 B per voxel beyond it.
+// source costs ~0.5 B per voxel beyond it.
 constexpr uint32_t kSourceBlock = 32;
 
 struct SourceView {
