@@ -44,7 +44,12 @@ key                              default    meaning
 ``dose.threads`` / ``dose.batches`` / ``dose.electron_transport``  transport options
 ``tia.model``                    "auto"     auto | mono | biexp | biexp_uptake | trapezoid |
                                             hanscheid | madsen (regions)
-``tia.voxel_model``              model      the same choices, for the voxel map
+``tia.voxel_model``              model      the same choices and "region", for the voxel map:
+                                            fit models go through the noise-robust hierarchy
+                                            (quant/voxel_tia.py)
+``tia.outside_body``             "drop"     drop | keep | reassign: activity outside the CT's
+                                            body outline (quant/body.py)
+``dose.mask_to_body``            true       dose.dcm and dose.nii.gz 0 outside the body
 ``tia.effective_half_life_h``    --         madsen: a number, or {default = .., region = ..}
 ``tia.timepoint``                --         single-time-point methods with several scans: which
                                             (1-based, in time order)
@@ -81,6 +86,9 @@ HOUR = 3600.0
 GRID_CHOICES = ("spect", "ct")
 DOSE_METHODS = ("mc", "ldm", "vsv", "sphere")
 FOV_REGION = "field_of_view"
+#: Latest scan accepted, in physical half-lives after the administration: later, less than 1e-6
+#: of the activity is left and decay correction multiplies noise by more than 1e6 (a wrong date).
+MAX_SCAN_HALF_LIVES = 20.0
 
 #: The keys each table may hold (declared once; docs/study_file.md documents them).
 SCHEMA: dict[str, tuple[str, ...]] = {
@@ -89,8 +97,9 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "timepoint": ("spect", "ct", "label", "acquisition_time", "duration_s", "spect_series_uid", "ct_series_uid"),
     "calibration": ("mode", "sensitivity_cps_per_mbq"),
     "segmentation": ("rtstruct", "seg", "labels", "names"),
-    "dose": ("grid", "method", "histories", "seed", "backend", "threads", "batches", "electron_transport"),
-    "tia": ("model", "voxel_model", "effective_half_life_h", "timepoint", "trapezoid_start"),
+    "dose": ("grid", "method", "histories", "seed", "backend", "threads", "batches", "electron_transport",
+             "mask_to_body"),
+    "tia": ("model", "voxel_model", "effective_half_life_h", "timepoint", "trapezoid_start", "outside_body"),
     "registration": ("method", "deformable", "iterations", "sampling", "bspline_mesh_mm", "bspline_iterations",
                      "seed"),
 }
@@ -233,7 +242,9 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
 
     from rptdose.quant.calibration import Calibration
     from rptdose.quant.registration import RegistrationSettings
+    from rptdose.quant.body import OUTSIDE_BODY
     from rptdose.quant.tia import MODELS, TRAPEZOID_STARTS
+    from rptdose.quant.voxel_tia import VOXEL_MODELS
 
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"study {path!r} (of type {type(path).__name__}): expected the path of a study file (TOML)")
@@ -352,6 +363,8 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
     else:
         raise c.error("dose.grid", grid, "not understood",
                       '"spect", "ct" or a spacing in mm (a number or [sx, sy, sz])')
+    from rptdose.transport.simulate import MAX_BATCHES, MIN_BATCHES  # the transport's limits, declared there
+
     dose = {
         "grid": grid,
         "method": c.string(dose_t, "method", "dose.method", choices=DOSE_METHODS) or "mc",
@@ -359,9 +372,13 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
         "seed": c.number(dose_t, "seed", "dose.seed", integer=True, minimum=0, maximum=2**64 - 1),
         "backend": c.string(dose_t, "backend", "dose.backend", choices=("auto", "cuda", "cupy", "cpu")) or "auto",
         "threads": c.number(dose_t, "threads", "dose.threads", integer=True, minimum=1),
-        "batches": c.number(dose_t, "batches", "dose.batches", integer=True, minimum=2) or 10,
+        "batches": c.number(dose_t, "batches", "dose.batches", integer=True, minimum=MIN_BATCHES,
+                            maximum=MAX_BATCHES) or 10,
         "electron_transport": c.boolean(dose_t, "electron_transport", "dose.electron_transport"),
+        "mask_to_body": c.boolean(dose_t, "mask_to_body", "dose.mask_to_body"),
     }
+    if dose["mask_to_body"] is None:
+        dose["mask_to_body"] = True
     if dose["seed"] is None:
         dose["seed"] = 1
     if dose["electron_transport"] is None:
@@ -369,7 +386,7 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
 
     tia_t = c.table(data, "tia")
     model = c.string(tia_t, "model", "tia.model", choices=MODELS) or "auto"
-    voxel_model = c.string(tia_t, "voxel_model", "tia.voxel_model", choices=MODELS) or model
+    voxel_model = c.string(tia_t, "voxel_model", "tia.voxel_model", choices=VOXEL_MODELS) or model
     teff = tia_t.get("effective_half_life_h")
     if teff is not None:
         if isinstance(teff, dict):
@@ -392,7 +409,8 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
                       f"the scan (1..{len(tps)}, in time order) the single-time-point method uses")
     tia = {"model": model, "voxel_model": voxel_model, "effective_half_life_h": teff, "timepoint": stp,
            "trapezoid_start": c.string(tia_t, "trapezoid_start", "tia.trapezoid_start",
-                                       choices=TRAPEZOID_STARTS) or "zero"}
+                                       choices=TRAPEZOID_STARTS) or "zero",
+           "outside_body": c.string(tia_t, "outside_body", "tia.outside_body", choices=OUTSIDE_BODY) or "drop"}
     if model in ("auto", "mono", "biexp", "biexp_uptake") and len(tps) == 1:
         raise c.error("tia.model", model, "1 time point", "'hanscheid' or 'madsen' for a single scan")
 
@@ -470,6 +488,9 @@ class Study:
     region_table: list[dict]
     settings: dict
     provenance: dict = field(default_factory=dict)
+    body: np.ndarray | None = None            # bool [z, y, x]: inside the CT's body outline
+    voxel_method: np.ndarray | None = None    # uint8 [z, y, x]: quant/voxel_tia.py METHOD_NAMES
+    tia_outside_body: dict = field(default_factory=dict)   # quant/body.py apply_outside_body summary
 
     @property
     def histories(self) -> int:
@@ -732,6 +753,13 @@ def load_study(path: str | os.PathLike, *, register: bool | None = None, deforma
             raise InputError(f"{where} (acquisition start {start.isoformat()} from {start_source} is not after the "
                              f"administration {adm_time.isoformat()} ({adm_info['time_source']})): expected scans "
                              "after the administration; check the dates")
+        if dt > MAX_SCAN_HALF_LIVES * half_life_s:
+            raise InputError(f"{where} (acquisition start {start.isoformat()} from {start_source} is "
+                             f"{dt / 86400.0:.4g} days, {dt / half_life_s:.3g} half-lives of {nuclide}, after the "
+                             f"administration {adm_time.isoformat()} ({adm_info['time_source']})): expected scans "
+                             f"within {MAX_SCAN_HALF_LIVES:g} half-lives ({MAX_SCAN_HALF_LIVES * half_life_s / 86400.0:.4g}"
+                             " days) of the administration; check the dates (administration.time, "
+                             f"timepoint[{tp.position}].acquisition_time)")
         duration, duration_source = ((tp.duration_s, f"timepoint[{tp.position}].duration_s") if tp.duration_s
                                      else (nm.duration_s, nm.duration_source))
         values = nm.values()
@@ -797,9 +825,6 @@ def load_study(path: str | os.PathLike, *, register: bool | None = None, deforma
     teff_h = spec.tia["effective_half_life_h"]
     region_names = list(masks) + ([FOV_REGION] if FOV_REGION not in masks else [])
     voxel_teff = _voxel_teff(teff_h, masks, geometry["shape"], spec) if spec.tia["voxel_model"] == "madsen" else None
-    voxel_fit = integrate(t_arr, activity_stack, half_life_s, spec.tia["voxel_model"],
-                          effective_half_life_s=voxel_teff, stp_index=stp,
-                          trapezoid_start=spec.tia["trapezoid_start"], what="voxel activity")
     region_tac = np.stack([activity_stack[:, m].sum(axis=1) for m in masks.values()]
                           + [activity_stack.reshape(len(entries), -1).sum(axis=1)], axis=1)
     region_teff = None
@@ -807,11 +832,30 @@ def load_study(path: str | os.PathLike, *, register: bool | None = None, deforma
         region_teff = np.array([_region_teff(teff_h, r, spec) for r in region_names]) * HOUR
     region_fit = integrate(t_arr, region_tac, half_life_s, spec.tia["model"], effective_half_life_s=region_teff,
                            stp_index=stp, trapezoid_start=spec.tia["trapezoid_start"], what="region activity")
-    tia = np.ascontiguousarray(voxel_fit.tia, dtype=np.float64)
+
+    # ---- body outline, the voxels' kinetic regions, voxel TIA ------------------------------------
+    from rptdose.quant.body import apply_outside_body, body_mask_on_grid
+    from rptdose.quant.voxel_tia import FIT_MODELS, voxel_tia
+
+    hu_arr = sitk.GetArrayFromImage(resample(ref_ct, grid, None, default=-1000.0))
+    body = body_mask_on_grid(ref_ct, grid)
+    if not body.any():
+        warnings.warn(f"study '{spec.path}': no body outline found in the reference CT (no voxel above -400 HU on the "
+                      "dose grid); tia.outside_body and dose.mask_to_body are not applied", UserWarning, stacklevel=2)
+        body = np.ones(geometry["shape"], dtype=bool)
+    labels, label_names = _kinetic_labels(masks, body)
+    vt = voxel_tia(t_arr, activity_stack, half_life_s, spec.tia["voxel_model"], labels=labels,
+                   label_names=label_names,
+                   region_model=spec.tia["model"] if spec.tia["model"] in FIT_MODELS else "trapezoid",
+                   effective_half_life_s=voxel_teff, stp_index=stp, trapezoid_start=spec.tia["trapezoid_start"])
+    voxel_fit = vt.fit
+    tia, outside_info = apply_outside_body(vt.tia, body, spec.tia["outside_body"], grid.GetSpacing())
+    tia = np.ascontiguousarray(tia, dtype=np.float64)
+    outside_info["voxel_methods"] = vt.counts()
+    outside_info["tia_fraction_by_method"] = vt.tia_fractions()
 
     # ---- phantom and source ------------------------------------------------------------------
-    hu_grid = resample(ref_ct, grid, None, default=-1000.0)
-    density, index, materials = HUCalibration.schneider2000().apply(sitk.GetArrayViewFromImage(hu_grid))
+    density, index, materials = HUCalibration.schneider2000().apply(hu_arr)
     phantom = Phantom.from_arrays(density, index, materials, grid.GetSpacing(), grid.GetOrigin(), grid.GetDirection())
     if not float(tia.sum()) > 0:
         raise InputError(f"study '{spec.path}' (the TIA map is zero everywhere on the dose grid): expected activity "
@@ -875,10 +919,23 @@ def load_study(path: str | os.PathLike, *, register: bool | None = None, deforma
     return Study(path=spec.path, name=spec.name, nuclide=nuclide, half_life_s=half_life_s,
                  administered_activity_bq=activity_bq, administration_time=adm_time, timepoints=timepoints,
                  geometry=geometry, phantom=phantom, source=source, tia=tia,
-                 tia_rel_uncertainty=np.ascontiguousarray(voxel_fit.rel_uncertainty, dtype=np.float64),
+                 tia_rel_uncertainty=np.ascontiguousarray(np.where(body, vt.rel_uncertainty, np.nan)
+                                                          if spec.tia["outside_body"] == "drop" else vt.rel_uncertainty,
+                                                          dtype=np.float64),
                  voxel_fit=voxel_fit, region_fit=region_fit, region_names=region_names, masks=masks,
                  activity=activity_stack, quant_report=quant_report, region_table=region_table, settings=settings,
-                 provenance=provenance)
+                 provenance=provenance, body=body, voxel_method=vt.method, tia_outside_body=outside_info)
+
+
+def _kinetic_labels(masks: dict[str, np.ndarray], body: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Each voxel's kinetic region for the voxel TIA (quant/voxel_tia.py): the smallest region
+    that contains it, else the body outside the regions, else outside the body."""
+    names = sorted(masks, key=lambda k: int(masks[k].sum()))
+    rest, outside = len(names), len(names) + 1
+    labels = np.where(body, rest, outside).astype(np.int32)
+    for i in reversed(range(len(names))):   # smallest last: it wins
+        labels[masks[names[i]]] = i
+    return labels, names + ["body (outside the regions)", "outside the body"]
 
 
 def _versions() -> dict[str, str]:

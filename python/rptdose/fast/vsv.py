@@ -12,8 +12,9 @@ to be the medium's, so the dose scales with the inverse voxel density. It ignore
 the electrons' range and of photon attenuation with density, and the kernel's truncation at its
 half-width k (energy carried further, mostly by photons, is lost).
 
-The convolution is a linear ("same"-size, zero-padded) FFT convolution (scipy.fft when
-available, else numpy.fft); values below 0 from round-off are set to 0.
+The convolution is a linear ("same"-size, zero-padded) FFT convolution with numpy.fft (one
+code path wherever rptdose runs, so results do not depend on optional packages); values below
+0 from round-off are set to 0.
 
 Statistical uncertainty. The kernel's Monte Carlo noise is propagated to every voxel and region:
 with the kernel voxels taken as independent and the per-voxel variance
@@ -48,25 +49,17 @@ from rptdose.fast.result import DoseResult, base_provenance, check_phantom_sourc
 VOXEL_TOLERANCE = 1e-3
 
 
-def _fft_backend():
-    try:
-        import scipy.fft as sfft
-
-        return (lambda a, s: sfft.rfftn(a, s, workers=-1), lambda a, s: sfft.irfftn(a, s, workers=-1),
-                sfft.next_fast_len)
-    except ImportError:  # numpy only
-        def next_fast_len(n: int, real: bool = True) -> int:
-            m = n
-            while True:
-                r = m
-                for p in (2, 3, 5):
-                    while r % p == 0:
-                        r //= p
-                if r == 1:
-                    return m
-                m += 1
-
-        return np.fft.rfftn, lambda a, s: np.fft.irfftn(a, s), next_fast_len
+def _next_fast_len(n: int) -> int:
+    """The smallest 5-smooth integer >= n (a fast FFT length)."""
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
 
 
 def fft_convolve(a: np.ndarray, k: np.ndarray, mode: str = "same") -> np.ndarray:
@@ -75,12 +68,11 @@ def fft_convolve(a: np.ndarray, k: np.ndarray, mode: str = "same") -> np.ndarray
     ``mode="same"``: ``k`` has odd sizes and its centre is offset 0; the result has ``a``'s
     shape (out[i] = sum_j a[j] k[i - j + c]). ``mode="full"``: the full linear convolution.
     """
-    rfftn, irfftn, next_fast_len = _fft_backend()
     full = [na + nk - 1 for na, nk in zip(a.shape, k.shape)]
-    fshape = [next_fast_len(n, True) for n in full]
-    spec = rfftn(np.asarray(a, dtype=np.float64), fshape)
-    spec *= rfftn(np.asarray(k, dtype=np.float64), fshape)
-    out = irfftn(spec, fshape)
+    fshape = [_next_fast_len(n) for n in full]
+    spec = np.fft.rfftn(np.asarray(a, dtype=np.float64), fshape)
+    spec *= np.fft.rfftn(np.asarray(k, dtype=np.float64), fshape)
+    out = np.fft.irfftn(spec, fshape)
     if mode == "full":
         return np.ascontiguousarray(out[tuple(slice(0, n) for n in full)])
     c = [n // 2 for n in k.shape]
@@ -193,7 +185,7 @@ def vsv_dose(phantom: Any, source: Any, *, kernel: Any = None, half_width: Any =
                 else str(kernel.path), "kernel_cache_key": kernel.cache_key,
                 "kernel_half_width": list(kernel.half_width), "kernel_medium": kernel.medium,
                 "kernel_density_g_cm3": kernel.density_g_cm3,
-                "fft": "scipy.fft" if _fft_backend()[0] is not np.fft.rfftn else "numpy.fft",
+                "fft": "numpy.fft",
                 "uncertainty": "kernel statistical uncertainty only (upper bound, independent kernel voxels)"}
     prov = base_provenance("vsv", phantom, source, settings)
     prov["kernel"] = kernel.provenance

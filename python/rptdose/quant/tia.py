@@ -232,7 +232,11 @@ def integrate(times_s: Any, activity: Any, half_life_s: float, model: str = "aut
                          "'madsen' (with tia.effective_half_life_h) for a single scan")
     for s in range(0, n_cols, CHUNK):
         sl = slice(s, min(s + CHUNK, n_cols))
-        out = _fit_chunk(t, a[:, sl], lam_p, model, trapezoid_start)
+        # noisy columns (zeros, spikes, values near the floating-point limits) overflow and
+        # underflow inside the fits; every result is checked for finiteness and physics after, so
+        # numpy's floating-point warnings are noise to the user
+        with np.errstate(all="ignore"):
+            out = _fit_chunk(t, a[:, sl], lam_p, model, trapezoid_start)
         tia[sl], rel[sl], codes[sl], params[sl] = out[0], out[1], out[2], out[4]
         flags[sl] |= out[3]
     if np.any(flags & TOO_FEW_POINTS):
