@@ -77,13 +77,14 @@ def test_missing_region_is_flagged(tmp_path):
 
 
 def test_plan_reaches_the_limit_exactly(cycles, tmp_path):
-    """With only a kidney BED limit the proposed activity gives exactly that BED."""
+    """With only a kidney BED limit and k = 0 the proposed activity gives exactly that BED."""
     lim = limits_file(tmp_path, '[[limit]]\ntissue = "kidney"\nquantity = "bed"\nvalue_gy = 28.0\nsource = "test"\n')
-    course = co.course_from_paths(cycles, limits_path=lim)
+    course = co.course_from_paths(cycles, limits_path=lim, k=0.0)
     for n in (1, 2, 3):
         plan = co.plan_course(course, n)
-        assert plan.limiting.region == "kidney_left"
+        assert plan.limiting.region == "kidney_left" and plan.k == 0.0
         a = plan.proposed_activity_mbq
+        assert a == plan.limiting.activity_no_margin_mbq          # the closed form
         rc = course.regions["kidney_left"]
         d = 4.4 / 7000.0 * a                     # dose per MBq of the last cycle
         total = rc.total_bed_gy + n * rd.bed(d, 50.0, 2.6, 2.8)
@@ -91,15 +92,155 @@ def test_plan_reaches_the_limit_exactly(cycles, tmp_path):
         # the other kidney stays below
         proj = {(p.region, p.quantity): p for p in plan.projections}
         assert proj[("kidney_right", "bed")].projected_gy < 28.0
-        assert proj[("kidney_left", "bed")].margin_gy == pytest.approx(0.0, abs=1e-9)
+        assert proj[("kidney_left", "bed")].room_gy == pytest.approx(0.0, abs=1e-9)
+        assert plan.proposed_check.status == co.WITHIN       # at the limit, to rounding: not "exceeds"
+
+
+def _u_bed_kidney_left(course, a, n):
+    """u of kidney_left's projected BED by hand (module docstring of rptdose.analysis.course): cycle 1
+    independent, cycle 2 (the kinetics cycle) and the planned cycles correlated."""
+    g = rb.g_factor(50.0, 2.8)
+    d1, d2 = 4.0, 4.4
+    s1 = (1 + 2 * g * d1 / 2.6) * d1 * 0.01
+    s2 = (1 + 2 * g * d2 / 2.6) * d2 * 0.01
+    dp = 4.4 / 7000.0 * a
+    planned = n * (1 + 2 * g * dp / 2.6) * dp * 0.01
+    return math.sqrt(s1 ** 2 + (s2 + planned) ** 2)
+
+
+def test_plan_keeps_k_standard_uncertainties_below_the_limit(cycles, tmp_path):
+    """Default k = 1.645: projected BED + k u = limit exactly at the proposed activity, with u from
+    the per-cycle uncertainties (the planned cycles correlated with the kinetics cycle)."""
+    lim = limits_file(tmp_path, '[[limit]]\ntissue = "kidney"\nquantity = "bed"\nvalue_gy = 28.0\nsource = "test"\n')
+    course = co.course_from_paths(cycles, limits_path=lim)
+    assert course.k == co.DEFAULT_K == 1.645
+    for n in (1, 2, 3):
+        plan = co.plan_course(course, n)
+        a = plan.proposed_activity_mbq
+        assert 0 < a < plan.limiting.activity_no_margin_mbq
+        rc = course.regions["kidney_left"]
+        d = 4.4 / 7000.0 * a
+        total = rc.total_bed_gy + n * rd.bed(d, 50.0, 2.6, 2.8)
+        u = _u_bed_kidney_left(course, a, n)
+        assert total < 28.0
+        assert total + 1.645 * u == pytest.approx(28.0, rel=1e-9)
+        at = plan.limiting.at
+        assert at.projected_gy == pytest.approx(total, rel=1e-12) and at.u_gy == pytest.approx(u, rel=1e-12)
+        assert at.margin_gy == pytest.approx(1.645 * u, rel=1e-12)
+        assert plan.proposed_check.status == co.WITHIN
+    # a larger k: a smaller activity; k = 0: the activity that reaches the limit
+    acts = [co.plan_course(course, 2, k=k).proposed_activity_mbq for k in (0.0, 1.0, 1.645, 3.0)]
+    assert acts == sorted(acts, reverse=True)
+    assert acts[0] == co.plan_course(course, 2, k=0).limiting.activity_no_margin_mbq
+
+
+def test_margin_grows_with_the_uncertainty(tmp_path):
+    """The same doses with a 10 % uncertainty: a larger margin, a smaller activity."""
+    lim = limits_file(tmp_path, '[[limit]]\ntissue = "kidney"\nquantity = "absorbed"\nvalue_gy = 23.0\n'
+                                'source = "x"\n')
+    plans = []
+    for rel in (0.01, 0.10):
+        regs = [region("kidney_left", "kidney", 4.0, 50.0, rel=rel)]
+        c1 = write_cycle(tmp_path / f"a{rel}", cycle_doc("2026-03-02T09:00:00", regions=regs))
+        c2 = write_cycle(tmp_path / f"b{rel}", cycle_doc("2026-04-27T09:00:00", regions=regs))
+        plans.append(co.plan_course(co.course_from_paths([c1, c2], limits_path=lim), 2))
+    assert plans[1].proposed_activity_mbq < plans[0].proposed_activity_mbq
+    assert plans[1].limiting.at.margin_gy > plans[0].limiting.at.margin_gy
+    # absorbed dose by hand: u^2 = (0.04 rel-scaled)^2 + (D2 u + 2 d A u)^2, T + k u = 23
+    for rel, plan in zip((0.01, 0.10), plans):
+        a = plan.proposed_activity_mbq
+        t = 8.0 + 2 * 4.0 / 7400.0 * a
+        u = math.hypot(4.0 * rel, 4.0 * rel + 2 * 4.0 / 7400.0 * a * rel)
+        assert t + 1.645 * u == pytest.approx(23.0, rel=1e-9)
+
+
+def test_uncertainty_basis_prefers_the_most_complete(tmp_path):
+    regs = default_regions()
+    regs[0].update(mean_dose_rel_uncertainty_with_tia=0.05, u_total=0.08)    # kidney_left: u_total
+    regs[1].update(mean_dose_rel_uncertainty_with_tia=0.06)                  # kidney_right: with TIA
+    regs[2]["mean_dose_rel_uncertainty"] = None                             # red_marrow: none
+    c1 = write_cycle(tmp_path / "c1", cycle_doc("2026-03-02T09:00:00", regions=regs))
+    course = co.course_from_paths([c1])
+    r = course.regions
+    assert r["kidney_left"].basis == "u_total" and r["kidney_left"].total_dose_u_gy == pytest.approx(0.32)
+    assert r["kidney_right"].basis == "statistical + TIA fit"
+    assert r["kidney_right"].total_dose_u_gy == pytest.approx(3.6 * 0.06)
+    assert r["tumour_1"].basis == "statistical only"
+    assert r["red_marrow"].basis == "not given"
+    assert any("red_marrow" in w and "no dose uncertainty" in w for w in course.warnings)
+    checks = {(c.region, c.limit.quantity): c for c in course.checks}
+    assert checks[("kidney_left", "absorbed")].sigma_gy == pytest.approx(0.32)
+
+
+@pytest.mark.parametrize("k", [0.0, 1.645, 2.0])
+def test_every_reported_activity_is_labelled_by_the_check(cycles, k):
+    """The issue's case: no activity is called within a limit that it exceeds. Each label is the
+    check of that activity: EXCEEDS iff some projected total > its limit; 'within' only when
+    projected + k u <= limit for every limit."""
+    course = co.course_from_paths(cycles, k=k)
+    plan = co.plan_course(course, 2, target_gy=200.0)
+
+    def consistent(chk):
+        over = [s for s in chk.limits if s.projected_gy > s.limit.value_gy * (1 + co.CHECK_RTOL)]
+        no_margin = [s for s in chk.limits if s.upper_gy > s.limit.value_gy * (1 + co.CHECK_RTOL)]
+        if over:
+            assert chk.status == co.EXCEEDS and chk.label.startswith("EXCEEDS") and "within" not in chk.short_label
+        elif no_margin:
+            assert chk.status == co.NO_MARGIN and "NOT THE MARGIN" in chk.label
+        else:
+            assert chk.status == co.WITHIN and chk.label.startswith("within every limit")
+
+    consistent(plan.proposed_check)
+    consistent(plan.target_check)
+    assert plan.target_check.status == co.EXCEEDS                   # 200 Gy needs far too much activity
+    for r in plan.rows:
+        consistent(r.check)
+        assert (r.check.status == co.WITHIN) == (r.activity_mbq <= plan.max_activity_mbq)
+    assert plan.limiting.check.status == co.WITHIN
+    exceeded = 0
+    for srow in plan.sensitivity:
+        if srow["proposed_fraction_of_limit"] > 1.0:
+            exceeded += 1
+            assert srow["proposed_status"] == co.EXCEEDS and srow["proposed_label"].startswith("EXCEEDS")
+        else:
+            assert srow["proposed_status"] != co.EXCEEDS
+        assert srow["max_activity_status"] == co.WITHIN
+    assert exceeded == 2                                            # dose per MBq x1.2 (alone and with t_eff)
+
+
+def test_within_the_limit_but_not_the_margin():
+    lim = co.Limit("kidney", "absorbed", 23.0, "x")
+    s = co.LimitStatus(region="k", limit=lim, activity_mbq=1.0, delivered_gy=0.0, projected_gy=22.5, u_gy=0.5, k=2.0)
+    assert s.status == co.NO_MARGIN and s.upper_gy == 23.5
+    chk = co.ActivityCheck(activity_mbq=1.0, k=2.0, limits=[s])
+    assert "NOT THE MARGIN" in chk.label and "within the limits, NOT the margin" in chk.short_label
+    assert co.LimitStatus("k", lim, 1.0, 0.0, 23.5, 0.0, 2.0).status == co.EXCEEDS
+    assert co.LimitStatus("k", lim, 1.0, 0.0, 22.0, 0.4, 2.0).status == co.WITHIN
+
+
+def test_delivered_within_the_margin_gives_zero(tmp_path):
+    lim = limits_file(tmp_path, '[[limit]]\ntissue = "kidney"\nquantity = "absorbed"\nvalue_gy = 8.1\n'
+                                'source = "x"\n')
+    regs = [region("kidney_left", "kidney", 4.0, 50.0, rel=0.05)]   # 8.0 +- 0.28 Gy delivered
+    c1 = write_cycle(tmp_path / "c1", cycle_doc("2026-03-02T09:00:00", regions=regs))
+    c2 = write_cycle(tmp_path / "c2", cycle_doc("2026-04-27T09:00:00", regions=regs))
+    plan = co.plan_course(co.course_from_paths([c1, c2], limits_path=lim), 1)
+    assert plan.proposed_activity_mbq == 0.0 and plan.limiting.activity_no_margin_mbq > 0
+    assert any("margin k u already reaches" in w for w in plan.warnings)
+    assert plan.proposed_check.status == co.NO_MARGIN
 
 
 def test_plan_absorbed_limit_and_kinetics_from(cycles):
     course = co.course_from_paths(cycles)
-    plan = co.plan_course(course, 2, kinetics_from=1)
+    plan = co.plan_course(course, 2, kinetics_from=1, k=0)
     # default limits: kidney_left absorbed 23 Gy limits; kinetics of cycle 1: 4.0 Gy / 7400 MBq
     assert plan.limiting.region == "kidney_left" and plan.limiting.limit.quantity == "absorbed"
     assert plan.proposed_activity_mbq == pytest.approx((23.0 - 8.4) / (2 * 4.0 / 7400.0), rel=1e-12)
+    # with the margin: cycle 2 independent, cycle 1 (the kinetics cycle) correlated with the planned ones
+    a = co.plan_course(course, 2, kinetics_from=1).proposed_activity_mbq
+    d = 4.0 / 7400.0 * a
+    u = math.hypot(0.044, 0.04 + 2 * d * 0.01)
+    assert 8.4 + 2 * d + 1.645 * u == pytest.approx(23.0, rel=1e-9)
     assert plan.course.cycles[plan.kinetics_cycle].label == "cycle1"
     with pytest.raises(InputError, match="kinetics-from"):
         co.plan_course(course, 2, kinetics_from=3)
@@ -108,14 +249,15 @@ def test_plan_absorbed_limit_and_kinetics_from(cycles):
 
 
 def test_plan_tumour_target_and_sensitivity(cycles):
-    course = co.course_from_paths(cycles)
+    course = co.course_from_paths(cycles, k=0)
     plan = co.plan_course(course, 2, target_gy=60.0)
     # tumour: 50 Gy delivered, 25 Gy / 7000 MBq in the last cycle -> 10 Gy more in two cycles
     assert plan.target_activity_mbq == pytest.approx(10.0 / (2 * 25.0 / 7000.0), rel=1e-12)
-    assert plan.proposed_activity_mbq == plan.target_activity_mbq < plan.safe_activity_mbq
+    assert plan.proposed_activity_mbq == plan.target_activity_mbq < plan.max_activity_mbq
+    assert plan.target_check.status == co.WITHIN
     rows = {s["scenario"]: s for s in plan.sensitivity}
-    assert rows["dose per MBq x1.2"]["safe_activity_mbq"] == pytest.approx(plan.safe_activity_mbq / 1.2, rel=1e-12)
-    assert rows["dose per MBq x0.8"]["safe_activity_mbq"] > plan.safe_activity_mbq
+    assert rows["dose per MBq x1.2"]["max_activity_mbq"] == pytest.approx(plan.max_activity_mbq / 1.2, rel=1e-12)
+    assert rows["dose per MBq x0.8"]["max_activity_mbq"] > plan.max_activity_mbq
     assert len(plan.sensitivity) == 7
     # a BED target solves the quadratic too
     plan = co.plan_course(course, 1, target_gy=80.0, target_quantity="bed")
@@ -217,10 +359,16 @@ def test_cli_course_and_plan_outputs(cycles, tmp_path, monkeypatch, capsys):
                  monkeypatch)
     assert rc == 0
     text = capsys.readouterr().out
-    assert "DECISION SUPPORT ONLY" in text and "limited by kidney_left" in text
+    assert "DECISION SUPPORT ONLY" in text and "set by kidney_left" in text
+    assert "safe" not in text.lower()
+    assert "k = 1.645" in text and "margin k u" in text
     doc = json.loads((out / "course.json").read_text())
     assert doc["plan"]["caveat"].startswith("DECISION SUPPORT ONLY")
     assert doc["plan"]["limited_by"]["region"] == "kidney_left"
+    assert doc["plan"]["k"] == 1.645 and doc["plan"]["proposed_status"] == "within"
+    assert {r["region"] for r in doc["plan"]["proposed_limits"]} == {"kidney_left", "kidney_right", "red_marrow"}
+    assert all(r["margin_gy"] == pytest.approx(1.645 * r["u_gy"]) for r in doc["plan"]["proposed_limits"])
+    assert doc["regions_without_tissue"] == ["spleen"]
     prov = doc["provenance"]
     assert [i["sha256"] for i in prov["inputs"]] == [rb.file_sha256(c / "regions.json") for c in cycles]
     assert prov["tissue_table"]["tissues"]["kidney"]["alpha_beta_gy"] == 2.6
@@ -325,5 +473,21 @@ def test_status_near_the_limit(tmp_path):
     regs = [region("kidney_left", "kidney", 4.0, 50.0, rel=0.01)]          # 4.0 +- 0.04 Gy: 4.08 at 2 sigma
     c1 = write_cycle(tmp_path / "c1", cycle_doc("2026-03-02T09:00:00", regions=regs))
     (check,) = co.course_from_paths([c1], limits_path=lim).checks
-    assert check.status == "within (the limit is inside 2 sigma)"
+    assert check.status == "within (the limit is inside k u, k = 1.645)"
     assert rb.load_tissues()["red_marrow"].checked.startswith("not checked")
+
+
+def test_cli_k_option_and_no_tissue_line(cycles, monkeypatch, capsys):
+    """--k 0 plans to the limit itself; a bad --k is bad input; the regions without tissue
+    parameters are named once, on one line, and not again among the warnings."""
+    assert run_cli(["plan", *map(str, cycles), "--cycles-left", "2", "--k", "0"], monkeypatch) == 0
+    out, err = capsys.readouterr()
+    assert "k = 0" in out
+    course = co.course_from_paths(cycles, k=0)
+    assert f"{co.plan_course(course, 2).max_activity_mbq:.1f} MBq" in out
+    lines = [line for line in (out + err).splitlines() if "spleen" in line and "tissue" in line]
+    assert len(lines) == 1 and "no tissue parameters" in lines[0]
+    assert "spleen" not in err
+    assert run_cli(["plan", *map(str, cycles), "--cycles-left", "2", "--k", "-1"], monkeypatch) == 2
+    assert "--k" in capsys.readouterr().err
+    assert run_cli(["course", *map(str, cycles), "--k", "nan"], monkeypatch) == 2

@@ -1,14 +1,18 @@
 """``rptdose course`` and ``rptdose plan``: cumulative dose and BED over therapy cycles, and the
 activity of the remaining cycles within the organ limits (decision support only).
 
-``rptdose course CYCLE1 CYCLE2 ... [-o DIR] [--limits L.toml] [--tissues T.toml]``
-``rptdose plan CYCLE1 ... --cycles-left N [--target-tumour-gy X] [--kinetics-from K] [-o DIR] ...``
+``rptdose course CYCLE1 CYCLE2 ... [-o DIR] [--limits L.toml] [--tissues T.toml] [--k K]``
+``rptdose plan CYCLE1 ... --cycles-left N [--target-tumour-gy X] [--kinetics-from K] [--k K] [-o DIR] ...``
 ``rptdose demo-course -o DIR``: the synthetic demo patient as two cycles (studies in
 ``DIR/patient_cycle<k>``, ``rptdose run`` outputs in ``DIR/cycle<k>``), then ``course`` and
 ``plan`` (files in ``DIR/course``).
 
 Each CYCLE is an output folder of ``rptdose run`` (its ``regions.json``) or that file. With
 ``-o`` the files of ``rptdose.analysis.course_report`` are written there (``course.html`` ...).
+``--k``: the margin kept below every limit, in standard uncertainties of the organ's cumulative
+dose (default 1.645, one-sided 95 %; ``rptdose.analysis.course``): the plan's activity keeps
+``projected + k u <= limit`` for every organ at risk, and every activity it prints is labelled by
+that one check.
 Exit codes as for every command (``rptdose.cli``): 0 ok, 2 bad input, 1 internal error.
 """
 
@@ -27,6 +31,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                                                   "rptdose/data/organ_limits.toml)")
     p.add_argument("--tissues", default=None, help="tissue parameter table (TOML; default: the shipped "
                                                    "rptdose/data/radiobiology_tissues.toml)")
+    p.add_argument("--k", type=float, default=None,
+                   help="margin below every limit in standard uncertainties u of the organ's cumulative dose or "
+                        "BED: the plan keeps projected + k u <= limit (default 1.645: one-sided 95 %%; 0: plan to "
+                        "the limit itself)")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -72,33 +80,49 @@ def _fmt(v: float | None, spec: str = ".3g") -> str:
     return format(v, spec)
 
 
+def _k(args: argparse.Namespace) -> float:
+    from rptdose.analysis.course import DEFAULT_K
+
+    k = getattr(args, "k", None)
+    return DEFAULT_K if k is None else k
+
+
 def _print_course(course) -> None:
     print(f"rptdose course: {course.nuclide}, {len(course.cycles)} cycle(s)")
     for c in course.cycles:
         print(f"  cycle {c.label:<12s} {c.time.isoformat():<25s} {c.activity_mbq:9.1f} MBq  ({c.method})")
-    print("  cumulative totals; +-1sd: statistical (and with the TIA fit, where the inputs give it)")
-    print("  region              kind     dose (Gy)  +-1sd   (+TIA)  BED (Gy)  +-1sd   EQD2 (Gy)")
+    print("  cumulative totals, 1 sd: stat = statistical; u = the uncertainty the limits use (basis: the most "
+          "complete one the cycles give)")
+    print("  region              kind     dose (Gy)  stat     u        BED (Gy)  u        EQD2 (Gy)  basis of u")
+    no_mc = all(c.method != "mc" for c in course.cycles)
     for rc in course.regions.values():
         mark = "" if rc.complete else "  (incomplete)"
-        print(f"  {rc.name:<18s}  {rc.kind:<7s}  {_fmt(rc.total_dose_gy, '9.3f')}  {_fmt(rc.total_dose_sigma_gy, '6.3f')}"
-              f"  {_fmt(rc.total_dose_sigma_tia_gy, '6.3f')}  {_fmt(rc.total_bed_gy, '8.3f')}  "
-              f"{_fmt(rc.total_bed_sigma_gy, '6.3f')}  {_fmt(rc.total_eqd2_gy, '9.3f')}{mark}")
+        stat = rc.total_dose_sigma_gy
+        if no_mc and stat == 0.0:
+            stat = float("nan")          # a method without Monte Carlo noise (ldm): "-", not 0
+        print(f"  {rc.name:<18s}  {rc.kind:<7s}  {_fmt(rc.total_dose_gy, '9.3f')}  {_fmt(stat, '7.3f')}"
+              f"  {_fmt(rc.total_dose_u_gy, '7.3f')}  {_fmt(rc.total_bed_gy, '8.3f')}  "
+              f"{_fmt(rc.total_bed_u_gy, '7.3f')}  {_fmt(rc.total_eqd2_gy, '9.3f')}  {rc.basis}{mark}")
+    if course.no_tissue:
+        print(f"  {course.no_tissue_line}")
     if course.checks:
-        print("  limits:")
+        print(f"  limits (k = {course.k:g}):")
         for ch in course.checks:
             print(f"    {ch.region:<18s} {ch.limit.label:<34s} cumulative {_fmt(ch.total_gy, '.3f')} Gy "
                   f"({_fmt(100 * ch.fraction, '.1f')} % of limit): {ch.status}")
 
 
 def _warnings(lines: list[str]) -> None:
+    sys.stdout.flush()                       # the warnings after what was printed before them
     for w in lines:
         print(f"  warning: {w}", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def cmd_course(args: argparse.Namespace) -> int:
     from rptdose.analysis.course import course_from_paths
 
-    course = course_from_paths(args.cycles, args.tissues, args.limits)
+    course = course_from_paths(args.cycles, args.tissues, args.limits, k=_k(args))
     _print_course(course)
     _warnings(course.warnings)
     if args.output:
@@ -109,35 +133,55 @@ def cmd_course(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_plan(plan) -> None:
+    course = plan.course
+    k = course.cycles[plan.kinetics_cycle]
+    print(f"  plan: {plan.cycles_left} remaining cycle(s), kinetics of cycle {k.label}")
+    print(f"    margin: each organ at risk keeps projected + k u <= limit, k = {plan.k:g} (u: standard uncertainty of "
+          "its projected cumulative total; the planned cycles share the kinetics cycle's dose-per-MBq error)")
+    print("    organ               limit                               delivered  u (Gy)   basis of u             "
+          "activity/cycle (MBq)  [to the limit]  margin k u (Gy)  that activity against every limit")
+    for r in plan.rows:
+        mark = "  <- sets the maximum" if r is plan.limiting else ""
+        print(f"    {r.region:<18s}  {r.limit.label:<34s}  {_fmt(r.delivered_gy, '9.3f')}  "
+              f"{_fmt(r.delivered_u_gy, '7.3f')}  {r.u_basis:<21s}  {r.activity_mbq:20.1f}  "
+              f"[{r.activity_no_margin_mbq:12.1f}]  {r.at.margin_gy:15.3f}  {r.check.short_label}{mark}")
+    print(f"    largest activity per cycle within every limit with the margin k u: {plan.max_activity_mbq:.1f} MBq "
+          f"(set by {plan.limiting.region}: {plan.limiting.limit.label}; {plan.limiting.activity_no_margin_mbq:.1f} "
+          "MBq would reach that limit itself)")
+    for name, delivered, act in plan.target_rows:
+        print(f"    tumour {name}: delivered {delivered:.3f} Gy; {act:.1f} MBq per cycle reaches "
+              f"{plan.target_gy:g} Gy ({plan.target_quantity})")
+    if plan.target_check is not None:
+        print(f"    tumour target activity {plan.target_activity_mbq:.1f} MBq per cycle: {plan.target_check.label}")
+    print(f"    proposed activity per cycle: {plan.proposed_activity_mbq:.1f} MBq: {plan.proposed_check.label}")
+    print("    at the proposed activity, every limit:")
+    print("      organ               limit                               projected (Gy)  u (Gy)  margin k u  "
+          "projected + k u  % of limit  check")
+    for s in plan.proposed_check.limits:
+        print(f"      {s.region:<18s}  {s.limit.label:<34s}  {s.projected_gy:14.3f}  {_fmt(s.u_gy, '6.3f')}  "
+              f"{s.margin_gy:10.3f}  {s.upper_gy:15.3f}  {100 * s.upper_fraction_of_limit:10.1f}  {s.status}")
+    others = [p for p in plan.projections if p.limit_gy is None]
+    if others:
+        print("    projected totals without a limit:  region  quantity  projected (Gy)  u (Gy)")
+        for p in others:
+            print(f"      {p.region:<18s}  {p.quantity:<9s}  {p.projected_gy:14.3f}  {_fmt(p.u_gy, '6.3f')}")
+    print(f"    sensitivity (kinetics +-20 %): the largest activity within the limits with the margin, and the "
+          f"proposed {plan.proposed_activity_mbq:.1f} MBq checked with those kinetics")
+    for s in plan.sensitivity:
+        print(f"      {s['scenario']:<34s} max {s['max_activity_mbq']:9.1f} MBq ({s['limited_by']}); proposed: "
+              f"{s['proposed_short_label']}")
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from rptdose.analysis.course import DECISION_SUPPORT, course_from_paths, plan_course
 
-    course = course_from_paths(args.cycles, args.tissues, args.limits)
+    course = course_from_paths(args.cycles, args.tissues, args.limits, k=_k(args))
     plan = plan_course(course, args.cycles_left, kinetics_from=args.kinetics_from, target_gy=args.target_tumour_gy,
                        target_quantity=args.target_quantity)
     print(f"*** {DECISION_SUPPORT} ***")
     _print_course(course)
-    k = course.cycles[plan.kinetics_cycle]
-    print(f"  plan: {plan.cycles_left} remaining cycle(s), kinetics of cycle {k.label}")
-    print("    organ               limit                               delivered  activity/cycle (MBq)")
-    for r in plan.rows:
-        mark = "  <- limiting" if r is plan.limiting else ""
-        print(f"    {r.region:<18s}  {r.limit.label:<34s}  {_fmt(r.delivered_gy, '9.3f')}  "
-              f"{r.activity_mbq:12.1f}{mark}")
-    print(f"    largest activity per cycle within every limit: {plan.safe_activity_mbq:.1f} MBq "
-          f"(limited by {plan.limiting.region}: {plan.limiting.limit.label})")
-    for name, delivered, act in plan.target_rows:
-        print(f"    tumour {name}: delivered {delivered:.3f} Gy; {act:.1f} MBq per cycle reaches "
-              f"{plan.target_gy:g} Gy ({plan.target_quantity})")
-    print(f"    proposed activity per cycle: {plan.proposed_activity_mbq:.1f} MBq")
-    print("    projected totals:  region              quantity   projected (Gy)  limit   margin")
-    for p in plan.projections:
-        print(f"                       {p.region:<18s}  {p.quantity:<9s}  {p.projected_gy:14.3f}  "
-              f"{_fmt(p.limit_gy, '6.3g')}  {_fmt(p.margin_gy, '.3f')}")
-    print("    sensitivity (kinetics +-20 %):")
-    for s in plan.sensitivity:
-        print(f"      {s['scenario']:<34s} safe {s['safe_activity_mbq']:9.1f} MBq ({s['limited_by']}); proposed "
-              f"activity reaches {100 * s['proposed_fraction_of_limit']:.1f} % of {s['proposed_worst']}")
+    _print_plan(plan)
     _warnings(plan.warnings)
     if args.output:
         from rptdose.analysis.course_report import write_course_outputs
@@ -169,5 +213,5 @@ def cmd_demo_course(args: argparse.Namespace) -> int:
         cycles.append(str(root / f"cycle{k}"))
     course_args = argparse.Namespace(cycles=cycles, output=str(root / "course"), limits=None, tissues=None,
                                      cycles_left=args.cycles_left, target_tumour_gy=None, target_quantity="absorbed",
-                                     kinetics_from=None)
+                                     kinetics_from=None, k=None)
     return cmd_plan(course_args)

@@ -9,8 +9,11 @@ file                        content
                             the provenance (inputs' SHA-256, versions, parameter tables used)
 ``course_regions.csv``      one row per region and cycle, and a ``total`` row per region
 ``course_limits.csv``       one row per (region, limit): cumulative value, 1 sigma, fraction
-``plan.csv``                (plan) per (organ, limit): delivered, activity that reaches the limit
-``plan_sensitivity.csv``    (plan) the activity and the worst organ under +-20 % kinetics
+``plan.csv``                (plan) per (organ, limit): delivered and its uncertainty u, the
+                            activity that keeps the limit with the margin k u and the one that
+                            reaches it, the margin, and that activity checked against every limit
+``plan_sensitivity.csv``    (plan) the largest activity and the proposed one checked under
+                            +-20 % kinetics
 ``course.html``             self-contained page: tables, bar charts (per cycle, cumulative,
                             limits, the proposal), the decision-support caveat, provenance
 ==========================  ==================================================================
@@ -92,16 +95,30 @@ def region_rows(course: Course) -> list[dict[str, Any]]:
 
 def limit_rows(course: Course) -> list[dict[str, Any]]:
     return [{"region": ch.region, "tissue": ch.limit.tissue, "quantity": ch.limit.quantity,
-             "limit_gy": ch.limit.value_gy, "cumulative_gy": ch.total_gy, "sigma_gy": ch.sigma_gy,
+             "limit_gy": ch.limit.value_gy, "cumulative_gy": ch.total_gy, "sigma_gy": ch.sigma_gy, "k": ch.k,
              "fraction_of_limit": ch.fraction, "status": ch.status, "source": ch.limit.source}
             for ch in course.checks]
 
 
 def plan_rows(plan: Plan) -> list[dict[str, Any]]:
     return [{"region": r.region, "limit": r.limit.label, "quantity": r.limit.quantity, "limit_gy": r.limit.value_gy,
-             "delivered_gy": r.delivered_gy, "activity_per_cycle_mbq": r.activity_mbq,
-             "dose_per_mbq_gy": plan.kinetics[r.region].dose_per_mbq, "t_eff_h": plan.kinetics[r.region].t_eff_h,
-             "g_factor": plan.kinetics[r.region].g, "limiting": r is plan.limiting} for r in plan.rows]
+             "delivered_gy": r.delivered_gy, "delivered_u_gy": r.delivered_u_gy, "u_basis": r.u_basis,
+             "k": plan.k, "activity_per_cycle_mbq": r.activity_mbq,
+             "activity_to_the_limit_mbq": r.activity_no_margin_mbq, "projected_gy": r.at.projected_gy,
+             "projected_u_gy": r.at.u_gy, "margin_gy": r.at.margin_gy,
+             "dose_per_mbq_gy": plan.kinetics[r.region].dose_per_mbq,
+             "dose_per_mbq_rel_u": plan.kinetics[r.region].u_rel, "t_eff_h": plan.kinetics[r.region].t_eff_h,
+             "g_factor": plan.kinetics[r.region].g, "sets_the_maximum": r is plan.limiting,
+             "check_of_this_activity": r.check.short_label} for r in plan.rows]
+
+
+def check_rows(check: Any) -> list[dict[str, Any]]:
+    """Every limit at one activity (an ActivityCheck): projected, u, margin k u, status."""
+    return [{"region": s.region, "limit": s.limit.label, "quantity": s.limit.quantity, "limit_gy": s.limit.value_gy,
+             "activity_per_cycle_mbq": s.activity_mbq, "delivered_gy": s.delivered_gy, "projected_gy": s.projected_gy,
+             "u_gy": s.u_gy, "k": s.k, "margin_gy": s.margin_gy, "projected_plus_margin_gy": s.upper_gy,
+             "fraction_of_limit": s.fraction_of_limit, "fraction_of_limit_with_margin": s.upper_fraction_of_limit,
+             "status": s.status} for s in check.limits]
 
 
 def plan_dict(plan: Plan) -> dict[str, Any]:
@@ -110,15 +127,24 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "caveat": DECISION_SUPPORT,
         "cycles_left": plan.cycles_left,
         "kinetics_from_cycle": plan.course.cycles[plan.kinetics_cycle].label,
-        "safe_activity_per_cycle_mbq": plan.safe_activity_mbq,
+        "k": plan.k,
+        "margin_rule": "projected cumulative total + k u <= limit for every organ at risk (u: standard uncertainty "
+                       "of the projected total; k standard uncertainties, default 1.645 = one-sided 95 %)",
+        "max_activity_per_cycle_mbq": plan.max_activity_mbq,
         "limited_by": {"region": lim.region, "limit": lim.limit.label, "source": lim.limit.source} if lim else None,
         "target_gy": plan.target_gy, "target_quantity": plan.target_quantity,
         "target": [{"tumour": n, "delivered_gy": d, "activity_per_cycle_mbq": a} for n, d, a in plan.target_rows],
         "target_activity_per_cycle_mbq": plan.target_activity_mbq,
+        "target_check": None if plan.target_check is None else plan.target_check.label,
         "proposed_activity_per_cycle_mbq": plan.proposed_activity_mbq,
+        "proposed_status": plan.proposed_check.status,
+        "proposed_check": plan.proposed_check.label,
+        "proposed_limits": check_rows(plan.proposed_check),
         "limits": plan_rows(plan),
         "projection": [{"region": p.region, "quantity": p.quantity, "delivered_gy": p.delivered_gy,
-                        "projected_gy": p.projected_gy, "limit_gy": p.limit_gy, "margin_gy": p.margin_gy}
+                        "projected_gy": p.projected_gy, "u_gy": p.u_gy, "limit_gy": p.limit_gy,
+                        "margin_gy": p.margin_gy if p.limit_gy is not None else None,
+                        "limit_minus_projected_minus_margin_gy": p.room_gy}
                        for p in plan.projections],
         "sensitivity": plan.sensitivity,
         "warnings": plan.warnings,
@@ -130,7 +156,8 @@ def course_dict(course: Course, plan: Plan | None, prov: dict[str, Any]) -> dict
         "format": "rptdose-course", "format_version": 1, "nuclide": course.nuclide,
         "cycles": [{"cycle": c.label, "administration_time": c.time.isoformat(), "activity_mbq": c.activity_mbq,
                     "method": c.method, "path": str(c.path)} for c in course.cycles],
-        "regions": region_rows(course), "limits": limit_rows(course), "warnings": course.warnings,
+        "regions": region_rows(course), "limits": limit_rows(course), "k": course.k,
+        "regions_without_tissue": course.no_tissue, "warnings": course.warnings,
         "provenance": prov,
     }
     if plan is not None:
@@ -247,8 +274,11 @@ def course_html(course: Course, plan: Plan | None, prov: dict[str, Any], figure_
                ["cycle", "administration time", "activity (MBq)", "method", "study file"]),
         f"<img alt='cumulative dose and BED per region' src='data:image/png;base64,{figure_png_b64}'>",
         "<h2>Limits</h2>",
-        _table(limit_rows(course), ["region", "quantity", "limit_gy", "cumulative_gy", "sigma_gy",
+        _table(limit_rows(course), ["region", "quantity", "limit_gy", "cumulative_gy", "sigma_gy", "k",
                                     "fraction_of_limit", "status", "source"]),
+        "<p>sigma_gy: the standard uncertainty u of the cumulative total that the limits use (the most complete "
+        "one each cycle's regions.json gives: u_total, else statistical and TIA fit, else statistical); "
+        "\"inside k u\": the total is below the limit but less than k u below it.</p>",
         "<h2>Per region and cycle</h2>",
         _table(region_rows(course), ["region", "kind", "tissue", "cycle", "activity_mbq", "dose_gy", "dose_sigma_gy",
                                      "dose_sigma_with_tia_gy",
@@ -261,6 +291,8 @@ def course_html(course: Course, plan: Plan | None, prov: dict[str, Any], figure_
         "uncertainty where the cycle's regions.json gives it (the uncertainty of the radiobiological parameters "
         "is not included). BED of the region mean dose (dose non-uniformity inside a region is not included).</p>",
     ]
+    if course.no_tissue:
+        parts.append(f"<p><b>{esc(course.no_tissue_line)}</b></p>")
     if plan is not None:
         pd = plan_dict(plan)
         lim = plan.limiting
@@ -268,23 +300,35 @@ def course_html(course: Course, plan: Plan | None, prov: dict[str, Any], figure_
             "<h2>Proposal for the remaining cycles</h2>",
             f"<p class='warn'><b>{esc(DECISION_SUPPORT)}</b></p>",
             f"<p>{plan.cycles_left} remaining cycle(s), kinetics of cycle "
-            f"{esc(plan.course.cycles[plan.kinetics_cycle].label)}. Largest activity per cycle within every limit: "
-            f"<b>{plan.safe_activity_mbq:.1f} MBq</b>, limited by <b>{esc(lim.region)}</b> ({esc(lim.limit.label)}).",
+            f"{esc(plan.course.cycles[plan.kinetics_cycle].label)}. Margin: every organ at risk keeps "
+            f"projected + k&nbsp;u &le; limit with <b>k = {plan.k:g}</b> (u: the standard uncertainty of its projected "
+            "cumulative total; the planned cycles share the kinetics cycle's dose-per-MBq error). Largest activity "
+            f"per cycle within every limit with the margin: <b>{plan.max_activity_mbq:.1f} MBq</b>, set by "
+            f"<b>{esc(lim.region)}</b> ({esc(lim.limit.label)}; {lim.activity_no_margin_mbq:.1f} MBq would reach "
+            "that limit itself).",
         ]
         if plan.target_gy is not None and plan.target_activity_mbq is not None:
             parts.append(f" Activity per cycle for a tumour {esc(plan.target_quantity)} of {plan.target_gy:g} Gy: "
-                         f"<b>{plan.target_activity_mbq:.1f} MBq</b>.")
-        parts.append(f" Proposed: <b>{plan.proposed_activity_mbq:.1f} MBq</b> per cycle.</p>")
-        parts.append(_table(pd["limits"], ["region", "limit", "delivered_gy", "activity_per_cycle_mbq",
-                                           "dose_per_mbq_gy", "t_eff_h", "g_factor", "limiting"]))
+                         f"<b>{plan.target_activity_mbq:.1f} MBq</b>"
+                         + (f": {esc(plan.target_check.label)}." if plan.target_check is not None else "."))
+        parts.append(f" Proposed: <b>{plan.proposed_activity_mbq:.1f} MBq</b> per cycle: "
+                     f"<b>{esc(plan.proposed_check.label)}</b>.</p>")
+        parts.append(_table(pd["limits"], ["region", "limit", "delivered_gy", "delivered_u_gy", "u_basis",
+                                           "activity_per_cycle_mbq", "activity_to_the_limit_mbq", "margin_gy",
+                                           "dose_per_mbq_gy", "t_eff_h", "g_factor", "sets_the_maximum",
+                                           "check_of_this_activity"]))
         if pd["target"]:
             parts.append(_table(pd["target"], ["tumour", "delivered_gy", "activity_per_cycle_mbq"]))
-        parts += ["<h3>Projected totals at the proposed activity</h3>",
-                  _table(pd["projection"], ["region", "quantity", "delivered_gy", "projected_gy", "limit_gy",
-                                            "margin_gy"]),
+        parts += ["<h3>Every limit at the proposed activity</h3>",
+                  _table(pd["proposed_limits"], ["region", "limit", "projected_gy", "u_gy", "k", "margin_gy",
+                                                 "projected_plus_margin_gy", "limit_gy",
+                                                 "fraction_of_limit_with_margin", "status"]),
+                  "<h3>Projected totals at the proposed activity</h3>",
+                  _table(pd["projection"], ["region", "quantity", "delivered_gy", "projected_gy", "u_gy", "limit_gy",
+                                            "margin_gy", "limit_minus_projected_minus_margin_gy"]),
                   "<h3>Sensitivity to the kinetics (&plusmn;20 %)</h3>",
-                  _table(plan.sensitivity, ["scenario", "safe_activity_mbq", "limited_by",
-                                            "proposed_fraction_of_limit", "proposed_worst"])]
+                  _table(plan.sensitivity, ["scenario", "max_activity_mbq", "limited_by", "proposed_activity_mbq",
+                                            "proposed_short_label"])]
     warnings = plan.warnings if plan is not None else course.warnings
     if warnings:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
