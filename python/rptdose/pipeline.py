@@ -27,10 +27,12 @@ Outputs in DIR (every file written under a temporary name and moved into place):
 =============================  ============================================================
 file                           content
 =============================  ============================================================
-``dose.dcm``                   DICOM RT Dose (Gy) on the reference CT's frame of reference
+``dose.dcm``                   DICOM RT Dose (Gy) on the reference CT's frame of reference,
+                               0 outside the body outline (``dose.mask_to_body``, default)
 ``dose_uncertainty.dcm``       the absolute 1-sigma statistical uncertainty (Gy) as a second
                                RT Dose series (DoseType ERROR), when the method has one
-``dose.nii.gz``                dose (Gy), float64
+``dose.nii.gz``                dose (Gy), float64, masked as dose.dcm; the full map and the
+                               ``body_mask`` are in dose.h5
 ``dose_rel_uncertainty.nii.gz``  relative 1-sigma statistical uncertainty (NaN: none)
 ``dose.h5``                    an rptdose result file (``rd.load_result`` reads it) plus the
                                TIA, its uncertainty, the masks, the region table, the study
@@ -88,6 +90,8 @@ TIA_REL_UNCERTAINTY_WARN = 0.20          # region TIA fit uncertainty
 DOSE_REL_UNCERTAINTY_WARN = 0.05         # region mean dose statistical uncertainty
 AIR_DENSITY_G_CM3 = 0.05                 # voxels below this density are air (outside the patient)
 AIR_TIA_FRACTION_WARN = 0.01             # share of the TIA in air voxels (SPECT blur, misregistration)
+OUTSIDE_BODY_TIA_FRACTION_WARN = 0.02     # share of the TIA imaged outside the CT's body outline
+VOXEL_FALLBACK_TIA_FRACTION_WARN = 0.05   # share of the TIA from voxels without a usable own fit
 
 
 def region_kind(name: str) -> str:
@@ -324,6 +328,19 @@ def run_warnings(study: Any, rows: list[dict[str, Any]]) -> list[str]:
             out.append(f"time point {q['label']}: activity in the field of view, decay-corrected to the "
                        f"administration, is {pct:.1f} % of the administered activity (expected {lo:g}-{hi:g} % "
                        f"at the first scan, at most {hi:g} % later): check the calibration and the durations")
+    ob = getattr(study, "tia_outside_body", None) or {}
+    if ob.get("outside_fraction", 0.0) > OUTSIDE_BODY_TIA_FRACTION_WARN:
+        done = {"drop": "set to 0 (tia.outside_body = \"drop\")", "keep": "kept (tia.outside_body = \"keep\")",
+                "reassign": f"moved to the nearest body voxel ({100 * ob.get('moved_fraction', 0.0):.1f} %; "
+                            "tia.outside_body = \"reassign\")"}[ob.get("mode", "keep")]
+        out.append(f"{100 * ob['outside_fraction']:.1f} % of the time-integrated activity was imaged outside the "
+                   f"body outline (SPECT resolution, noise or misregistration): {done}")
+    methods = ob.get("tia_fraction_by_method") or {}
+    if methods.get("region", 0.0) + methods.get("trapezoid", 0.0) > VOXEL_FALLBACK_TIA_FRACTION_WARN:
+        out.append(f"{100 * (methods.get('region', 0.0) + methods.get('trapezoid', 0.0)):.1f} % of the "
+                   "time-integrated activity comes from voxels whose own fit was not usable (noise): region "
+                   f"kinetics {100 * methods.get('region', 0.0):.1f} %, trapezoid {100 * methods.get('trapezoid', 0.0):.1f} "
+                   "% (tia/tia_method.nii.gz shows where)")
     air = study.phantom.density < AIR_DENSITY_G_CM3
     total = float(study.tia.sum())
     share = float(study.tia[air].sum()) / total if total > 0 else 0.0
@@ -410,7 +427,7 @@ def write_outputs(outdir: Path, study: Any, dose: DoseEstimate, regions: dict[st
     """Write every output of a run into ``outdir`` (module docstring); returns {label: path}."""
     import json
 
-    from rptdose.io.hdf5 import to_json, write_result
+    from rptdose.io.hdf5 import to_json, write_masks, write_result
     from rptdose.io.rtdose import reference_identity, write_rtdose
     from rptdose.quant.outputs import write_csv, write_figure, write_image, write_text
 
@@ -421,15 +438,22 @@ def write_outputs(outdir: Path, study: Any, dose: DoseEstimate, regions: dict[st
     rel_map = np.full(dose.dose_gy.shape, np.nan) if rel is None else rel
     ref = reference_identity(study.timepoints[0].ct_path)
     comment = f"rptdose {provenance['rptdose_version']} {dose.method}; study {study.name}"
-    written["rtdose"] = write_rtdose(outdir / "dose.dcm", dose.dose_gy, geo, reference=ref, comment=comment,
+    # what a viewer shows: the dose inside the body outline (dose.mask_to_body); air voxels next
+    # to spill-out activity get 10^3-10^5 Gy from their tiny mass. dose.h5 keeps the full map.
+    body = getattr(study, "body", None)
+    masked = body is not None and bool(study.settings["dose"].get("mask_to_body", True))
+    shown = np.where(body, dose.dose_gy, 0.0) if masked else dose.dose_gy
+    where = "inside the body outline; full map in dose.h5" if masked else "whole grid"
+    written["rtdose"] = write_rtdose(outdir / "dose.dcm", shown, geo, reference=ref, comment=f"{comment}; {where}",
                                      series_description=f"rptdose {dose.method} absorbed dose")
     if rel is not None:
-        sigma = np.where(dose.dose_gy > 0, dose.dose_gy * rel, 0.0)
+        sigma = np.where(shown > 0, shown * rel, 0.0)
         written["rtdose_uncertainty"] = write_rtdose(
             outdir / "dose_uncertainty.dcm", sigma, geo, reference=ref, dose_type="ERROR", comment=comment,
             series_description=f"rptdose {dose.method} dose uncertainty (1 sigma, statistical)")
     note = f"rptdose {provenance['rptdose_version']} {dose.method} seed {dose.seed}; provenance: dose.h5"
-    written["dose_nifti"] = write_image(outdir / "dose.nii.gz", dose.dose_gy, geo, description=f"dose Gy; {note}")
+    written["dose_nifti"] = write_image(outdir / "dose.nii.gz", shown, geo,
+                                        description=f"dose Gy {'in body' if masked else ''}; {note}")
     written["uncertainty_nifti"] = write_image(outdir / "dose_rel_uncertainty.nii.gz", rel_map, geo,
                                                description=f"rel. 1-sigma; {note}")
 
@@ -443,9 +467,10 @@ def write_outputs(outdir: Path, study: Any, dose: DoseEstimate, regions: dict[st
         h5.create_dataset("tia_bq_s", data=study.tia, **opts)
         h5.create_dataset("tia_rel_uncertainty", data=study.tia_rel_uncertainty, **opts)
         h5.create_dataset("density_g_cm3", data=study.phantom.density, **opts)
-        g = h5.create_group("masks")
-        for name, mask in regions.items():
-            g.create_dataset(name, data=mask.astype(np.uint8), **opts)
+        if body is not None:
+            d = h5.create_dataset("body_mask", data=body.astype(np.uint8), **opts)
+            d.attrs["description"] = "1 inside the body outline found on the reference CT (rptdose.quant.body)"
+        write_masks(h5, regions, **opts)  # safe link names, verbatim names in attribute 'name'
 
     fields = {"dose_gy": dose.dose_gy, "rel_uncertainty": rel_map, "energy_balance": dose.energy_balance,
               "region_means": dose.region_means, "backend": dose.backend, "histories": dose.histories,
@@ -462,12 +487,14 @@ def write_outputs(outdir: Path, study: Any, dose: DoseEstimate, regions: dict[st
     written.update({f"tia/{k}": v for k, v in study.write_tia(outdir / "tia", plots=plots).items()})
     figures: dict[str, Any] = {}
     if plots:
-        from rptdose.report.figures import dose_slices_figure, dvh_figure
+        from rptdose.report.figures import body_mask, dose_slices_figure, dvh_figure
 
-        figures["dvh"] = dvh_figure(bins, curves)
+        # figures scaled to the organs (report/figures.py): DVH axis from the regions' D1, colour
+        # scale from the 99.5th percentile of the dose inside the body
+        figures["dvh"] = dvh_figure(bins, curves, dose_gy=dose.dose_gy, regions=regions)
         written["dvh_png"] = write_figure(outdir / "dvh.png", figures["dvh"])
         figures["slices"] = dose_slices_figure(study.phantom.density, dose.dose_gy, regions, rows,
-                                               study.phantom.spacing_mm)
+                                               study.phantom.spacing_mm, body=body_mask(study))
         written["slices_png"] = write_figure(outdir / "dose_slices.png", figures["slices"])
     from rptdose.report.html import render_report
 

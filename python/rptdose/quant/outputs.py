@@ -82,10 +82,10 @@ def write_csv(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[s
     else:  # the union of the rows' keys, in order of appearance
         cols = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([csv_text(str(c)) for c in cols])  # column names may hold region names (dvh.csv)
     for row in rows:
-        writer.writerow({k: _fmt(row.get(k)) for k in cols})
+        writer.writerow([_fmt(row.get(k)) for k in cols])
     return write_text(path, buf.getvalue())
 
 
@@ -93,8 +93,28 @@ def _fmt(v: Any) -> Any:
     if isinstance(v, float):
         return "" if not np.isfinite(v) else f"{v:.8g}"
     if isinstance(v, (list, tuple)):
-        return ";".join(str(x) for x in v)
-    return v
+        return csv_text(";".join(str(x) for x in v))
+    if isinstance(v, (str, bytes)):
+        return csv_text(v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v)
+    return "" if v is None else v
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CSV_NUMBERS = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+                          r"(?:\s*;\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)*\s*")
+
+
+def csv_text(text: str) -> str:
+    """A text cell made safe for spreadsheets: one that starts with ``= + - @``, a tab or a
+    carriage return gets a leading single quote (OWASP's advice against CSV injection), so that
+    ``=HYPERLINK(...)`` stays text. Numbers written as text (``-1.5``, ``-8;4;0``) are left as they
+    are: they stay numbers. Only text is escaped; the writers pass numbers through untouched.
+    A carriage return inside becomes a line feed: the writers end rows with ``\\n``, so the csv
+    module quotes cells holding ``\\n`` but not a lone ``\\r``, which readers take as a row end."""
+    if text.startswith(CSV_FORMULA_START) and not _CSV_NUMBERS.fullmatch(text):
+        text = "'" + text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray, geometry: dict, description: str | None = None) -> Path:
@@ -122,14 +142,34 @@ def write_figure(path: str | os.PathLike, fig: Any) -> Path:
     return p
 
 
+#: Longest file-name part made from a region name (characters).
+SAFE_NAME_MAX = 64
+_WINDOWS_DEVICES = {"con", "prn", "aux", "nul"} | {f"{d}{i}" for d in ("com", "lpt") for i in range(1, 10)}
+
+
 def safe_name(name: str) -> str:
-    """A region name as a file-name part."""
-    s = re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip()).strip("._")
-    return s or "region"
+    """A region name as a file-name part: runs of characters other than ASCII letters, digits,
+    ``.``, ``_`` and ``-`` become ``_`` (no ``/``, ``..``, spaces or control characters), no
+    leading or trailing ``.`` or ``_``. A name that keeps nothing (e.g. all non-ASCII), a Windows
+    device name (``CON``, ``NUL``, ...) or one longer than :data:`SAFE_NAME_MAX` characters gets
+    the first 8 hex digits of its SHA-256 appended, so that distinct names keep distinct files.
+    Names that still coincide (``liver part`` and ``liver/part``, or ``Liver`` and ``liver`` on a
+    case-insensitive disk) are refused when the segmentation is read
+    (:func:`rptdose.io.segmentation.check_region_names`)."""
+    import hashlib
+
+    text = str(name)
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip()).strip("._")
+    if not s or s.split(".")[0].lower() in _WINDOWS_DEVICES or len(s) > SAFE_NAME_MAX:
+        digest = hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:8]
+        stem = s[:SAFE_NAME_MAX - 9].strip("._") or "region"
+        head, dot, tail = stem.partition(".")   # NUL.txt is a device too: the digest goes before the dot
+        s = f"{head}_{digest}{dot}{tail}"
+    return s
 
 
 def write_tia_h5(path: str | os.PathLike, study: Any) -> Path:
-    from rptdose.io.hdf5 import atomic_h5, to_json
+    from rptdose.io.hdf5 import atomic_h5, to_json, write_masks
 
     geo = study.geometry
     with atomic_h5(path, name="tia.h5") as h5:
@@ -150,10 +190,16 @@ def write_tia_h5(path: str | os.PathLike, study: Any) -> Path:
         h5.create_dataset("tia_rel_uncertainty", data=study.tia_rel_uncertainty, **opts)
         h5.create_dataset("fit_model", data=study.voxel_fit.model, **opts)
         h5.create_dataset("fit_flags", data=study.voxel_fit.flags, **opts)
+        if getattr(study, "voxel_method", None) is not None:
+            from rptdose.quant.voxel_tia import METHOD_NAMES
+
+            d = h5.create_dataset("voxel_method", data=study.voxel_method, **opts)
+            d.attrs["codes"] = to_json(METHOD_NAMES)
+        if getattr(study, "body", None) is not None:
+            h5.create_dataset("body_mask", data=study.body.astype(np.uint8), **opts)
+        h5.attrs["outside_body"] = to_json(getattr(study, "tia_outside_body", {}))
         h5.create_dataset("activity_bq", data=study.activity.astype(np.float32), **opts)
-        g = h5.create_group("masks")
-        for name, mask in study.masks.items():
-            g.create_dataset(name, data=mask.astype(np.uint8), **opts)
+        write_masks(h5, study.masks, **opts)  # safe link names, verbatim names in attribute 'name'
     return Path(path)
 
 
@@ -168,6 +214,9 @@ def write_tia_outputs(study: Any, outdir: str | os.PathLike, plots: bool = True)
     geo = study.geometry
     written["tia_nifti"] = write_image(out / "tia.nii.gz", study.tia, geo)
     written["uncertainty_nifti"] = write_image(out / "tia_rel_uncertainty.nii.gz", study.tia_rel_uncertainty, geo)
+    if getattr(study, "voxel_method", None) is not None:
+        written["method_nifti"] = write_image(out / "tia_method.nii.gz", study.voxel_method, geo,
+                                              description="voxel TIA method: 0 none 1 fit 2 trapezoid 3 region")
     written["tia_h5"] = write_tia_h5(out / "tia.h5", study)
     written["regions_csv"] = write_csv(out / "regions.csv", study.region_table, study.region_columns)
     written["timepoints_csv"] = write_csv(out / "timepoints.csv", study.quant_report)
