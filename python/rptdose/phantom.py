@@ -5,8 +5,8 @@ Conventions (DESIGN.md; SimpleITK/DICOM for the geometry):
 =====================  ===================  =========  ======================================
 quantity               layout               unit       notes
 =====================  ===================  =========  ======================================
-``density``            float32 [z, y, x]    g/cm3      finite, > 0, at most 25 (no tissue or
-                                                       implant is denser; catches kg/m3)
+``density``            float32 [z, y, x]    g/cm3      finite, at least 1e-30, at most 25 (no
+                                                       tissue or implant is denser; catches kg/m3)
 ``material_index``     int32 [z, y, x]      --         index into ``materials``
 ``materials``          list of Material     --         built-in names resolve with
                                                        ``physics.get_material``
@@ -41,6 +41,9 @@ if TYPE_CHECKING:  # imported lazily at run time (the physics package is heavier
 SPACING_MIN_MM, SPACING_MAX_MM = 1e-3, 1e3
 #: Largest accepted voxel density (g/cm3): osmium is 22.6; more means kg/m3 or garbage.
 DENSITY_MAX_G_CM3 = 25.0
+#: Smallest accepted voxel density (g/cm3): a normal float32 (subnormals lose precision), far
+#: below any gas (air 1.2e-3, a laboratory vacuum ~1e-15).
+DENSITY_MIN_G_CM3 = 1e-30
 #: Tolerance on the orthonormality of the direction matrix (DICOM cosines carry ~1e-6 noise).
 DIRECTION_TOL = 1e-4
 
@@ -127,15 +130,14 @@ class Phantom:
             n_bad = int(np.count_nonzero(~np.isfinite(dens64)))
             raise InputError(f"density_g_cm3 ({n_bad} voxels NaN or infinite): expected finite densities in g/cm3")
         lo, hi = float(dens64.min()), float(dens64.max())
-        if lo <= 0.0:
-            raise InputError(f"density_g_cm3 (minimum {lo:g}): expected densities > 0 g/cm3 in every voxel "
-                             "(use air, about 0.0012 g/cm3, for empty space)")
+        if lo < DENSITY_MIN_G_CM3:  # also every positive value that float32 rounds to 0 or a subnormal
+            why = f"minimum {lo:g}" + ("" if lo <= 0.0 else f", below {DENSITY_MIN_G_CM3:g}")
+            raise InputError(f"density_g_cm3 ({why}): expected densities > 0 g/cm3, at least {DENSITY_MIN_G_CM3:g}, "
+                             "in every voxel (use air, about 0.0012 g/cm3, for empty space)")
         if hi > DENSITY_MAX_G_CM3:
             raise InputError(f"density_g_cm3 (maximum {hi:g}): expected g/cm3 up to {DENSITY_MAX_G_CM3:g} "
                              "(was the density given in kg/m3?)")
         dens32 = dens64.astype(np.float32)
-        if float(dens32.min()) <= 0.0:  # a positive float64 smaller than float32's tiniest
-            raise InputError(f"density_g_cm3 (minimum {lo:g}, zero in float32): expected densities > 1e-30 g/cm3")
         del dens64
 
         if index.dtype == bool or not np.issubdtype(index.dtype, np.integer):
@@ -214,6 +216,9 @@ class Phantom:
         ct : SimpleITK.Image, or path
             A 3-D CT image in HU (SimpleITK image), a file SimpleITK reads (MetaImage ``.mha`` /
             ``.mhd``, NIfTI ``.nii`` / ``.nii.gz``, NRRD), or a folder holding a DICOM CT series.
+            It must be a CT volume (:func:`rptdose.io.ct.read_ct`): DICOM files of another
+            modality or SOP class (an NM/SPECT or PET file, a secondary capture) are refused, since
+            their pixel values are not HU, and so is a single slice (at least 2 voxels per axis).
         calibration : HUCalibration, optional
             Default :meth:`HUCalibration.schneider2000`. Any object with
             ``apply(hu) -> (density float32, material_index int32, materials)`` works.

@@ -757,8 +757,9 @@ def load_study(path: str | os.PathLike, *, register: bool | None = None, deforma
             raise InputError(f"{where} (acquisition start {start.isoformat()} from {start_source} is "
                              f"{dt / 86400.0:.4g} days, {dt / half_life_s:.3g} half-lives of {nuclide}, after the "
                              f"administration {adm_time.isoformat()} ({adm_info['time_source']})): expected scans "
-                             f"within {MAX_SCAN_HALF_LIVES:g} half-lives ({MAX_SCAN_HALF_LIVES * half_life_s / 86400.0:.4g}"
-                             " days) of the administration; check the dates (administration.time, "
+                             f"within {MAX_SCAN_HALF_LIVES:g} half-lives "
+                             f"({MAX_SCAN_HALF_LIVES * half_life_s / 86400.0:.4g} days) of the administration; check "
+                             "the dates (administration.time, "
                              f"timepoint[{tp.position}].acquisition_time)")
         duration, duration_source = ((tp.duration_s, f"timepoint[{tp.position}].duration_s") if tp.duration_s
                                      else (nm.duration_s, nm.duration_source))

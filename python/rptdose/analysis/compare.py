@@ -431,11 +431,13 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
         for k in r:
             if k not in cols:
                 cols.append(k)
+    from rptdose.quant.outputs import csv_text  # text cells starting with = + - @ escaped (CSV injection)
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
+    w.writerow([csv_text(str(c)) for c in cols])
     for r in rows:
-        w.writerow([_fmt(r.get(c)) for c in cols])
+        w.writerow([csv_text(_fmt(v)) if isinstance(v := r.get(c), str) else _fmt(v) for c in cols])
     return write_text(path, buf.getvalue())
 
 

@@ -5,11 +5,18 @@ input                       how it is read
 ==========================  ================================================================
 ``SimpleITK.Image``         used as it is (3-D, one component)
 a file                      ``SimpleITK.ReadImage``: MetaImage (.mha/.mhd), NIfTI (.nii,
-                            .nii.gz), NRRD, a single (multi-frame) DICOM file, ...
+                            .nii.gz), NRRD, or a single multi-frame (Enhanced) DICOM CT file;
+                            a DICOM file must be a CT (below); a single-slice DICOM file is
+                            refused (give the folder that holds the whole series)
 a folder                    the DICOM CT series in it, with ``SimpleITK.ImageSeriesReader``
                             (GDCM sorts the slices and applies RescaleSlope/Intercept); only
                             CT image storage SOP classes with Modality CT
 ==========================  ================================================================
+
+A DICOM CT is recognised by its SOP class (CT, Enhanced CT or Legacy Converted Enhanced CT
+Image Storage) and Modality (0008,0060) CT: a file that states another SOP class or modality
+(NM, PT, secondary capture, ...) or neither is refused. Whatever the input, the result must be
+a volume: at least :data:`MIN_VOXELS_PER_AXIS` voxels along each axis (one slice is not a CT).
 
 The result is a 3-D float32 image in HU whose geometry (spacing, origin, direction; x, y, z
 order) is the CT's. For a DICOM series the slice geometry is checked first, from the headers
@@ -38,6 +45,8 @@ SLICE_SPACING_ATOL_MM = 0.01
 #: Tolerance on direction cosines shared by all slices, and on the gantry tilt (degrees).
 ORIENTATION_TOL = 1e-4
 TILT_TOL_DEG = 0.01
+#: Fewest voxels along each axis of a CT volume (a single slice is not a CT).
+MIN_VOXELS_PER_AXIS = 2
 
 #: DICOM SOP classes that hold CT images (CT, Enhanced CT, Legacy Converted Enhanced CT).
 CT_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
@@ -45,7 +54,7 @@ CT_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
                   "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage"}
 
 _HEADER_TAGS = ["SOPClassUID", "Modality", "ImageOrientationPatient", "ImagePositionPatient", "GantryDetectorTilt",
-                "SeriesInstanceUID", "SeriesDescription"]
+                "SeriesInstanceUID", "SeriesDescription", "NumberOfFrames"]
 
 
 def read_ct(ct: Any, series_uid: str | None = None) -> Any:
@@ -71,6 +80,7 @@ def read_ct(ct: Any, series_uid: str | None = None) -> Any:
     if path.is_dir():
         image = _read_dicom_folder(path, series_uid)
     else:
+        _check_dicom_file(path)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as exc:
@@ -90,6 +100,10 @@ def _as_hu_image(image: Any, what: str) -> Any:
 
     if image.GetDimension() != 3:
         raise InputError(f"{what} ({image.GetDimension()}-D image, size {image.GetSize()}): expected a 3-D CT")
+    if min(image.GetSize()) < MIN_VOXELS_PER_AXIS:
+        raise InputError(f"{what} (size {image.GetSize()} voxels (x, y, z): a single slice or line): expected a "
+                         f"CT volume of at least {MIN_VOXELS_PER_AXIS} voxels along each axis; for DICOM give the "
+                         "folder of the whole series")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{what} ({image.GetNumberOfComponentsPerPixel()} components per pixel): "
                          "expected a scalar CT in HU")
@@ -103,6 +117,31 @@ def _as_hu_image(image: Any, what: str) -> Any:
     if not np.all(np.isfinite(hu)):
         raise InputError(f"{what} (contains NaN or infinite values): expected finite CT numbers (HU)")
     return image
+
+
+def _check_dicom_file(path: Path) -> None:
+    """A single file given as the CT: if it is DICOM, it must be a CT (SOP class, Modality) and
+    hold a volume (a multi-frame object), not one slice. Non-DICOM files pass (SimpleITK reads them)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    except InvalidDicomError:
+        return  # not DICOM (NIfTI, MetaImage, NRRD, ...)
+    except Exception as exc:  # pydicom raises several types for broken files
+        raise InputError(f"ct '{path}' (unreadable DICOM file: {exc}): expected a CT image file or a DICOM CT "
+                         "folder") from None
+    check_dicom_slices([str(path)], where=f"ct '{path}'")
+    frames = getattr(ds, "NumberOfFrames", None)
+    try:
+        n = int(frames) if frames not in (None, "") else 1
+    except (TypeError, ValueError):
+        n = 1
+    if n < MIN_VOXELS_PER_AXIS:
+        raise InputError(f"ct '{path}' (a single DICOM CT slice, NumberOfFrames (0028,0008) "
+                         f"{'absent' if frames in (None, '') else n}): expected a CT volume: the folder that holds "
+                         f"the whole series ('{path.parent}'), or a multi-frame (Enhanced) CT file")
 
 
 @contextlib.contextmanager
@@ -152,6 +191,8 @@ def _read_dicom_folder(folder: Path, series_uid: str | None) -> Any:
     if not files:
         raise InputError(f"ct '{folder}' (series {uid} has no files): expected a DICOM CT series")
     check_dicom_slices(files, where=f"ct '{folder}'")
+    if len(files) == 1:  # one file: a multi-frame (Enhanced) CT, or a lone slice
+        _check_dicom_file(Path(files[0]))
     reader.SetFileNames(files)
     try:
         return reader.Execute()
@@ -179,8 +220,8 @@ def _header(file: str) -> dict:
 def check_dicom_slices(files: list[str], where: str = "DICOM series") -> None:
     """Refuse a series that SimpleITK would put on a wrong regular grid.
 
-    Checks (from the headers): SOP class is a CT image storage and Modality is CT; one ImageOrientationPatient for all slices; no
-    gantry tilt (GantryDetectorTilt, and no shear of the slice positions within the slice plane);
+    Checks (from the headers): SOP class is a CT image storage and Modality is CT (at least one of
+    them stated); one ImageOrientationPatient for all slices; no gantry tilt (GantryDetectorTilt, and no shear of the slice positions within the slice plane);
     distinct, uniformly spaced slice positions.
     """
     headers = [_header(f) for f in files]
@@ -190,12 +231,19 @@ def check_dicom_slices(files: list[str], where: str = "DICOM series") -> None:
         import pydicom
 
         names = ", ".join(f"{pydicom.uid.UID(u).name}" for u in other)
-        raise InputError(f"{where} (SOP class {names}): expected CT Image Storage; secondary captures and "
-                         "other image types carry no CT geometry and HU calibration one can trust")
+        mods = sorted({str(h.get("Modality", "")) for h in headers} - {""})
+        said = f", Modality (0008,0060) {', '.join(mods)}" if mods else ""
+        raise InputError(f"{where} (SOPClassUID (0008,0016) {names}{said}): expected CT Image Storage; "
+                         "NM/SPECT, PET, secondary captures and other image types carry no CT geometry and HU "
+                         "calibration one can trust")
     modalities = {str(h.get("Modality", "")) for h in headers} - {""}
     if modalities and modalities != {"CT"}:
         raise InputError(f"{where} (modality {', '.join(sorted(modalities))}): expected a CT series "
                          "(Modality CT); SPECT/PET/MR images are not CT")
+    for f, h in zip(files, headers):
+        if not h.get("SOPClassUID") and not h.get("Modality"):
+            raise InputError(f"{where} ('{Path(f).name}' has neither SOPClassUID (0008,0016) nor Modality "
+                             "(0008,0060)): expected a DICOM CT (CT Image Storage, Modality CT)")
     for f, h in zip(files, headers):
         tilt = h.get("GantryDetectorTilt")
         if tilt is not None and abs(float(tilt)) > TILT_TOL_DEG:

@@ -25,6 +25,12 @@ name                   kind       type                content
 Writes are atomic: the file is written under a temporary name in the destination folder and
 moved into place with :func:`os.replace`, so a failed save leaves nothing behind and never a
 half-written file under the final name.
+
+Region masks (the ``masks`` group of ``rptdose run``'s dose.h5 and of tia.h5) are written with
+:func:`write_masks`: one uint8 dataset per region whose HDF5 name is the region name made safe
+by :func:`h5_name` (``%``, ``/``, ``.`` and control characters percent-encoded, so that ``a/b``
+is not a nested group and ``liver`` and ``liver/part`` do not collide) and whose attribute
+``name`` holds the region name verbatim. :func:`read_masks` reads them back by that attribute.
 """
 
 from __future__ import annotations
@@ -145,6 +151,69 @@ def write_result(path: Any, fields: dict[str, Any], extra: Any = None) -> Path:
         if extra is not None:
             extra(f)
     return target
+
+
+def h5_name(name: str) -> str:
+    """A region name as an HDF5 link name: ``%``, ``/``, ``.`` and control characters (below
+    U+0020, and U+007F) percent-encoded as UTF-8 bytes (``http://evil`` -> ``http:%2F%2Fevil``).
+    Reversible (:func:`h5_unname`) and injective, so distinct names stay distinct."""
+    if not isinstance(name, str) or name == "":
+        raise InputError(f"region name {name!r} (empty or not a string): expected a non-empty region name")
+    out = []
+    for ch in name:
+        if ch in "%/." or ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def h5_unname(link: str) -> str:
+    """The region name of an HDF5 link name made by :func:`h5_name`."""
+    from urllib.parse import unquote
+
+    return unquote(link, encoding="utf-8", errors="strict")
+
+
+def write_masks(parent: Any, masks: dict[str, Any], group: str = "masks", **opts: Any) -> Any:
+    """Write {region name: bool mask} as the group ``group`` of the open h5py file/group ``parent``:
+    one uint8 dataset per region named :func:`h5_name` (name), with attribute ``name`` = the
+    verbatim region name. ``opts`` go to ``create_dataset`` (e.g. compression)."""
+    g = parent.create_group(group)
+    for name, mask in masks.items():
+        ds = g.create_dataset(h5_name(name), data=np.asarray(mask).astype(np.uint8), **opts)
+        ds.attrs["name"] = str(name)
+    return g
+
+
+def read_masks(source: Any, group: str = "masks") -> dict[str, np.ndarray]:
+    """{region name: bool mask} from the ``group`` written by :func:`write_masks`, in an open
+    h5py file or a path. The name is the dataset's ``name`` attribute (or, for files written
+    before it existed, the link name decoded). Empty dict if there is no such group."""
+    import h5py
+
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        try:
+            f = h5py.File(p, "r")
+        except OSError as exc:
+            raise InputError(f"mask file '{p}' (not a readable HDF5 file: {exc}): expected an rptdose dose.h5 or "
+                             "tia.h5") from None
+        with f:
+            return read_masks(f, group)
+    if group not in source:
+        return {}
+    out: dict[str, np.ndarray] = {}
+    for link, ds in source[group].items():
+        if not isinstance(ds, h5py.Dataset):
+            raise InputError(f"HDF5 group '{group}' in '{source.file.filename}' (member {link!r} is a group): "
+                             "expected one dataset per region")
+        name = _attr_str(ds.attrs["name"]) if "name" in ds.attrs else h5_unname(link)
+        if name in out:
+            raise InputError(f"HDF5 group '{group}' in '{source.file.filename}' (region {name!r} twice): expected "
+                             "one dataset per region")
+        out[name] = np.asarray(ds[()]).astype(bool)
+    return out
 
 
 def _attr_str(value: Any) -> str:

@@ -19,6 +19,10 @@ one slice per file             PET-style series (Modality PT or NM): slices sort
                                file's own rescale is applied
 =============================  ================================================================
 
+Every file read must be an NM or PET image (SOPClassUID (0008,0016) in :data:`NM_SOP_CLASSES`
+when stated, Modality (0008,0060) NM or PT): a CT, a secondary capture or an RT object given as
+the SPECT is refused, and so is a single frame (a volume has at least two slices).
+
 Pixel values -> physical units (the first rule that applies):
 
 =====================================  ========================================================
@@ -327,7 +331,8 @@ def read_nm(path: str | os.PathLike, series_uid: str | None = None) -> NMVolume:
         if ds is None:
             raise InputError(f"{where} (not a DICOM file): expected an NM/SPECT DICOM file or folder")
         headers, names = [ds], [p]
-    _check_kind(headers[0], names[0])
+    for ds, name in zip(headers, names):  # every file of the series, not only the first
+        _check_kind(ds, name)
     if len(headers) == 1:
         return _read_multiframe(p, names[0])
     return _read_slices(p, names)

@@ -24,6 +24,13 @@ For a label map it is required: {region name: label value}. The frame of referen
 RTSTRUCT (ReferencedFrameOfReferenceUID) or a SEG (FrameOfReferenceUID) is checked against the
 expected one when given. Every failure raises :class:`~rptdose.errors.InputError` naming the
 file, the tag or the name, and what was expected.
+
+Region names (:func:`check_region_names`) must be non-empty, without control characters, and
+distinct once made into file names (:func:`rptdose.quant.outputs.safe_name`, ignoring case):
+``liver part`` and ``liver/part``, or ``Liver`` and ``liver``, would write over each other's
+files and are refused when the segmentation is read, before any transport. Any other character
+is kept: the HDF5 outputs percent-encode the names (:func:`rptdose.io.hdf5.h5_name`) and the CSV
+writers escape cells that a spreadsheet would run as formulas.
 """
 
 from __future__ import annotations
@@ -99,6 +106,28 @@ def fill_polygon(u: np.ndarray, v: np.ndarray, shape: tuple[int, int]) -> np.nda
     return out
 
 
+def check_region_names(names: Any, where: str) -> None:
+    """Refuse region names that cannot be told apart in the outputs: empty, with control
+    characters, or equal to another once made a file name (``safe_name``, case ignored)."""
+    from rptdose.quant.outputs import safe_name
+
+    seen: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"{where} (region name {name!r}): expected a non-empty region name")
+        bad = [c for c in name if ord(c) < 0x20 or ord(c) == 0x7F]
+        if bad:
+            raise InputError(f"{where} (region name {name!r} holds control characters {''.join(bad)!r}): expected "
+                             "printable region names; rename it through segmentation.names")
+        key = safe_name(name).lower()
+        if key in seen:
+            raise InputError(f"{where} (region names {seen[key]!r} and {name!r} both become the file name "
+                             f"'{safe_name(name)}' (punctuation and case aside they are the same)): expected region "
+                             "names that differ in letters or digits; select or rename them through "
+                             "segmentation.names")
+        seen[key] = name
+
+
 def _select(available: dict[str, Any], names: Mapping[str, str] | None, what: str, path: Path,
             label: str) -> dict[str, str]:
     """{region name: name in the file}."""
@@ -164,6 +193,7 @@ def read_rtstruct(path: str | os.PathLike, reference: Any, names: Mapping[str, s
         if counts.get(name, 0) > 1:
             raise InputError(f"{where} (ROIName (3006,0026) {name!r} used by {counts[name]} ROIs): expected "
                              "unique ROI names (or select one through segmentation.names)")
+    check_region_names(selected, where)
     if frame_of_reference_uid is not None:
         for name, for_uid in rois.values():
             if name in selected.values() and for_uid is not None and str(for_uid) != frame_of_reference_uid:
@@ -304,6 +334,12 @@ def read_seg(path: str | os.PathLike, reference: Any, names: Mapping[str, str] |
     for s in labels:
         available.setdefault(labels[s], s)
     selected = _select(available, names, "seg", p, "SegmentLabel (0062,0005)")
+    for label in selected.values():
+        numbers = sorted(s for s, lab in labels.items() if lab == label)
+        if len(numbers) > 1:
+            raise InputError(f"{where} (SegmentLabel (0062,0005) {label!r} used by segments {numbers}): expected "
+                             "unique segment labels (or select one through segmentation.names)")
+    check_region_names(selected, where)
     masks = {}
     for region, label in selected.items():
         number = available[label]
@@ -356,6 +392,7 @@ def read_label_map(path: str | os.PathLike, reference: Any, names: Mapping[str, 
             shown = sorted(present - {0})
             raise InputError(f"segmentation.names.{region} {int(label)} (no voxel has this label in {where}): "
                              f"expected one of the labels present, {shown[:20]}")
+    check_region_names(names, where)
     _check_overlap(image, reference, where)
     resampled = sitk.Resample(sitk.Cast(image, sitk.sitkInt32) if values.dtype.kind == "f" else image, reference,
                               sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt32)

@@ -11,7 +11,10 @@ argument                default     meaning / check
                                     tally capacity (``_core.max_histories``)
 ``seed``                1           integer in 0..2**64-1; same seed + backend => same bits
 ``backend``             "auto"      "auto" (cuda, else cupy, else cpu), "cuda", "cupy", "cpu"
-``threads``             None        CPU threads (None: all the OpenMP default gives), >= 1
+``threads``             None        CPU threads (None: all the OpenMP default gives), >= 1;
+                                    more than the CPUs available to this process are capped
+                                    to that number with a warning (results do not depend on
+                                    the thread count; oversubscription only slows the run)
 ``batches``             10          batches for the uncertainty (batch method), >= 10
 ``electron_transport``  True        False: electrons deposit their energy where created
 ``regions``             None        {name: bool mask [z, y, x]} (masks may overlap) or an
@@ -195,6 +198,16 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else os.cpu_count())."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int = 1, backend: str = "auto",
              threads: int | None = None, batches: int = 10, electron_transport: bool = True,
              regions: Any = None, progress: Any = None) -> SimulationResult:
@@ -216,8 +229,16 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
         raise InputError(f"histories {histories} (fewer than batches={batches}): expected at least one "
                          "history per batch")
     seed = as_int("seed", seed, minimum=0, maximum=SEED_MAX)
+    run_threads = 0  # the core's "all the OpenMP default gives"
     if threads is not None:
         threads = as_int("threads", threads, minimum=1, maximum=2**31 - 1)
+        run_threads = min(threads, available_cpus())
+        if run_threads < threads:  # provenance keeps the request (threads_requested) and what ran
+            import warnings
+
+            warnings.warn(f"threads {threads} (more than the {run_threads} CPUs available to this process): using "
+                          f"{run_threads}; the results are the same for any thread count, oversubscription only "
+                          "slows the run", UserWarning, stacklevel=2)
     if not isinstance(electron_transport, (bool, np.bool_)):
         raise InputError(f"electron_transport {electron_transport!r}: expected True or False")
     electron_transport = bool(electron_transport)
@@ -247,7 +268,7 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
     t0 = time.perf_counter()
     with progress_callback(progress, histories, desc=f"rptdose {backend_name}") as callback:
         out = runner(phantom.density, phantom.material_index, phantom.spacing_mm, source.decays, tables,
-                     emissions, histories, seed, batches, 0 if threads is None else threads,
+                     emissions, histories, seed, batches, run_threads,
                      electron_transport, regions=None if reg is None else reg.labels, progress=callback)
     elapsed_s = time.perf_counter() - t0
 
