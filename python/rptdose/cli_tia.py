@@ -54,5 +54,13 @@ def cmd_tia(args: argparse.Namespace) -> int:
         teff = row["t_eff_h"]
         print(f"  {row['region']:<18s}  {row['model']:<13s}  {row['tia_mbq_h']:11.5g}  "
               f"{100 * rel if rel == rel else float('nan'):7.2f}  {teff:9.3g}  {','.join(row['flags'])}")
+    ob = study.tia_outside_body
+    if ob:
+        frac = ob.get("tia_fraction_by_method", {})
+        print("  voxel TIA by method (% of the TIA): " + ", ".join(
+            f"{k} {100 * v:.2f}" for k, v in frac.items() if k != "none") + " (tia_method.nii.gz)")
+        print(f"  outside the body outline: {100 * ob['outside_fraction']:.2f} % of the TIA, "
+              f"tia.outside_body = {ob['mode']!r}"
+              + (f" ({100 * ob['moved_fraction']:.2f} % moved)" if ob["mode"] == "reassign" else ""))
     print(f"  wrote {len(written)} files to {out} in {elapsed:.1f} s")
     return 0

@@ -157,6 +157,30 @@ def voxel_tia(times_s, activity, half_life_s: float, model: str = "auto", *, lab
     usable = (region_tia > 0) & (region_sum > 0)
     k_region = np.where(usable, region_tia / np.where(region_sum > 0, region_sum, 1.0), 0.0)
 
+    codes = fit.model.reshape(-1)
+    params = fit.params.reshape(-1, 4)
+    fit_tia = fit.tia.reshape(-1)
+    rel = fit.rel_uncertainty.reshape(-1)
+    n_vox = flat.shape[1]
+    out_tia = np.zeros(n_vox)
+    out_rel = np.full(n_vox, np.nan)
+    method = np.zeros(n_vox, dtype=np.uint8)
+    spikes = np.zeros((n, n_vox), dtype=bool)
+    lam_p = np.log(2.0) / half_life_s
+    for s0 in range(0, n_vox, _tia.CHUNK):   # bounded memory on large grids
+        sl = slice(s0, min(s0 + _tia.CHUNK, n_vox))
+        out_tia[sl], out_rel[sl], method[sl], spikes[:, sl] = _classify(
+            ts, flat[:, sl], lab[sl], fit_tia[sl], rel[sl], codes[sl], params[sl], region_tac, region_tia,
+            region_rel, usable, fallback_label, lam_p, trapezoid_start, model == "region")
+    return VoxelTIA(out_tia.reshape(spatial), out_rel.reshape(spatial), method.reshape(spatial), fit,
+                    {names[i]: float(k_region[i]) for i in range(n_lab)},
+                    spikes.reshape((n,) + spatial))
+
+
+def _classify(ts, flat, lab, fit_tia, rel, codes, params, region_tac, region_tia, region_rel, usable,
+              fallback_label, lam_p, trapezoid_start, region_only):
+    """The hierarchy on a chunk of voxels (columns of ``flat``): (tia, rel, method, spikes)."""
+    n = ts.size
     # ---- spikes: a scan whose share of the region jumps above the others' ----------------------
     curve = region_tac[:, lab]                                  # (n, voxels) the voxel's region curve
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -169,8 +193,6 @@ def voxel_tia(times_s, activity, half_life_s: float, model: str = "auto", *, lab
     noisy = has_zero | np.any(spikes, axis=0)
 
     # ---- is the voxel's own fit acceptable? ----------------------------------------------------
-    codes = fit.model.reshape(-1)
-    params = fit.params.reshape(-1, 4)
     fitted = np.isin(codes, (_tia.MONO, _tia.BIEXP_UPTAKE, _tia.BIEXP))
     peak = flat.max(axis=0)
     pred = np.zeros_like(flat)
@@ -184,27 +206,23 @@ def voxel_tia(times_s, activity, half_life_s: float, model: str = "auto", *, lab
                 head[sel] = _tia._predict(code, p, np.zeros(1))[0]
         consistent = np.all(pred <= flat + CURVE_EXCESS * peak[None, :], axis=0)
         bounded_head = head <= HEAD_FACTOR * peak
-        rel = fit.rel_uncertainty.reshape(-1)
         precise = ~(rel > FIT_MAX_REL_UNCERTAINTY)             # NaN (no residual dof) passes
-    accept = fitted & consistent & bounded_head & precise & ~noisy & has_activity
-    if model == "region":
-        accept[:] = False
+    accept = fitted & consistent & bounded_head & precise & ~noisy & has_activity & (not region_only)
 
     # ---- the hierarchy ------------------------------------------------------------------------
     method = np.full(flat.shape[1], NONE, dtype=np.uint8)
     method[accept] = FIT
-    use_trap = has_activity & ~accept & ~noisy & (model != "region")
+    use_trap = has_activity & ~accept & ~noisy & (not region_only)
     method[use_trap] = TRAPEZOID
     use_region = has_activity & ~accept & ~use_trap
     method[use_region] = REGION
 
     out_tia = np.zeros(flat.shape[1])
     out_rel = np.full(flat.shape[1], np.nan)
-    fit_tia = fit.tia.reshape(-1)
     out_tia[accept] = fit_tia[accept]
     out_rel[accept] = rel[accept]
     if np.any(use_trap):
-        out_tia[use_trap] = _tia._trapezoid(ts, flat[:, use_trap], np.log(2.0) / half_life_s, trapezoid_start)
+        out_tia[use_trap] = _tia._trapezoid(ts, flat[:, use_trap], lam_p, trapezoid_start)
     if np.any(use_region):
         idx = np.flatnonzero(use_region)
         vl = lab[idx]
@@ -227,6 +245,4 @@ def voxel_tia(times_s, activity, half_life_s: float, model: str = "auto", *, lab
                                    + np.where(np.isfinite(rr), rr, 0.0) ** 2)
             out_rel[idx] = np.where(np.isfinite(scatter) | np.isfinite(rr), out_rel[idx], np.nan)
     out_rel = np.where(out_tia > 0, out_rel, np.nan)
-    return VoxelTIA(out_tia.reshape(spatial), out_rel.reshape(spatial), method.reshape(spatial), fit,
-                    {names[i]: float(k_region[i]) for i in range(n_lab)},
-                    spikes.reshape((n,) + spatial))
+    return out_tia, out_rel, method, spikes
