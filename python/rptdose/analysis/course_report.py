@@ -179,6 +179,10 @@ def _clean(obj: Any) -> Any:
 # figures and HTML
 # --------------------------------------------------------------------------------------------
 
+#: Width (inches, 100 dpi) at most of the course figure: it fits a page 13 in (1300 px) wide.
+FIGURE_MAX_WIDTH_IN = 13.0
+
+
 def course_figure(course: Course, plan: Plan | None = None) -> Any:
     """Stacked bars per region: one segment per cycle (cumulative total = bar height), the planned
     cycles hatched on top, limits as red lines. Columns: absorbed dose, BED; rows: organs, tumours
@@ -188,7 +192,8 @@ def course_figure(course: Course, plan: Plan | None = None) -> Any:
     groups = [[rc for rc in course.regions.values() if rc.kind != "tumour"],
               [rc for rc in course.regions.values() if rc.kind == "tumour"]]
     groups = [g for g in groups if g]
-    width = max(7.0, 0.9 * max(len(g) for g in groups) + 3.0)
+    # two panels side by side in at most FIGURE_MAX_WIDTH_IN (the page scales it to its width too)
+    width = min(max(5.5, 0.55 * max(len(g) for g in groups) + 2.5), FIGURE_MAX_WIDTH_IN / 2)
     fig = _figure(2 * width, 4.2 * len(groups))
     for row, regions in enumerate(groups):
         names = [rc.name for rc in regions]
@@ -264,6 +269,8 @@ def course_html(course: Course, plan: Plan | None, prov: dict[str, Any], figure_
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>rptdose course</title><style>"
         "body{font-family:sans-serif;margin:2em;max-width:75em} table{border-collapse:collapse;margin:0.5em 0}"
         "td,th{border:1px solid #aaa;padding:2px 6px;font-size:85%} th{background:#eee}"
+        "img{max-width:100%;height:auto;display:block} pre{white-space:pre-wrap;overflow-wrap:anywhere}"
+        "table{display:block;max-width:100%;overflow-x:auto}"
         ".warn{background:#fff3cd;border:1px solid #e0b000;padding:0.6em} .over{color:#b00;font-weight:bold}"
         "</style></head><body>",
         f"<h1>Course: {esc(course.nuclide)}, {len(course.cycles)} cycle(s)</h1>",

@@ -1,5 +1,6 @@
 """Figures of the quantification step (matplotlib's object API with the Agg canvas: no pyplot,
-no global backend change): time-activity curves with their fits, registration check images."""
+no global backend change): time-activity curves with their fits, registration check images (with
+what their metric is)."""
 
 from __future__ import annotations
 
@@ -58,10 +59,17 @@ def tac_figure(name: str, result: Any, index: int, administered_bq: float | None
     return fig
 
 
-def registration_figure(slices: dict, title: str) -> Any:
+#: What the registration metric is, written under the registration check figures.
+REGISTRATION_METRIC_NOTE = ("the final Mattes mutual information between the reference CT and the registered "
+                            "CT\n(dimensionless, negative; lower = better aligned, 0 = no shared information; "
+                            "compare time points of one study, not studies)")
+
+
+def registration_figure(slices: dict, title: str, metric: float | None = None) -> Any:
     """Reference CT (magenta) and registered CT (green) fused, and the registered SPECT over the
-    reference CT, in three orthogonal planes."""
-    fig = _figure(11.0, 7.0)
+    reference CT, in three orthogonal planes; under them, what the registration metric is
+    (:data:`REGISTRATION_METRIC_NOTE`, with its value when ``metric`` is given)."""
+    fig = _figure(11.0, 7.2)
     views = ("axial", "coronal", "sagittal")
     for col, view in enumerate(views):
         ref = np.clip((slices[f"ct_ref_{view}"] + 1000.0) / 1500.0, 0, 1)
@@ -84,5 +92,7 @@ def registration_figure(slices: dict, title: str) -> Any:
         ax.set_title(f"{view}: registered SPECT on reference CT", fontsize=7)
         ax.set_axis_off()
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    note = "metric" + (f" {metric:.4g}" if metric is not None else "") + ": " + REGISTRATION_METRIC_NOTE
+    fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig

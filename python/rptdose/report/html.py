@@ -3,8 +3,8 @@ files, no scripts) that a physicist can read, check and sign.
 
 Sections: summary (patient label, nuclide, administration, method, histories, seed, backend),
 warnings, the region table, dose slices, DVH, time points (quantification report), the
-time-activity fits, the outputs written, and the provenance (versions, input SHA-256s, the
-study file's text, settings, timings).
+time-activity fits, the outputs written (links relative to the page), and the provenance
+(versions, input SHA-256s, the study file's text, settings, timings).
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ th{background:#eee} td.l,th.l{text-align:left}
 .warn{background:#fff3cd;border:1px solid #e0c060;padding:0.5em 1em}
 .ok{background:#e8f5e9;border:1px solid #90c090;padding:0.5em 1em}
 pre{background:#f6f6f6;padding:0.5em;font-size:12px;overflow-x:auto;white-space:pre-wrap}
-img{max-width:100%}
+img{max-width:100%;height:auto;display:block}
+.gallery{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start}
+.gallery img{width:calc(50% - 3px)}
+figure{margin:0.5em 0} figcaption{font-size:13px;color:#444;max-width:70em}
 """
 
 
@@ -43,6 +46,18 @@ def _num(v: Any, fmt: str = ".4g", scale: float = 1.0) -> str:
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _link(path: Path, outdir: Path) -> str:
+    """One item of the outputs list: a link relative to the report's folder (outdir), or the
+    path as text for a file outside it."""
+    from urllib.parse import quote
+
+    p = Path(path)
+    if not p.is_relative_to(outdir):
+        return f"<li>{_e(p)}</li>"
+    rel = p.relative_to(outdir).as_posix()
+    return f'<li><a href="{_e(quote(rel))}">{_e(rel)}</a></li>'
 
 
 def _table(rows: list[dict], cols: list[tuple[str, str, str, float]]) -> str:
@@ -75,7 +90,8 @@ TIMEPOINT_TABLE = [("label", "time point", "", 1), ("acquisition_start", "scan s
                    ("activity_fov_mbq", "FOV (MBq)", ".5g", 1),
                    ("activity_fov_decay_corrected_mbq", "FOV decay-corr. (MBq)", ".5g", 1),
                    ("percent_of_administered_decay_corrected", "% of administered", ".1f", 1),
-                   ("registration", "registration", "", 1)]
+                   ("registration", "registration", "", 1),
+                   ("registration_metric", "registration metric (Mattes MI, lower = better)", ".4g", 1)]
 
 
 #: Folders with more input files than this are summarised on one line of the report.
@@ -102,6 +118,7 @@ def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], pro
                   written: dict[str, Path], outdir: Path) -> str:
     """The HTML text of the report (see the module docstring)."""
     from rptdose.quant.outputs import safe_name
+    from rptdose.report.figures import DVH_AXIS_FACTOR, SCALE_PERCENTILE
 
     prov = provenance
     dp = prov["dose"]
@@ -132,21 +149,30 @@ def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], pro
                  "D<sub>x</sub> is the minimum dose to the hottest x % of the volume.</p>")
     parts.append(_table(rows, REGION_TABLE))
     if "slices_png" in written:
-        parts.append("<h2>Dose on CT</h2>" + _img(written["slices_png"], "dose slices"))
+        parts.append("<h2>Dose on CT</h2><figure>" + _img(written["slices_png"], "dose slices") +
+                     f"<figcaption>The colour scale ends at the {SCALE_PERCENTILE:g}th percentile of the dose "
+                     "inside the body (the value and the maximum, with where it lies, are written on the figure): "
+                     "SPECT blur and noise give air voxels next to the patient doses far above any organ's."
+                     "</figcaption>"
+                     "</figure>")
     if "dvh_png" in written:
-        parts.append("<h2>Dose-volume histograms</h2>" + _img(written["dvh_png"], "DVH"))
+        parts.append("<h2>Dose-volume histograms</h2><figure>" + _img(written["dvh_png"], "DVH") +
+                     f"<figcaption>The dose axis ends at {DVH_AXIS_FACTOR:g} times the highest D1 of the regions; "
+                     "the values of every bin up to the highest region maximum are in dvh.csv.</figcaption></figure>")
     parts.append("<h2>Time points</h2>" + _table(study.quant_report, TIMEPOINT_TABLE))
     tacs = [(name, written.get(f"tia/tac_{name}")) for name in study.region_names]
     if any(p for _, p in tacs):
-        parts.append("<h2>Time-activity fits</h2>")
-        parts.extend(_img(p, f"TAC {name}") for name, p in tacs if p is not None)
+        parts.append("<h2>Time-activity fits</h2><div class=\"gallery\">"
+                     + "".join(_img(p, f"TAC {name}") for name, p in tacs if p is not None) + "</div>")
     checks = [p for k, p in written.items() if k.startswith("tia/check_tp")]
     if checks:
-        parts.append("<h2>Registration checks</h2>")
+        parts.append("<h2>Registration checks</h2><p>Each time point's CT registered to the first one's; the "
+                     "metric is the final Mattes mutual information (dimensionless, negative: lower is better "
+                     "aligned; compare time points of one study, not studies).</p>")
         parts.extend(_img(p, p.name) for p in checks)
-    parts.append("<h2>Outputs</h2><ul>" + "".join(
-        f"<li>{_e(Path(p).relative_to(outdir) if Path(p).is_relative_to(outdir) else p)}</li>"
-        for p in written.values()) + f"<li>report.html</li></ul>")
+    parts.append("<h2>Outputs</h2><p>Links relative to this page (they work while it stays in the results "
+                 "folder).</p><ul>" + "".join(_link(p, outdir) for p in written.values())
+                 + '<li><a href="report.html">report.html</a></li></ul>')
     parts.append("<h2>Provenance</h2>")
     inputs = prov["study"].get("input_sha256", {})
     parts.append("<h3>Inputs (SHA-256)</h3><p>Folders of many files (DICOM series) are shown as one line: the "
