@@ -58,24 +58,43 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=cmd_demo)
 
 
+#: The statistical column of the summary per method (header, what it is); no column for a method
+#: without a statistical uncertainty (ldm).
+STAT_COLUMN = {"mc": "+- stat (%)", "vsv": "+- kernel (%)", "sphere": "+- AF (%)"}
+
+
 def _summary(outcome, out: Path) -> None:
+    """The run's summary on stdout: what applies to the dose method (histories, seed and backend
+    for Monte Carlo; the kernel or absorbed-fraction table for vsv/sphere; nothing of the kind for
+    ldm) and the region table, whose statistical column is the method's own (none for ldm)."""
+    from rptdose.report.html import method_facts
+
     st, dose = outcome.study, outcome.dose
-    print(f"rptdose run: {st.name}: {st.nuclide}, {st.administered_activity_bq / 1e6:.6g} MBq, "
-          f"{len(st.timepoints)} time points; method {dose.method}, {dose.histories} histories, seed {dose.seed}, "
-          f"backend {dose.backend}")
-    cols = (("name", "region", 18, "s", 1), ("kind", "kind", 7, "s", 1), ("mean_dose_gy", "mean (Gy)", 10, ".4g", 1),
-            ("mean_dose_rel_uncertainty", "+- stat (%)", 11, ".2f", 100), ("d2_gy", "D2 (Gy)", 9, ".4g", 1),
-            ("d98_gy", "D98 (Gy)", 9, ".4g", 1), ("t_eff_h", "T_eff (h)", 9, ".3g", 1))
+    facts = dict(method_facts(dose))
+    head = (f"rptdose run: {st.name}: {st.nuclide}, {st.administered_activity_bq / 1e6:.6g} MBq, "
+            f"{len(st.timepoints)} time points; method {dose.method}")
+    if dose.method == "mc":
+        print(f"{head}, {dose.histories} histories, seed {dose.seed}, backend {dose.backend}")
+    else:
+        print(f"{head}; " + "; ".join(f"{k}: {v}" for k, v in facts.items() if k != "statistical uncertainty"))
+    stat_header = STAT_COLUMN.get(dose.method)
+    print(f"  statistical uncertainty: {facts.get('statistical uncertainty') or 'none'}"
+          + ("" if stat_header is None else f" (column '{stat_header}'; '-' where a region has none)"))
+    cols = [("name", "region", 18, "s", 1), ("kind", "kind", 7, "s", 1), ("mean_dose_gy", "mean (Gy)", 10, ".4g", 1)]
+    if stat_header is not None:
+        cols.append(("mean_dose_rel_uncertainty", stat_header, max(11, len(stat_header)), ".2f", 100))
+    cols += [("d2_gy", "D2 (Gy)", 9, ".4g", 1), ("d98_gy", "D98 (Gy)", 9, ".4g", 1), ("t_eff_h", "T_eff (h)", 9, ".3g", 1)]
 
     def cell(value, width, fmt, scale):
         if fmt == "s":
             return f"{value:<{width}s}"
-        value = float("nan") if value is None else value * scale
-        return f"{value:>{width}{fmt}}"
+        if value is None or value != value:
+            return f"{'-':>{width}s}"
+        return f"{value * scale:>{width}{fmt}}"
 
     print("  " + "  ".join(f"{h:<{w}s}" if f == "s" else f"{h:>{w}s}" for _, h, w, f, _s in cols))
     for r in outcome.regions:
-        print("  " + "  ".join(cell(r[k], w, f, sc) for k, _h, w, f, sc in cols))
+        print("  " + "  ".join(cell(r.get(k), w, f, sc) for k, _h, w, f, sc in cols))
     for w in outcome.warnings:
         print(f"  warning: {w}")
     t = outcome.timings_s

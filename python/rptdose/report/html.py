@@ -1,7 +1,8 @@
 """The run report: one self-contained HTML page (images embedded as base64 PNG, no external
 files, no scripts) that a physicist can read, check and sign.
 
-Sections: summary (patient label, nuclide, administration, method, histories, seed, backend),
+Sections: summary (patient label, nuclide, administration, method and what applies to it:
+histories, seed and backend for Monte Carlo, the kernel or absorbed-fraction table for vsv/sphere),
 warnings, the region table, dose slices, DVH, time points (quantification report), the
 time-activity fits, the outputs written (links relative to the page), and the provenance
 (versions, input SHA-256s, the study file's text, settings, timings).
@@ -114,6 +115,44 @@ def _grouped_hashes(inputs: dict[str, str]) -> list[dict[str, str]]:
     return rows
 
 
+#: What each dose method's region uncertainty is (None: the method has none).
+STATISTICAL_UNCERTAINTY = {"mc": "Monte Carlo statistical (batch method)",
+                           "vsv": "the kernel's Monte Carlo noise only, propagated (upper bound)",
+                           "sphere": "the absorbed fractions' Monte Carlo noise only",
+                           "ldm": None}
+
+
+def method_facts(dose: Any) -> list[tuple[str, str]]:
+    """(label, text) of what applies to the dose method of a run (``rptdose run`` summary and
+    report.html): histories, seed and backend for Monte Carlo; the kernel (vsv) or the sphere
+    absorbed-fraction table (sphere) and how it was made; for each, what its statistical
+    uncertainty is. Local deposition has no transport and no statistical uncertainty."""
+    prov = dose.provenance or {}
+    settings = prov.get("settings") or {}
+    stat = STATISTICAL_UNCERTAINTY.get(dose.method)
+    if dose.method == "mc":
+        return [("histories", str(dose.histories)), ("seed", str(dose.seed)), ("backend", str(dose.backend)),
+                ("statistical uncertainty", stat)]
+    if dose.method == "vsv":
+        k = prov.get("kernel") or {}
+        voxel = "x".join(f"{float(v):g}" for v in k.get("voxel_mm") or [])
+        where = settings.get("kernel_file") or "computed in this run, not cached"
+        return [("kernel", f"{k.get('nuclide', '?')} voxel S-values, {voxel} mm voxels in {k.get('medium', '?')}, "
+                           f"rptdose Monte Carlo: {k.get('histories', '?')} histories, seed {k.get('seed', '?')}"),
+                ("kernel file", str(where)), ("statistical uncertainty", stat)]
+    if dose.method == "sphere":
+        t = prov.get("absorbed_fractions") or {}
+        where = settings.get("table_file") or "computed in this run, not cached"
+        return [("absorbed fractions", f"{t.get('nuclide', '?')} spheres in {t.get('medium', '?')}, rptdose Monte "
+                                       f"Carlo: {t.get('histories_per_sphere_and_component', '?')} histories per "
+                                       f"sphere and component, seed {t.get('seed', '?')}"),
+                ("absorbed-fraction file", str(where)), ("statistical uncertainty", stat)]
+    if dose.method == "ldm":
+        return [("transport", "none: each voxel keeps its decays' non-penetrating energy"),
+                ("statistical uncertainty", "none (deterministic)")]
+    return [("histories", str(dose.histories)), ("seed", str(dose.seed)), ("backend", str(dose.backend))]
+
+
 def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], provenance: dict,
                   written: dict[str, Path], outdir: Path) -> str:
     """The HTML text of the report (see the module docstring)."""
@@ -131,7 +170,7 @@ def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], pro
                ("time points", ", ".join(f"{tp.label} ({tp.time_h:.1f} h)" for tp in study.timepoints)),
                ("dose method", dose.method + (" (dose-rate integration per voxel)" if dp["dose_rate_integration"]
                                               else " (transport of the time-integrated activity)")),
-               ("histories", dose.histories), ("seed", dose.seed), ("backend", dose.backend),
+               *method_facts(dose),
                ("electron transport", dp["electron_transport"]),
                ("dose grid", f"{study.phantom.shape} (z, y, x) voxels of "
                              f"{' x '.join(f'{v:.3g}' for v in study.phantom.spacing_mm)} mm (x, y, z)"),
