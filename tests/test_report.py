@@ -55,25 +55,43 @@ def _dose_images(fig):
 
 
 def test_colour_scale_is_the_documented_percentile_inside_the_body(case, slices):
-    expected = float(np.percentile(case.dose[case.body], 99.5))
+    """The scale ends at the larger of the 99.5th percentile inside the body and the highest D2
+    of a region inside the body: here the lesion's 30 Gy (its part in the body), not the 1e5 Gy
+    air voxel its contour also holds."""
+    pct = float(np.percentile(case.dose[case.body], 99.5))
+    d2 = float(np.percentile(case.dose[case.regions["lesion"] & case.body], 98.0))
+    expected = max(pct, d2)
+    assert d2 == 30.0 and pct < d2
     cs = slices.rptdose_colour_scale
     assert cs["vmax_gy"] == pytest.approx(expected, rel=1e-12)
+    assert cs["percentile_gy"] == pytest.approx(pct, rel=1e-12) and cs["region_d2_name"] == "lesion"
     assert expected < 100.0                       # not the outlier
     images = _dose_images(slices)
     assert len(images) == 3 and all(im.norm.vmax == pytest.approx(expected, rel=1e-12) for im in images)
     title = slices._suptitle.get_text()
-    assert f"99.5th percentile inside the body, {expected:.3g} Gy" in title
+    assert f"colour scale up to {expected:.3g} Gy" in title
+    assert f"99.5th percentile inside the body ({pct:.3g} Gy)" in title
+    assert f"highest region D2 ({d2:.3g} Gy, lesion)" in title
     z, y, x = OUTLIER
     assert f"max {OUTLIER_GY:.3g} Gy at voxel (x, y, z) = ({x}, {y}, {z}), outside the body" in title
     assert f"max inside the body {case.dose[case.body].max():.3g} Gy" in title
     labels = [ax.get_ylabel() for ax in slices.axes]
-    assert any("clipped at the 99.5th percentile" in t and f"{expected:.3g} Gy" in t for t in labels)
+    assert any(f"scale up to {expected:.3g} Gy" in t and "99.5th percentile" in t for t in labels)
+
+
+def test_colour_scale_without_regions_is_the_percentile(case):
+    cs = F.colour_scale(case.dose, {FOV_REGION: case.regions[FOV_REGION]}, case.body)
+    assert cs["vmax_gy"] == pytest.approx(float(np.percentile(case.dose[case.body], 99.5)), rel=1e-12)
+    assert cs["region_d2_name"] is None
 
 
 def test_colour_scale_without_body_uses_the_regions(case):
     cs = F.colour_scale(case.dose, case.regions, None)
     union = case.regions["liver"] | case.regions["tumour"] | case.regions["lesion"]
-    assert cs["vmax_gy"] == pytest.approx(float(np.percentile(case.dose[union], 99.5)))
+    d2 = max(float(np.percentile(case.dose[m], 98.0)) for m in (case.regions["liver"], case.regions["tumour"],
+                                                                  case.regions["lesion"]))
+    assert cs["percentile_gy"] == pytest.approx(float(np.percentile(case.dose[union], 99.5)))
+    assert cs["vmax_gy"] == pytest.approx(max(cs["percentile_gy"], d2))
     assert cs["domain"] == "inside the delineated regions"
     assert cs["max_index"] == OUTLIER and cs["max_in_domain"]     # the lesion's contour holds it
 
@@ -199,7 +217,7 @@ def test_report_layout_and_metric_label(tmp_path):
     tacs = html.split("<h2>Time-activity fits</h2>")[1].split("<h2>")[0]
     assert tacs.startswith('<div class="gallery">') and tacs.count("<img") == 2
     assert "registration metric (Mattes MI, lower = better)" in html and "-1.355" in html
-    assert "99.5th percentile of the dose inside the body" in html
+    assert "99.5th percentile of the dose inside the body and the highest D2 of the regions" in html
 
 
 def test_registration_figure_names_its_metric():

@@ -11,9 +11,11 @@ figure                     scale
 :func:`dose_slices_figure` dose (colour) on the CT density (grey), axial / coronal / sagittal
                            through the hottest voxel inside the body of the delineated region
                            with the highest mean dose (:func:`hottest_point`); the colour scale
-                           runs from 0 to the :data:`SCALE_PERCENTILE` th percentile of the dose
-                           inside the body (:func:`colour_scale`), stated on the figure with the
-                           maximum and where it lies; region contours with a legend (the DVH's
+                           runs from 0 to the larger of the :data:`SCALE_PERCENTILE` th
+                           percentile of the dose inside the body and the highest D2 of the
+                           delineated regions inside the body (:func:`colour_scale`: a tumour's
+                           hot part stays on the scale, a single voxel does not), stated on the
+                           figure with the maximum and where it lies; region contours with a legend (the DVH's
                            colours), a mm scale bar, no axis ticks
 :func:`dvh_figure`         cumulative DVHs of the delineated regions; the dose axis ends at
                            :data:`DVH_AXIS_FACTOR` times the highest D1 of the regions
@@ -87,14 +89,30 @@ def colour_scale(dose_gy: np.ndarray, regions: dict[str, np.ndarray], body: np.n
     of the delineated regions without a body mask; 1 Gy if that is 0), ``domain`` (words),
     ``max_gy`` and ``max_index`` ((z, y, x) of the largest dose on the grid), ``max_in_domain``,
     ``domain_max_gy`` (the largest dose in the domain), ``clipped`` (voxels above the scale exist)."""
+    from rptdose.pipeline import anatomical
+
     dose = np.asarray(dose_gy, dtype=np.float64)
     domain, words = _scale_domain(dose, regions, body)
     vals = dose[domain]
-    vmax = float(np.percentile(vals, percentile)) if vals.size else 0.0
+    pct = float(np.percentile(vals, percentile)) if vals.size else 0.0
+    # a small hot region (a tumour) is a few per mille of the body: the percentile alone would
+    # clip it to one colour; its D2 (the dose to its hottest 2 %) is a property of the region,
+    # not of one voxel, so it may raise the scale
+    d2, d2_name = 0.0, None
+    from rptdose.study import FOV_REGION
+
+    for name, m in anatomical(regions).items():
+        if name == FOV_REGION:
+            continue
+        v = dose[np.asarray(m, dtype=bool) & domain]
+        if v.size and float(np.percentile(v, 98.0)) > d2:
+            d2, d2_name = float(np.percentile(v, 98.0)), name
+    vmax = max(pct, d2)
     scale_set = vmax > 0 and np.isfinite(vmax)
     idx = tuple(int(i) for i in np.unravel_index(int(np.nanargmax(dose)), dose.shape))
     return {"vmax_gy": vmax if scale_set else 1.0, "percentile": percentile, "domain": words,
-            "percentile_gy": vmax, "max_gy": float(dose[idx]), "max_index": idx,
+            "percentile_gy": pct, "region_d2_gy": d2, "region_d2_name": d2_name,
+            "max_gy": float(dose[idx]), "max_index": idx,
             "max_in_domain": bool(domain[idx]), "domain_max_gy": float(vals.max()) if vals.size else 0.0,
             "clipped": bool(np.nanmax(dose) > (vmax if scale_set else 1.0))}
 
@@ -104,12 +122,20 @@ def _scale_caption(cs: dict[str, Any], density: np.ndarray | None) -> str:
     where = "inside" if cs["max_in_domain"] else "outside"
     place = cs["domain"].replace("inside ", "")
     rho = f", density {float(density[z, y, x]):.3g} g/cm3" if density is not None else ""
-    text = (f"colour scale clipped at the {cs['percentile']:g}th percentile {cs['domain']}, "
-            f"{cs['percentile_gy']:.3g} Gy; "
+    text = (f"colour scale up to {cs['vmax_gy']:.3g} Gy: {_scale_rule(cs)}; "
             f"max {cs['max_gy']:.3g} Gy at voxel (x, y, z) = ({x}, {y}, {z}), {where} {place}{rho}")
     if not cs["max_in_domain"]:
         text += f"; max {cs['domain']} {cs['domain_max_gy']:.3g} Gy"
     return text
+
+
+def _scale_rule(cs: dict[str, Any]) -> str:
+    """How the scale's top was chosen, in words."""
+    pct = f"the {cs['percentile']:g}th percentile {cs['domain']} ({cs['percentile_gy']:.3g} Gy)"
+    if cs.get("region_d2_name") is None:
+        return pct
+    return (f"the larger of {pct} and the highest region D2 ({cs['region_d2_gy']:.3g} Gy, "
+            f"{cs['region_d2_name']})")
 
 
 def dvh_axis_top(dose_gy: np.ndarray, regions: dict[str, np.ndarray], factor: float = DVH_AXIS_FACTOR
@@ -271,8 +297,8 @@ def dose_slices_figure(density: np.ndarray, dose_gy: np.ndarray, regions: dict[s
         ax.set_xticks([])
         ax.set_yticks([])
     cbar = fig.colorbar(im, ax=axes, shrink=0.9, extend="max" if cs["clipped"] else "neither", pad=0.01)
-    cbar.set_label(f"absorbed dose (Gy); scale clipped at the {cs['percentile']:g}th percentile\n"
-                   f"{cs['domain']}, {cs['percentile_gy']:.3g} Gy (max {cs['max_gy']:.3g} Gy)", fontsize=8)
+    cbar.set_label(f"absorbed dose (Gy); scale up to {cs['vmax_gy']:.3g} Gy (max {cs['max_gy']:.3g} Gy):\n"
+                   f"{cs['percentile']:g}th percentile {cs['domain']} or highest region D2", fontsize=8)
     handles = [Line2D([], [], color=c, linestyle=ls, linewidth=1.5, label=n) for n, (c, ls) in styles.items()]
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8,

@@ -189,8 +189,9 @@ def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], pro
     parts.append(_table(rows, REGION_TABLE))
     if "slices_png" in written:
         parts.append("<h2>Dose on CT</h2><figure>" + _img(written["slices_png"], "dose slices") +
-                     f"<figcaption>The colour scale ends at the {SCALE_PERCENTILE:g}th percentile of the dose "
-                     "inside the body (the value and the maximum, with where it lies, are written on the figure): "
+                     f"<figcaption>The colour scale ends at the larger of the {SCALE_PERCENTILE:g}th percentile of "
+                     "the dose inside the body and the highest D2 of the regions (the values and the maximum, with "
+                     "where it lies, are written on the figure): "
                      "SPECT blur and noise give air voxels next to the patient doses far above any organ's."
                      "</figcaption>"
                      "</figure>")
