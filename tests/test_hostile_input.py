@@ -495,35 +495,43 @@ def test_threads_beyond_the_cpus_are_capped_with_a_warning(tmp_path, monkeypatch
 
 # ---- the inventory ------------------------------------------------------------------------------
 
-#: Every bad input tried here -> the test that shows its clear refusal (or its safe handling).
-BAD_INPUTS: dict[str, str] = {
-    **{c[0]: "test_wrong_image_as_ct" for c in CT_CASES},
-    "single-slice SimpleITK image as ct": "test_single_slice_image_object_refused_and_volumes_accepted",
-    **{c[0]: "test_wrong_image_as_spect" for c in SPECT_CASES},
-    "pet series with one ct file inside, as spect": "test_spect_series_with_a_foreign_file",
-    "single-frame nm file as spect": "test_single_frame_nm_refused",
-    **{c[0]: "test_study_refuses" for c in STUDY_CASES},
-    "study: Lu-178, no nuclide code in the header": "test_lu178_also_caught_without_nuclide_code",
-    "study: Lu-178, neither nuclide code nor half-life": "test_lu178_also_caught_without_nuclide_code",
-    **{f"region name {n!r} in HDF5": "test_h5_names_are_safe_and_reversible" for n in HOSTILE},
-    "empty region name in HDF5": "test_h5_names_are_safe_and_reversible",
-    **{f"CSV cell starting with {c}": "test_csv_cells_escaped_numbers_kept"
+#: Every bad input tried here -> (the test that shows its handling, "refused" (InputError naming
+#: the file / key / tag and what was expected) or "made safe" (accepted, written safely) or
+#: "capped" (run with a warning)). Benign control names ('liver', 'a.b', ...) are not counted.
+_BENIGN = {"liver", "a.b", "Leber (Tumor)", "肝臓"}
+BAD_INPUTS: dict[str, tuple[str, str]] = {
+    **{c[0]: ("test_wrong_image_as_ct", "refused") for c in CT_CASES},
+    "single-slice SimpleITK image as ct": ("test_single_slice_image_object_refused_and_volumes_accepted", "refused"),
+    **{c[0]: ("test_wrong_image_as_spect", "refused") for c in SPECT_CASES},
+    "pet series with one ct file inside, as spect": ("test_spect_series_with_a_foreign_file", "refused"),
+    "single-frame nm file as spect": ("test_single_frame_nm_refused", "refused"),
+    **{c[0]: ("test_study_refuses", "refused") for c in STUDY_CASES},
+    "study: Lu-178, no nuclide code in the header": ("test_lu178_also_caught_without_nuclide_code", "refused"),
+    "study: Lu-178, neither nuclide code nor half-life": ("test_lu178_also_caught_without_nuclide_code", "refused"),
+    **{f"region name {n!r} in HDF5": ("test_h5_names_are_safe_and_reversible", "made safe")
+       for n in HOSTILE if n not in _BENIGN},
+    "empty region name in HDF5": ("test_h5_names_are_safe_and_reversible", "refused"),
+    **{f"CSV cell starting with {c}": ("test_csv_cells_escaped_numbers_kept", "made safe")
        for c in ("=", "+", "-", "@", "tab", "CR", "= (header)")},
-    "compare CSV cells starting with = and @": "test_compare_csv_escaped",
-    **{f"region name {n!r} as a file name": "test_safe_name_file_parts"
-       for n in ("..", ".", "../../etc/passwd", "CON", "nul.txt", "a" * 300, "肝臓 and 腎臓")},
-    **{f"{k}: {c[0]}": "test_region_names_that_clash_are_refused_at_load"
+    "compare CSV cells starting with = and @": ("test_compare_csv_escaped", "made safe"),
+    **{f"region name {n!r} as a file name": ("test_safe_name_file_parts", "made safe")
+       for n in ("..", ".", "../../etc/passwd", "CON", "nul.txt", "a * 300", "肝臓 and 腎臓")},
+    **{f"{k}: {c[0]}": ("test_region_names_that_clash_are_refused_at_load", "refused")
        for c in CLASH_CASES for k in ("rtstruct", "seg", "labels") if c[3].get(k, c[2]) is not None},
-    "seg: two segments labelled 'liver'": "test_seg_duplicate_segment_labels_refused",
-    "rptdose run: ROI 'http://evil'": "test_run_with_hostile_roi_names_writes_everything",
-    "rptdose run: ROIs 'liver' and 'liver/part'": "test_run_with_hostile_roi_names_writes_everything",
-    "rptdose run: ROI '=HYPERLINK(...)'": "test_run_with_hostile_roi_names_writes_everything",
-    **{f"density {v}": "test_density_check_agrees_with_its_message" for v in ("1e-40", "1e-46", "1e-31", "0")},
-    "threads=10000": "test_threads_beyond_the_cpus_are_capped_with_a_warning",
+    "seg: two segments labelled 'liver'": ("test_seg_duplicate_segment_labels_refused", "refused"),
+    "rptdose run: ROI 'http://evil'": ("test_run_with_hostile_roi_names_writes_everything", "made safe"),
+    "rptdose run: ROIs 'liver' and 'liver/part'": ("test_run_with_hostile_roi_names_writes_everything", "made safe"),
+    "rptdose run: ROI '=HYPERLINK(...)'": ("test_run_with_hostile_roi_names_writes_everything", "made safe"),
+    **{f"density {v}": ("test_density_check_agrees_with_its_message", "refused") for v in ("1e-40", "1e-46", "1e-31",
+                                                                                         "0")},
+    "threads=10000": ("test_threads_beyond_the_cpus_are_capped_with_a_warning", "capped"),
 }
 
 
 def test_inventory_names_existing_tests():
     """Each entry of BAD_INPUTS points at a test of this module (the figures of the report)."""
-    assert all(callable(globals().get(t)) for t in BAD_INPUTS.values())
-    print(f"{len(BAD_INPUTS)} bad inputs tried")
+    assert all(callable(globals().get(t)) for t, _ in BAD_INPUTS.values())
+    outcomes = [o for _, o in BAD_INPUTS.values()]
+    assert set(outcomes) <= {"refused", "made safe", "capped"}
+    print(f"{len(BAD_INPUTS)} bad inputs tried: " + ", ".join(f"{outcomes.count(o)} {o}"
+                                                            for o in ("refused", "made safe", "capped")))
