@@ -104,7 +104,7 @@ def test_rtdose_reads_back_on_the_ct_frame(run_dir, study):
     ct = dicom_identity(study.timepoints[0].ct_path, modality="CT")
     assert ds.Modality == "RTDOSE" and ds.FrameOfReferenceUID == next(iter(ct["FrameOfReferenceUID"]))
     assert ds.StudyInstanceUID == next(iter(ct["StudyInstanceUID"]))
-    assert (ds.DoseUnits, ds.DoseType, ds.DoseSummationType) == ("GY", "PHYSICAL", "PLAN")
+    assert (ds.DoseUnits, ds.DoseType, ds.DoseSummationType) == ("GY", "PHYSICAL", "ADMINISTRATION")
     assert ds.BitsAllocated == 32 and ds.pixel_array.dtype == np.uint32
     nifti = sitk.ReadImage(str(run_dir / "dose.nii.gz"))
     dose = sitk.GetArrayFromImage(nifti)

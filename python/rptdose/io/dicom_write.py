@@ -18,6 +18,12 @@ function                   writes
 
 Geometry: arrays [z, y, x], spacing and origin (x, y, z) in mm, origin = centre of voxel
 [0, 0, 0], patient coordinates (LPS).
+
+Conformance: :func:`new_dataset` writes every Type 1 and Type 2 attribute of the Patient (PS3.3
+C.7.1.1), General Study (C.7.2.1), General / RT Series (C.7.3.1, C.8.8.1), General Equipment
+(C.7.5.1) and SOP Common (C.12.1) modules, the Type 2 ones empty unless known; the RTSTRUCT has
+those of the Structure Set (C.8.8.5), ROI Contour (C.8.8.6) and RT ROI Observations (C.8.8.8)
+modules (tests/test_rtdose.py checks the written files against these lists).
 """
 
 from __future__ import annotations
@@ -78,9 +84,23 @@ def new_dataset(sop_class: str, modality: str, ident: Identity, series_uid: str,
     ds.Manufacturer = "rptdose"
     if for_uid is not None:
         ds.FrameOfReferenceUID = for_uid
+    # Type 2 (present, empty when unknown): Patient's Birth Date and Sex (Patient module);
+    # Study Date and Time, Referring Physician's Name, Study ID, Accession Number (General
+    # Study); Series Number, Operators' Name (RT Series; Type 3 in General Series). A writer sets
+    # what it knows after this.
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyDate = ds.StudyTime = ""
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = ""
+    ds.AccessionNumber = ""
+    ds.SeriesNumber = None
+    ds.OperatorsName = ""
     if when is not None:
         ds.StudyDate = ds.SeriesDate = dicom_date(when)
         ds.StudyTime = ds.SeriesTime = dicom_time(when)
+    if not all(str(v).isascii() for v in (ident.patient_id, ident.patient_name, description or "")):
+        ds.SpecificCharacterSet = "ISO_IR 192"        # Type 1C: UTF-8 for names beyond ASCII
     return ds
 
 
@@ -221,6 +241,7 @@ def write_rtstruct(path: Path, masks: dict[str, np.ndarray], spacing: tuple, ori
     from pydicom.uid import generate_uid
 
     ds = new_dataset(RTSTRUCT_STORAGE, "RTSTRUCT", ident, generate_uid(), None, when, "structures")
+    ds.SeriesNumber = 1
     ds.StructureSetLabel = "organs"
     ds.StructureSetDate = dicom_date(when)
     ds.StructureSetTime = dicom_time(when)
@@ -246,7 +267,8 @@ def write_rtstruct(path: Path, masks: dict[str, np.ndarray], spacing: tuple, ori
             it.NumberOfContourPoints = len(pts)
             it.ContourData = [f"{v:.3f}" for v in pts.ravel()]
             items.append(it)
-        c.ContourSequence = Sequence(items)
+        if items:                                   # Type 3: left out when the mask has no contour
+            c.ContourSequence = Sequence(items)
         roic.append(c)
         o = Dataset()
         o.ObservationNumber = number
