@@ -9,7 +9,6 @@ The vsv and sphere provenance comes from real calls on a tiny water phantom with
 study of tests/_synthetic_dicom.py."""
 
 import re
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,11 +40,7 @@ def fast_results():
     d[3:5, 3:5, 3:5] = 1e9
     src = rd.Source("Lu-177", d)
     regions = {"hot": d > 0}
-    with warnings.catch_warnings():
-        # numpy >= 2 deprecates rfftn(a, s) without axes, which fast/vsv.py's fft_convolve calls
-        # (a fast-methods matter, tested in test_fast_methods.py): not what this file tests
-        warnings.filterwarnings("ignore", message="`axes` should not be `None`", category=DeprecationWarning)
-        vsv = vsv_dose(ph, src, histories=2000, half_width=2, seed=7, use_cache=False, regions=regions, threads=1)
+    vsv = vsv_dose(ph, src, histories=2000, half_width=2, seed=7, use_cache=False, regions=regions, threads=1)
     return {"ldm": local_deposition(ph, src, regions=regions), "vsv": vsv,
             "sphere": sphere_dose(ph, src, regions=regions, masses_g=(1.0, 10.0), histories=500, seed=5,
                                   use_cache=False, threads=1)}

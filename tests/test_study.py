@@ -143,7 +143,7 @@ def test_cli_writes_outputs_atomically(sens_dir, sens, tmp_path, capsys):
     assert "liver" in printed and "wrote" in printed
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert names == sorted(
-        ["tia.nii.gz", "tia_rel_uncertainty.nii.gz", "tia.h5", "regions.csv", "timepoints.csv"]
+        ["tia.nii.gz", "tia_rel_uncertainty.nii.gz", "tia_method.nii.gz", "tia.h5", "regions.csv", "timepoints.csv"]
         + [f"plots/tac_{r}.png" for r in ("body", "liver", "kidney", "tumour", "field_of_view")]
         + [f"registration/tp{k}_to_tp1.tfm" for k in (2, 3, 4)]
         + [f"registration/tp{k}_check.png" for k in (2, 3, 4)])

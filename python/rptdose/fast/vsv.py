@@ -70,9 +70,10 @@ def fft_convolve(a: np.ndarray, k: np.ndarray, mode: str = "same") -> np.ndarray
     """
     full = [na + nk - 1 for na, nk in zip(a.shape, k.shape)]
     fshape = [_next_fast_len(n) for n in full]
-    spec = np.fft.rfftn(np.asarray(a, dtype=np.float64), fshape)
-    spec *= np.fft.rfftn(np.asarray(k, dtype=np.float64), fshape)
-    out = np.fft.irfftn(spec, fshape)
+    axes = tuple(range(len(fshape)))
+    spec = np.fft.rfftn(np.asarray(a, dtype=np.float64), fshape, axes=axes)
+    spec *= np.fft.rfftn(np.asarray(k, dtype=np.float64), fshape, axes=axes)
+    out = np.fft.irfftn(spec, fshape, axes=axes)
     if mode == "full":
         return np.ascontiguousarray(out[tuple(slice(0, n) for n in full)])
     c = [n // 2 for n in k.shape]
