@@ -200,6 +200,17 @@ def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], pro
                      f"<figcaption>The dose axis ends at {DVH_AXIS_FACTOR:g} times the highest D1 of the regions; "
                      "the values of every bin up to the highest region maximum are in dvh.csv.</figcaption></figure>")
     parts.append("<h2>Time points</h2>" + _table(study.quant_report, TIMEPOINT_TABLE))
+    ob = getattr(study, "tia_outside_body", None) or {}
+    if ob:
+        by = ob.get("tia_fraction_by_method", {})
+        n = ob.get("voxel_methods", {})
+        what = {"drop": "set to 0", "keep": "kept", "reassign": "moved to the nearest body voxel"}[ob["mode"]]
+        parts.append("<h2>Time integration</h2><p>Voxel TIA by method (docs/study_file.md, <i>Voxel TIA on noisy "
+                     "SPECT</i>): " + ", ".join(f"{_e(k)} {100 * v:.2f} % of the TIA ({n.get(k, 0)} voxels)"
+                                                for k, v in by.items() if k != "none")
+                     + f". Activity imaged outside the CT's body outline: {100 * ob['outside_fraction']:.2f} % of "
+                     f"the TIA, {what} (tia.outside_body = &quot;{_e(ob['mode'])}&quot;). "
+                     "The map of methods is tia/tia_method.nii.gz.</p>")
     tacs = [(name, written.get(f"tia/tac_{name}")) for name in study.region_names]
     if any(p for _, p in tacs):
         parts.append("<h2>Time-activity fits</h2><div class=\"gallery\">"
