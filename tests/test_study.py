@@ -143,7 +143,8 @@ def test_cli_writes_outputs_atomically(sens_dir, sens, tmp_path, capsys):
     assert "liver" in printed and "wrote" in printed
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert names == sorted(
-        ["tia.nii.gz", "tia_rel_uncertainty.nii.gz", "tia_method.nii.gz", "tia.h5", "regions.csv", "timepoints.csv"]
+        ["tia.nii.gz", "tia_rel_uncertainty.nii.gz", "tia_method.nii.gz", "tia.h5", "regions.csv", "timepoints.csv",
+         "manifest.json"]
         + [f"plots/tac_{r}.png" for r in ("body", "liver", "kidney", "tumour", "field_of_view")]
         + [f"registration/tp{k}_to_tp1.tfm" for k in (2, 3, 4)]
         + [f"registration/tp{k}_check.png" for k in (2, 3, 4)])
@@ -158,7 +159,7 @@ def test_cli_writes_outputs_atomically(sens_dir, sens, tmp_path, capsys):
     with h5py.File(out / "tia.h5") as h5:
         assert h5.attrs["kind"] == "rptdose.TIAMap" and h5["activity_bq"].shape == (4,) + S.SHAPE
         assert set(h5["masks"]) == {"body", "liver", "kidney", "tumour"}
-    # a failure half-way leaves the earlier files and nothing under the failed file's name
+    # a failure half-way leaves nothing: the output folder is replaced as a whole or not at all
     out2 = tmp_path / "out2"
     real = sitk.WriteImage
 
@@ -173,7 +174,7 @@ def test_cli_writes_outputs_atomically(sens_dir, sens, tmp_path, capsys):
     finally:
         sitk.WriteImage = real
     assert "disk full" in capsys.readouterr().err
-    assert sorted(p.name for p in out2.iterdir()) == ["tia.nii.gz"]      # no temporaries either
+    assert not out2.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     # bad input: exit code 2 and one line naming the key
     bad = sens_dir / "bad_grid.toml"     # next to the images its paths point to
     bad.write_text((sens_dir / "study.toml").read_text().replace('grid = "spect"', 'grid = "dose"'))

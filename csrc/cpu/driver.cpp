@@ -7,6 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "host/chunking.hpp"
 #include "physics/history.hpp"
 
 namespace rpt::cpu {
@@ -45,9 +46,11 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
   std::vector<int64_t> region_units(size_t(opt.batches) * size_t(std::max(opt.n_regions, 0)), 0);
   CpuTally tally{batch.data()};
 
-  // chunks: progress granularity, and a bound on the energy one chunk can add before the
-  // overflow guard looks again (<= 1e8 histories * max energy per decay << 2^63 units)
-  const int64_t chunk = std::min<int64_t>(std::max<int64_t>(4096, opt.histories / 200), 100000000);
+  // chunks: the progress callable (and through it Ctrl-C) is reached between chunks, so they are
+  // sized by time (host/chunking.hpp: ~0.2 s each), from 4096 histories up to a bound on the
+  // energy one chunk can add before the overflow guard looks again (<= 1e8 histories * max
+  // energy per decay << 2^63 units) and at most 1/200 of the run (progress granularity)
+  host::ChunkSizer chunks(4096, std::min<int64_t>(std::max<int64_t>(4096, opt.histories / 200), 100000000));
   int64_t done = 0;
   int64_t emitted = 0, escaped = 0;
   for (int32_t b = 0; b < opt.batches && !out.aborted; ++b) {
@@ -55,8 +58,9 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
     batch_range(opt.histories, opt.batches, b, h0, h1);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t v = 0; v < nv; ++v) batch[size_t(v)] = 0;
-    for (int64_t c0 = h0; c0 < h1; c0 += chunk) {
-      const int64_t c1 = std::min(h1, c0 + chunk);
+    for (int64_t c0 = h0, c1 = h0; c0 < h1; c0 = c1) {
+      c1 = std::min(h1, c0 + chunks.next());
+      chunks.start();
       int64_t em = 0, es = 0;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 64) reduction(+ : em, es)
       for (int64_t h = c0; h < c1; ++h) {
@@ -65,6 +69,7 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
         em += cnt.emitted;
         es += cnt.escaped;
       }
+      chunks.done(c1 - c0);
       emitted += em;
       escaped += es;
       done += c1 - c0;

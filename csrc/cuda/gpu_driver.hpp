@@ -1,10 +1,11 @@
 // The batch loop of the GPU backends, written once for every executor.
 //
 // `drive` splits the histories into batches (physics/batch.hpp) and each batch into launches
-// ("chunks"), calls the progress callable between launches, folds each batch and finalizes the
-// run. An executor provides the kernels: CudaExec (launch.cu) launches them on a device,
-// EmulatedExec (bindings/emulation.cpp) runs the same kernel bodies over loops of block and
-// thread indices on the CPU, so this loop and the kernels' indexing are tested without a GPU.
+// ("chunks", sized by time: host/chunking.hpp), calls the progress callable between launches,
+// folds each batch and finalizes the run. An executor provides the kernels: CudaExec (launch.cu)
+// launches them on a device, EmulatedExec (bindings/emulation.cpp) runs the same kernel bodies
+// over loops of block and thread indices on the CPU, so this loop and the kernels' indexing are
+// tested without a GPU.
 // Host-only C++ (no CUDA headers): compiled by the host compiler and by nvcc's host pass.
 #pragma once
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "host/chunking.hpp"
 #include "host/params.hpp"
 #include "physics/batch.hpp"
 #include "physics/types.hpp"
@@ -43,7 +45,7 @@ struct RunOutput {
   std::vector<double> region_batch_mev;  // [batches * n_regions]
   int64_t emitted = 0, deposited = 0, escaped = 0;  // energy units (kEnergyUnitMeV)
   uint32_t grid_dim = 0, block_dim = 0;  // shape of the history launches
-  int64_t chunk = 0;                     // histories per launch
+  int64_t chunk = 0;                     // most histories per launch (the given chunk, or default_chunk)
   int64_t launches = 0;                  // history launches made
   bool aborted = false;
 };
@@ -65,12 +67,16 @@ inline void validate_options(const host::HostRun& hr, const RunOptions& opt) {
     throw std::invalid_argument("chunk: expected 0 (auto) or 1.." + std::to_string(kMaxChunk));
 }
 
-// Histories per launch: enough for ~16 histories per GPU thread (so the tail of a launch, where
-// the last long histories run on few threads, stays short against its length), and at most
-// ~100 launches per run (progress granularity, launch and synchronisation overhead).
+// Fewest histories per launch: ~16 per GPU thread (so the tail of a launch, where the last long
+// histories run on few threads, stays short against its length).
+inline int64_t min_chunk(int64_t threads_per_launch) {
+  return std::min<int64_t>(kMaxChunk, 16 * std::max<int64_t>(threads_per_launch, 1));
+}
+
+// Most histories per launch: at least min_chunk, and at most ~100 launches per run (launch and
+// synchronisation overhead). drive() sizes the launches by time within [min_chunk, this].
 inline int64_t default_chunk(int64_t histories, int64_t threads_per_launch) {
-  return std::min<int64_t>(
-      kMaxChunk, std::max<int64_t>(16 * std::max<int64_t>(threads_per_launch, 1), (histories + 99) / 100));
+  return std::min<int64_t>(kMaxChunk, std::max<int64_t>(min_chunk(threads_per_launch), (histories + 99) / 100));
 }
 
 // Executor interface (all calls in order on the calling thread; each call completes the work
@@ -90,13 +96,18 @@ RunOutput drive(Exec& ex, const host::HostRun& hr, const RunOptions& opt) {
   out.grid_dim = ex.grid_dim();
   out.block_dim = ex.block_dim();
   out.chunk = opt.chunk > 0 ? opt.chunk : default_chunk(opt.histories, ex.threads_per_launch());
+  // launches sized by time (host/chunking.hpp, ~0.2 s each: progress and Ctrl-C are checked
+  // between launches) from 16 histories per thread up to out.chunk; a given chunk: fixed size
+  host::ChunkSizer chunks(opt.chunk > 0 ? opt.chunk : min_chunk(ex.threads_per_launch()), out.chunk);
   int64_t done = 0;
   for (int32_t b = 0; b < opt.batches && !out.aborted; ++b) {
     int64_t h0, h1;
     batch_range(opt.histories, opt.batches, b, h0, h1);
-    for (int64_t c0 = h0; c0 < h1; c0 += out.chunk) {
-      const int64_t c1 = std::min(h1, c0 + out.chunk);
+    for (int64_t c0 = h0, c1 = h0; c0 < h1; c0 = c1) {
+      c1 = std::min(h1, c0 + chunks.next());
+      chunks.start();
       ex.histories(opt.seed, c0, c1);
+      chunks.done(c1 - c0);
       ++out.launches;
       done += c1 - c0;
       if (ex.emitted_units() > host::kTallyGuardUnits)

@@ -11,19 +11,25 @@ command                        does
 =============================  =============================================================
 
 Exit codes: 0 success; 2 bad input (InputError, or an unavailable backend asked for: one line on
-stderr naming what and why, no traceback); 1 internal error (an unexpected exception: message and
-traceback on stderr; a DataError, i.e. broken physics data: one line); 130 interrupted.
+stderr naming what and why, no traceback; also an output folder that is not writable, in use by
+another run, or a dose grid too large for the memory or the disk, found before any work); 1
+internal error (an unexpected exception: message and traceback on stderr; a DataError, i.e. broken
+physics data, an output that could not be written (OutputWriteError), or a full disk, a read-only
+file system, missing permissions or memory met during the work: one line); 130 interrupted by
+Ctrl-C (SIGINT), 143 by SIGTERM, at any point: the transport stops within about a second and an
+output folder being written is discarded, the earlier one kept (rptdose._interrupt).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 #: The example's geometry and source.
 EXAMPLE_SHAPE = (32, 32, 32)           # voxels (z, y, x)
@@ -165,6 +171,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_INPUT
+    from rptdose import _interrupt
+
+    # Ctrl-C / SIGTERM recorded even where a library swallows the KeyboardInterrupt: the exit code
+    # is 128 + the signal whatever happened after it (rptdose._interrupt)
+    with _interrupt.installed():
+        code = _run_command(args)
+        signum = _interrupt.received()
+    if signum is not None:
+        if code not in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+            print(f"rptdose {args.command}: interrupted", file=sys.stderr)
+        return 128 + int(signum)
+    return code
+
+
+#: errno values of foreseeable conditions of the machine (disk full, read-only, permissions):
+#: one line, exit code 1, no traceback
+_SYSTEM_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO", "ENOMEM")
+                           if hasattr(errno, n))
+
+
+def _run_command(args: argparse.Namespace) -> int:
     from rptdose.errors import BackendUnavailableError, InputError, RptdoseError
 
     try:
@@ -179,11 +206,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"rptdose {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:
-        print(f"rptdose {args.command}: internal error ({type(exc).__name__}: {exc}); please report it "
-              "with the traceback below", file=sys.stderr)
-        traceback.print_exc(file=sys.stderr)
+    except MemoryError:
+        print(f"rptdose {args.command}: error: out of memory (MemoryError): expected a smaller problem, e.g. a "
+              "coarser dose.grid, or a machine with more memory", file=sys.stderr)
         return EXIT_INTERNAL
+    except OSError as exc:
+        if exc.errno not in _SYSTEM_ERRNOS:
+            return _internal_error(args, exc)
+        where = f": '{exc.filename}'" if exc.filename else ""
+        print(f"rptdose {args.command}: error: {exc.strerror or exc}{where} (a condition of the machine, not a bug): "
+              "expected free disk space, memory and write permission", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:
+        return _internal_error(args, exc)
+
+
+def _internal_error(args: argparse.Namespace, exc: BaseException) -> int:
+    print(f"rptdose {args.command}: internal error ({type(exc).__name__}: {exc}); please report it "
+          "with the traceback below", file=sys.stderr)
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

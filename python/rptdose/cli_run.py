@@ -112,26 +112,46 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     outcome = run_study(args.study, out, progress=None, **_run_kwargs(args))
+    _print_notes("run", outcome)
     _summary(outcome, out)
     return 0
 
 
+def _print_notes(command: str, outcome) -> None:
+    """What the output folder's update did besides writing (leftovers removed, files kept)."""
+    import sys
+
+    for note in getattr(outcome, "output_notes", ()):
+        print(f"rptdose {command}: note: {note}", file=sys.stderr)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    import sys
     import tempfile
 
     from rptdose.demo import DEMO_HISTORIES, write_demo_study
     from rptdose.errors import InputError
+    from rptdose.io.outdir import OutputFolder, lock_folder
     from rptdose.pipeline import run_study
 
     root = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="rptdose-demo-"))
     if root.exists() and not root.is_dir():
         raise InputError(f"--output '{root}' (is a file): expected a folder for the demo")
-    study_file = write_demo_study(root / "patient")
-    print(f"rptdose demo: synthetic Lu-177-DOTATATE patient written to {study_file.parent}")
-    kwargs = _run_kwargs(args)
-    if kwargs["histories"] is None:
-        kwargs["histories"] = DEMO_HISTORIES
-    outcome = run_study(study_file, root / "results", progress=None, **kwargs)
+    # one demo at a time in ROOT; ROOT/patient and ROOT/results are each replaced as a whole
+    # (rptdose.io.outdir), so an interrupted demo leaves the earlier ones
+    with lock_folder(root, command="demo"):
+        with OutputFolder(root / "patient", command="demo") as tx:
+            write_demo_study(tx.staging)
+            tx.commit()
+        for note in tx.notes:
+            print(f"rptdose demo: note: {note}", file=sys.stderr)
+        study_file = root / "patient" / "study.toml"
+        print(f"rptdose demo: synthetic Lu-177-DOTATATE patient written to {study_file.parent}")
+        kwargs = _run_kwargs(args)
+        if kwargs["histories"] is None:
+            kwargs["histories"] = DEMO_HISTORIES
+        outcome = run_study(study_file, root / "results", progress=None, **kwargs)
+    _print_notes("demo", outcome)
     _summary(outcome, root / "results")
     print(f"report: {outcome.report}")
     return 0

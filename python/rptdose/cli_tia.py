@@ -1,9 +1,12 @@
 """``rptdose tia STUDY.toml -o DIR``: quantify, register and integrate a study; write the TIA.
 
-Writes into DIR (every file atomically, see ``rptdose.quant.outputs``): ``tia.nii.gz``,
+Writes into DIR (a staging folder that replaces DIR as a whole when every file is written, with
+``manifest.json``: ``rptdose.io.outdir``; each file checked: ``rptdose.io.atomic``): ``tia.nii.gz``,
 ``tia_rel_uncertainty.nii.gz``, ``tia.h5``, ``regions.csv``, ``timepoints.csv``,
 ``plots/tac_<region>.png`` and ``registration/tp<k>_to_tp1.tfm`` + ``tp<k>_check.png``.
-Exit codes as for every command (``rptdose.cli``): 0 ok, 2 bad input, 1 internal error.
+Exit codes as for every command (``rptdose.cli``): 0 ok, 2 bad input (also: DIR in use by another
+run, not writable, not enough memory or disk for the grid), 1 internal error or a failed write,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,18 +31,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_tia(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
-    from rptdose.errors import InputError
+    from rptdose.io.outdir import OutputFolder
+    from rptdose.resources import TIA_OUTPUT_BYTES_PER_VOXEL
     from rptdose.study import load_study
 
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--output '{out}' (is a file): expected a folder for the results")
     t0 = time.perf_counter()
-    study = load_study(args.study, register=False if args.no_registration else None,
-                       deformable=True if args.deformable else None)
-    written = study.write_tia(out, plots=not args.no_plots)
+    # the folder is locked, checked and replaced as a whole (rptdose.io.outdir); the grid's memory
+    # and disk are checked by load_study as soon as the grid is known
+    with OutputFolder(out, command="tia", output_bytes_per_voxel=TIA_OUTPUT_BYTES_PER_VOXEL) as tx:
+        study = load_study(args.study, register=False if args.no_registration else None,
+                           deformable=True if args.deformable else None)
+        written = study.write_tia(tx.staging, plots=not args.no_plots)
+        tx.commit({"study_file": str(study.path)})
+    for note in tx.notes:
+        print(f"rptdose tia: note: {note}", file=sys.stderr)
     elapsed = time.perf_counter() - t0
     print(f"rptdose tia: {study.name}: {study.nuclide}, {study.administered_activity_bq / 1e6:.6g} MBq at "
           f"{study.administration_time.isoformat()}, {len(study.timepoints)} time points, dose grid "

@@ -18,3 +18,8 @@ class DataError(RptdoseError):
 
 class BackendUnavailableError(RptdoseError, RuntimeError):
     """An explicitly requested backend cannot run here (no CUDA build, no GPU, cupy missing)."""
+
+
+class OutputWriteError(RptdoseError, OSError):
+    """An output could not be written (disk full, read-only, quota, I/O error, or a file that does
+    not read back as written); the earlier file or output folder under that name is unchanged."""

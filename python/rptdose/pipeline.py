@@ -22,7 +22,9 @@ the integral (first order, the sensitivities by finite differences). The voxel u
 propagates the voxels' relative uncertainties through trapezoid weights (from 0 at the
 administration, physical decay after the last scan), taking the time points as independent.
 
-Outputs in DIR (every file written under a temporary name and moved into place):
+Outputs in DIR (written into a staging folder that replaces DIR as a whole when all are written,
+with ``manifest.json`` (sizes and SHA-256 of the files); each file checked as it is written:
+:mod:`rptdose.io.outdir`, :mod:`rptdose.io.atomic`):
 
 =============================  ============================================================
 file                           content
@@ -131,6 +133,9 @@ class RunOutcome:
     warnings: list[str]
     timings_s: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: what the output folder's update did besides writing (leftovers of interrupted runs
+    #: removed, the user's own files kept: rptdose.io.outdir.OutputFolder.notes)
+    output_notes: list[str] = field(default_factory=list)
 
     @property
     def report(self) -> Path:
@@ -530,16 +535,39 @@ def run_study(study: Any, outdir: str | os.PathLike, *, method: str | None = Non
 
     ``study`` is a study file path or a loaded :class:`rptdose.study.Study`; ``method``,
     ``histories``, ``seed`` and ``backend`` override the study file's ``[dose]`` values.
+
+    ``outdir`` is updated as one unit (:class:`rptdose.io.outdir.OutputFolder`): locked against
+    a second run, checked (writable, free space, and the grid's memory and disk estimates) before
+    any work, the outputs written into a staging folder that replaces it, with ``manifest.json``,
+    only when everything is written; a failure or Ctrl-C leaves the earlier ``outdir`` as it was.
     """
+    from rptdose.io.outdir import OutputFolder
+    from rptdose.resources import RUN_OUTPUT_BYTES_PER_VOXEL
+
+    with OutputFolder(outdir, command="run", output_bytes_per_voxel=RUN_OUTPUT_BYTES_PER_VOXEL,
+                      transport=True) as tx:
+        outcome = _run_study(study, tx, method=method, histories=histories, seed=seed, backend=backend,
+                             dose_rate=dose_rate, progress=progress, plots=plots)
+    outcome.outputs = {k: tx.final(v) for k, v in outcome.outputs.items()}
+    outcome.output_notes = list(tx.notes)
+    return outcome
+
+
+def _run_study(study: Any, tx: Any, *, method: str | None, histories: int | None, seed: int | None,
+               backend: str | None, dose_rate: bool, progress: Any, plots: bool) -> RunOutcome:
+    """:func:`run_study` inside its open output folder ``tx``: the work, the outputs into
+    ``tx.staging``, the commit."""
+    from rptdose.resources import check_dose_grid
     from rptdose.study import DOSE_METHODS, Study, load_study
 
-    out = Path(outdir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--output '{out}' (is a file): expected a folder for the results")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if not isinstance(study, Study):
-        study = load_study(study)
+        study = load_study(study)   # checks the grid's memory and the results' disk space first
+    else:
+        nz, ny, nx = study.geometry["shape"]
+        check_dose_grid((nx, ny, nz), study.geometry["spacing_mm"], study.settings["dose"]["grid"],
+                        memory=False)
     timings["load_study"] = time.perf_counter() - t0
     d = study.settings["dose"]
     method = method or d.get("method") or "mc"
@@ -564,7 +592,8 @@ def run_study(study: Any, outdir: str | os.PathLike, *, method: str | None = Non
     notes = run_warnings(study, rows)
     t0 = time.perf_counter()
     provenance = _provenance(study, dose, opts, timings)
-    written = write_outputs(out, study, dose, regions, rows, notes, provenance, plots=plots)
+    written = write_outputs(tx.staging, study, dose, regions, rows, notes, provenance, plots=plots)
+    tx.commit({"study_file": str(study.path), "method": dose.method})
     timings["outputs"] = time.perf_counter() - t0
     return RunOutcome(study=study, dose=dose, regions=rows, outputs=written, warnings=notes, timings_s=timings,
                       provenance=provenance)

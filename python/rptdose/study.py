@@ -543,15 +543,18 @@ def _empty_image(template: Any) -> Any:
 def _dose_grid(grid: Any, ref_spect: Any, ref_ct: Any) -> Any:
     import SimpleITK as sitk
 
-    if grid == "spect":
-        return _empty_image(ref_spect)
-    if grid == "ct":
-        return _empty_image(ref_ct)
+    from rptdose.resources import check_dose_grid  # memory and disk for this grid, before any work on it
+
+    if grid in ("spect", "ct"):
+        ref = ref_spect if grid == "spect" else ref_ct
+        check_dose_grid(ref.GetSize(), ref.GetSpacing(), grid)
+        return _empty_image(ref)
     spacing = np.array(grid, dtype=np.float64)
     ct_size = np.array(ref_ct.GetSize(), dtype=np.float64)
     ct_spacing = np.array(ref_ct.GetSpacing())
     extent = ct_size * ct_spacing
     size = np.maximum(1, np.ceil(extent / spacing - 1e-6)).astype(int)
+    check_dose_grid(size, spacing, grid)
     direction = np.array(ref_ct.GetDirection()).reshape(3, 3)
     corner = np.array(ref_ct.GetOrigin()) - direction @ (0.5 * ct_spacing)
     origin = corner + direction @ (0.5 * spacing)

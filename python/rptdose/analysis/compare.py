@@ -450,8 +450,6 @@ def _write_figure(fig: Any, path: Path) -> Path:
 
 
 def _write_image(image: Any, path: Path) -> Path:
-    import SimpleITK as sitk
+    from rptdose.io.atomic import write_sitk_image  # read back: ITK may not report a failed write
 
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), True)
-    return path
+    return write_sitk_image(path, image)

@@ -22,9 +22,10 @@ name                   kind       type                content
 ``rel_uncertainty``    dataset    float64 [z, y, x]   relative 1-sigma standard error, gzip
 =====================  =========  ==================  ========================================
 
-Writes are atomic: the file is written under a temporary name in the destination folder and
-moved into place with :func:`os.replace`, so a failed save leaves nothing behind and never a
-half-written file under the final name.
+Writes are atomic (:func:`atomic_h5`, built on :mod:`rptdose.io.atomic`): the file is built in
+memory, written under a temporary name in the destination folder, checked and moved into place
+with :func:`os.replace`, so a failed save leaves nothing behind and never a half-written file
+under the final name.
 
 Region masks (the ``masks`` group of ``rptdose run``'s dose.h5 and of tia.h5) are written with
 :func:`write_masks`: one uint8 dataset per region whose HDF5 name is the region name made safe
@@ -38,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,32 +88,19 @@ def check_output_path(path: Any, name: str = "path") -> Path:
 def atomic_h5(path: Any, name: str = "path") -> Iterator[Any]:
     """Open ``path`` for writing as an h5py.File that appears under its name only on success.
 
-    The file is written as a hidden temporary file in the same folder, flushed to disk, then
-    moved over ``path`` with :func:`os.replace` (atomic on POSIX and Windows). On any exception
-    the temporary file is removed and ``path`` is left as it was.
+    The file is built in memory and written by :func:`rptdose.io.atomic.h5_file`: a hidden
+    temporary file in the same folder, its size checked, flushed to disk, then moved over
+    ``path`` with :func:`os.replace` (atomic on POSIX and Windows). On any exception the
+    temporary file is removed and ``path`` is left as it was; a full disk raises
+    OutputWriteError (the HDF5 library itself never meets a write error, which left it
+    broken and crashed the process at exit). A folder where no file can be created raises
+    InputError before the block runs.
     """
-    import h5py
+    from rptdose.io.atomic import h5_file
 
     target = check_output_path(path, name)
-    folder = target.parent if str(target.parent) else Path(".")
-    # not tempfile.mkstemp: its 0600 mode would stick to the result; os.open applies the umask
-    tmp = str(folder / f".{target.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-    except OSError as exc:
-        raise InputError(f"{name} '{target}' (cannot write in '{folder}': {exc.strerror or exc}): expected a "
-                         "writable folder") from None
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with h5_file(target, name=name) as f:
+        yield f
 
 
 def write_result(path: Any, fields: dict[str, Any], extra: Any = None) -> Path:

@@ -27,7 +27,8 @@ pixels                           uint32 (BitsAllocated 32), dose = pixel * DoseG
                                  ERROR) and max / (2**31 - 1)
 ===============================  ============================================================
 
-The file is written under a temporary name and moved into place (``atomic_path``).
+The file is written under a temporary name, read back, flushed and moved into place
+(:func:`rptdose.io.atomic.atomic_path`).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def write_rtdose(path: str | os.PathLike, values_gy: np.ndarray, geometry: dict,
 
     import rptdose
     from rptdose.io.dicom_write import Identity, new_dataset
-    from rptdose.quant.outputs import atomic_path
+    from rptdose.io.atomic import atomic_path
 
     if dose_type not in DOSE_TYPES:
         raise InputError(f"dose_type {dose_type!r}: expected one of {', '.join(DOSE_TYPES)}")
@@ -184,6 +185,29 @@ def write_rtdose(path: str | os.PathLike, values_gy: np.ndarray, geometry: dict,
     pixels = np.minimum(np.rint(dose / float(ds.DoseGridScaling)), top).astype("<i4" if signed else "<u4")
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     p = Path(path)
-    with atomic_path(p) as tmp:
+    with atomic_path(p, verify=lambda tmp: _check_written(tmp, p, ds)) as tmp:
         ds.save_as(str(tmp), enforce_file_format=True)
     return p
+
+
+def _check_written(tmp: Path, path: Path, ds: Any) -> None:
+    """The RT Dose file just written reads back with this instance's UID and all its pixels."""
+    import warnings
+
+    import pydicom
+
+    from rptdose.errors import OutputWriteError
+
+    try:
+        with warnings.catch_warnings():  # a damaged file is an error here, not a warning
+            warnings.simplefilter("ignore")
+            back = pydicom.dcmread(str(tmp))
+            ok = back.SOPInstanceUID == ds.SOPInstanceUID and bytes(back.PixelData) == bytes(ds.PixelData)
+    except Exception as exc:  # a truncated file: pydicom raises many kinds
+        why = f"does not read back: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+    else:
+        if ok:
+            return
+        why = "reads back different from what was written"
+    raise OutputWriteError(f"output file '{path}' ({why}): expected the RT Dose just written; is the disk full? "
+                           "The file under this name, if any, is unchanged")

@@ -24,56 +24,32 @@ file                                 content
 ``registration/tp<k>_check.png``     fused check image of time point k (k >= 2)
 ===================================  ==========================================================
 
-Each file is written under a hidden temporary name in its folder and moved into place with
-:func:`os.replace`: a failure leaves no partial file under the final name.
+Each file is written by :mod:`rptdose.io.atomic` (whose ``atomic_path``, ``write_text``,
+``write_image`` and ``write_figure`` this module re-exports): under a hidden temporary name in
+its folder, checked (size, or read back), flushed to disk and moved into place with
+:func:`os.replace`: a failure leaves no partial file under the final name and the earlier file
+untouched. ``rptdose tia`` writes the whole set into a staging folder that replaces the output
+folder as one unit (:class:`rptdose.io.outdir.OutputFolder`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
 import re
-import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rptdose.errors import InputError
+# the one atomic, checked writer of every output (rptdose.io.atomic), re-exported here
+from rptdose.io.atomic import atomic_path, write_figure, write_image, write_text  # noqa: F401
 
 TIA_FORMAT_VERSION = "1"
 TIA_KIND = "rptdose.TIAMap"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path next to ``path`` with the same suffixes (so that writers that go by the
-    extension behave); flushed to disk and moved over ``path`` when the block succeeds, removed
-    when it fails."""
-    p = Path(path)
-    suffix = "".join(p.suffixes)
-    stem = p.name[: len(p.name) - len(suffix)] if suffix else p.name
-    tmp = p.with_name(f".{stem}.tmp-{secrets.token_hex(4)}{suffix}")
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    p = Path(path)
-    with atomic_path(p) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-    return p
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[str] | None = None) -> Path:
@@ -115,31 +91,6 @@ def csv_text(text: str) -> str:
     if text.startswith(CSV_FORMULA_START) and not _CSV_NUMBERS.fullmatch(text):
         text = "'" + text
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def write_image(path: str | os.PathLike, array: np.ndarray, geometry: dict, description: str | None = None) -> Path:
-    """A [z, y, x] array on ``geometry`` ({spacing_mm, origin_mm, direction}) as an image file
-    (format from the extension, e.g. NIfTI .nii.gz), atomically. ``description``: a note kept in
-    the file (NIfTI ``descrip``, at most 80 characters)."""
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    if description:
-        img.SetMetaData("ITK_FileNotes", description[:79])
-    img.SetSpacing(tuple(geometry["spacing_mm"]))
-    img.SetOrigin(tuple(geometry["origin_mm"]))
-    img.SetDirection(tuple(geometry["direction"]))
-    p = Path(path)
-    with atomic_path(p) as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=True)
-    return p
-
-
-def write_figure(path: str | os.PathLike, fig: Any) -> Path:
-    p = Path(path)
-    with atomic_path(p) as tmp:
-        fig.savefig(str(tmp), format="png")
-    return p
 
 
 #: Longest file-name part made from a region name (characters).

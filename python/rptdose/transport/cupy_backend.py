@@ -245,9 +245,39 @@ def _regions_labels(regions: Any, shape: tuple[int, int, int]) -> tuple[np.ndarr
 MAX_CHUNK = 100_000_000
 
 
+#: Wall time one launch aims at (s), as host/chunking.hpp's kChunkSeconds.
+CHUNK_SECONDS = 0.2
+
+
+def min_chunk(threads_per_launch: int) -> int:
+    """Fewest histories per launch: as gpu_driver.hpp's min_chunk()."""
+    return min(MAX_CHUNK, 16 * max(int(threads_per_launch), 1))
+
+
 def default_chunk(histories: int, threads_per_launch: int) -> int:
-    """Histories per launch: as gpu_driver.hpp's default_chunk()."""
-    return min(MAX_CHUNK, max(16 * max(int(threads_per_launch), 1), (int(histories) + 99) // 100))
+    """Most histories per launch: as gpu_driver.hpp's default_chunk()."""
+    return min(MAX_CHUNK, max(min_chunk(threads_per_launch), (int(histories) + 99) // 100))
+
+
+class ChunkSizer:
+    """Launches sized by time, as host/chunking.hpp's ChunkSizer: the first has ``lower``
+    histories, each next one the measured rate times :data:`CHUNK_SECONDS` (at most 4x the last),
+    within [lower, upper]; so Ctrl-C and progress are seen a few times per second."""
+
+    def __init__(self, lower: int, upper: int) -> None:
+        self.upper = max(1, int(upper))
+        self.lower = max(1, min(int(lower), self.upper))
+        self.next = self.lower
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def done(self, n: int) -> None:
+        dt = time.perf_counter() - self._t0
+        want = n * (CHUNK_SECONDS / dt) if dt > 1e-6 else 4.0 * self.next
+        want = min(want, 4.0 * self.next, float(self.upper))
+        self.next = max(self.lower, min(self.upper, int(want)))
 
 
 def batch_range(n: int, nb: int, b: int) -> tuple[int, int]:
@@ -294,6 +324,8 @@ def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
     if not 1 <= per_launch <= MAX_CHUNK:
         raise ValueError(f"chunk: expected 0 (auto) or 1..{MAX_CHUNK}")
     guard = int(prep["tally_guard_units"])
+    # launches sized by time within [16 histories per thread, per_launch]; a given chunk: fixed
+    chunks = ChunkSizer(int(chunk) if chunk else min_chunk(grid * block), per_launch)
 
     def host(a: Any) -> np.ndarray:
         return a.get() if hasattr(a, "get") else np.array(a, copy=True)
@@ -302,11 +334,14 @@ def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
     launches = 0
     for b in range(batches):
         h0, h1 = batch_range(histories, batches, b)
-        for c0 in range(h0, h1, per_launch):
-            c1 = min(h1, c0 + per_launch)
+        c0 = h0
+        while c0 < h1:
+            c1 = min(h1, c0 + chunks.next)
+            chunks.start()
             launcher.launch("rpt_histories_kernel", grid, block,
                             (params, np.uint64(seed), np.int64(c0), np.int64(c1), batch, counters))
             launcher.synchronize()
+            chunks.done(c1 - c0)
             launches += 1
             done += c1 - c0
             if int(host(counters[_EMITTED:_EMITTED + 1]).view(np.int64)[0]) > guard:
@@ -314,6 +349,7 @@ def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
                                     f"after {done} histories; split the run")
             if progress is not None:
                 progress(done)
+            c0 = c1
         row = region_units[b] if n_regions > 0 else empty_row
         launcher.launch("rpt_fold_kernel", voxel_shape[0], voxel_shape[1],
                         (np.int64(nv), batch, total, m2, np.int64(h0), np.int64(h1 - h0),
