@@ -60,13 +60,30 @@ def is_temporary_name(name: str) -> bool:
     return name.startswith(".") and (".tmp-" in name or name.endswith(".tmp"))
 
 
+def _root_os_error(exc: BaseException) -> BaseException:
+    """The OSError with an errno in the chain of ``exc`` (libraries re-raise it with their own
+    message: pydicom's holds a whole traceback), else ``exc``."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        e = e.__cause__ or e.__context__
+    return exc
+
+
 def output_error(path: Path, exc: BaseException) -> OutputWriteError:
     """An OutputWriteError for a failed write of ``path`` caused by ``exc``."""
-    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    root = _root_os_error(exc)
+    if isinstance(root, OSError) and root.strerror:
+        why = root.strerror
+    else:
+        why = (str(root).strip().splitlines() or [type(root).__name__])[0][:300]
     err = OutputWriteError(f"output file '{path}' (could not be written: {why}): expected a writable folder with "
                            "free space; the file under this name, if any, is unchanged")
-    if isinstance(exc, OSError):
-        err.errno = exc.errno
+    if isinstance(root, OSError):
+        err.errno = root.errno
     return err
 
 
