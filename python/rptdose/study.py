@@ -95,7 +95,9 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "study": ("nuclide", "name"),
     "administration": ("activity_mbq", "time"),
     "timepoint": ("spect", "ct", "label", "acquisition_time", "duration_s", "spect_series_uid", "ct_series_uid"),
-    "calibration": ("mode", "sensitivity_cps_per_mbq"),
+    "calibration": ("mode", "sensitivity_cps_per_mbq", "sensitivity_uncertainty_pct", "phantom_spect",
+                    "phantom_activity_mbq", "phantom_time", "phantom_ct", "phantom_activity_uncertainty_pct",
+                    "phantom_acquisition_time", "phantom_duration_s", "phantom_voi_margin_mm", "file"),
     "segmentation": ("rtstruct", "seg", "labels", "names"),
     "dose": ("grid", "method", "histories", "seed", "backend", "threads", "batches", "electron_transport",
              "mask_to_body"),
@@ -302,7 +304,9 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
         raise c.error("timepoint[].label", labels, "repeated", "distinct labels")
 
     cal = c.table(data, "calibration", required=True)
-    mode = c.string(cal, "mode", "calibration.mode", required=True, choices=("quantitative", "sensitivity"))
+    from rptdose.quant.calibration import CALIBRATION_MODES
+
+    mode = c.string(cal, "mode", "calibration.mode", required=True, choices=CALIBRATION_MODES)
     sens = c.number(cal, "sensitivity_cps_per_mbq", "calibration.sensitivity_cps_per_mbq", positive=True,
                     unit="cps/MBq")
     if mode == "sensitivity" and sens is None:
@@ -311,7 +315,66 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
     if mode == "quantitative" and sens is not None:
         raise c.error("calibration.sensitivity_cps_per_mbq", sens, "given with mode = 'quantitative'",
                       "no sensitivity for a series in Bq/ml (or mode = 'sensitivity')")
-    calibration = Calibration(mode, sens)
+    # each mode's keys; any other key of [calibration] is refused (it would be silently ignored)
+    mode_keys = {"quantitative": ((), "only mode for a series in Bq/ml"),
+                 "sensitivity": (("sensitivity_cps_per_mbq", "sensitivity_uncertainty_pct"),
+                                 "sensitivity_cps_per_mbq and optionally sensitivity_uncertainty_pct"),
+                 "phantom": (tuple(k for k in SCHEMA["calibration"] if k.startswith("phantom_")),
+                             "phantom_spect, phantom_activity_mbq, phantom_time and optionally phantom_ct, "
+                             "phantom_activity_uncertainty_pct, phantom_acquisition_time, phantom_duration_s, "
+                             "phantom_voi_margin_mm"),
+                 "file": (("file",), "file (a calibration file written by `rptdose calibrate`)")}
+    for key in cal:
+        if key != "mode" and key not in mode_keys[mode][0]:
+            raise c.error(f"calibration.{key}", cal[key], f"given with mode = {mode!r}",
+                          f"{mode_keys[mode][1]} with mode = {mode!r}")
+    if mode == "phantom":  # the sensitivity derived now from the phantom SPECT (quant/phantom_calibration.py)
+        from rptdose.quant.phantom_calibration import calibrate_from_phantom
+
+        phantom_spect = c.path_(cal, "phantom_spect", "calibration.phantom_spect", required=True)
+        phantom_mbq = c.number(cal, "phantom_activity_mbq", "calibration.phantom_activity_mbq", positive=True,
+                               unit="MBq")
+        if phantom_mbq is None:
+            raise c.error("calibration.phantom_activity_mbq", None, "missing with mode = 'phantom'",
+                          "the phantom's activity in MBq, read in the dose calibrator at phantom_time")
+        phantom_time = c.datetime(cal, "phantom_time", "calibration.phantom_time")
+        if phantom_time is None:
+            raise c.error("calibration.phantom_time", None, "missing with mode = 'phantom'",
+                          "the local date and time of the dose-calibrator reading, e.g. 2026-03-01T10:00:00")
+        try:
+            camera_cal = calibrate_from_phantom(
+                phantom_spect, phantom_mbq, phantom_time, nuclide=nuclide,
+                phantom_ct=c.path_(cal, "phantom_ct", "calibration.phantom_ct"),
+                activity_uncertainty_pct=c.number(cal, "phantom_activity_uncertainty_pct",
+                                                  "calibration.phantom_activity_uncertainty_pct", minimum=0.0,
+                                                  maximum=50.0, unit="%"),
+                acquisition_time=c.datetime(cal, "phantom_acquisition_time", "calibration.phantom_acquisition_time"),
+                duration_s=c.number(cal, "phantom_duration_s", "calibration.phantom_duration_s", positive=True,
+                                    unit="s"),
+                voi_margin_mm=c.number(cal, "phantom_voi_margin_mm", "calibration.phantom_voi_margin_mm",
+                                       minimum=0.0, maximum=200.0, unit="mm"))
+        except InputError as exc:
+            if str(exc).startswith(f"study '{p}'"):
+                raise
+            raise InputError(f"study '{p}' [calibration] mode = 'phantom': {exc}") from None
+        calibration = camera_cal.to_calibration("phantom")
+    elif mode == "file":  # a calibration written by `rptdose calibrate`, reused
+        from rptdose.quant.phantom_calibration import read_calibration
+
+        cal_file = c.path_(cal, "file", "calibration.file", required=True)
+        try:
+            camera_cal = read_calibration(cal_file)
+        except InputError as exc:
+            raise InputError(f"study '{p}' key calibration.file: {exc}") from None
+        if nuclide is not None and camera_cal.nuclide != nuclide:
+            raise c.error("calibration.file", cal["file"], f"calibrated with {camera_cal.nuclide}, study.nuclide is "
+                          f"{nuclide}", "a calibration made with the study's nuclide")
+        calibration = camera_cal.to_calibration("file")
+    else:
+        u_pct = c.number(cal, "sensitivity_uncertainty_pct", "calibration.sensitivity_uncertainty_pct", minimum=0.0,
+                         maximum=50.0, unit="%")
+        calibration = Calibration(mode, sens, None if u_pct is None else u_pct / 100.0,
+                                  source="study file" if mode == "sensitivity" else "")
 
     seg = c.table(data, "segmentation")
     kinds = [k for k in ("rtstruct", "seg", "labels") if k in seg]

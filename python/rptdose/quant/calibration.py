@@ -3,9 +3,9 @@
 =============  ===================  ==========================================================
 series unit    calibration mode     activity per voxel at the acquisition start (Bq)
 =============  ===================  ==========================================================
-counts         ``sensitivity``      counts / (S * d) * F(d);  S = sensitivity_cps_per_mbq *
-                                    1e-6 (cps per Bq), d = acquisition duration (s)
-cps            ``sensitivity``      cps / S * F(d)  (F = 1 when d is unknown)
+counts         ``sensitivity``,     counts / (S * d) * F(d);  S = sensitivity_cps_per_mbq *
+               ``phantom``, ``file``  1e-6 (cps per Bq), d = acquisition duration (s)
+cps            the same             cps / S * F(d)  (F = 1 when d is unknown)
 Bq/ml          ``quantitative``     C * V, V = voxel volume (ml); then by DecayCorrection
                                     (0054,1102): START as it is; ADMIN (values decay-corrected
                                     to the administration) * exp(-lambda t); NONE (mean over
@@ -14,14 +14,35 @@ Bq/ml          ``quantitative``     C * V, V = voxel volume (ml); then by DecayC
 
 F(d) = lambda d / (1 - exp(-lambda d)) turns the mean activity during an acquisition of d
 seconds into the activity at its start (:func:`rptdose.quant.decay.acquisition_factor`).
-A series in counts with ``quantitative``, or in Bq/ml with ``sensitivity``, is refused: the
-calibration must match what the series holds.
+A series in counts with ``quantitative``, or in Bq/ml with ``sensitivity`` (``phantom``,
+``file``), is refused: the calibration must match what the series holds.
+
+Where the sensitivity S comes from (:class:`Calibration` ``mode``):
+
+=================  ==========================================================================
+``sensitivity``    typed by hand (``calibration.sensitivity_cps_per_mbq``); its relative
+                   standard uncertainty only when given (``sensitivity_uncertainty_pct``),
+                   else unknown (NaN)
+``phantom``        derived now from a SPECT of a uniform phantom of known activity
+                   (:func:`rptdose.quant.phantom_calibration.calibrate_from_phantom`), with
+                   its uncertainty (dose calibrator and counting statistics)
+``file``           read from a calibration file written by ``rptdose calibrate``
+                   (:func:`rptdose.quant.phantom_calibration.read_calibration`): one
+                   phantom calibration of a camera reused for many patients
+=================  ==========================================================================
+
+``Calibration.u_calibration`` (alias ``u_rel``) is the relative standard uncertainty of S, the
+``u_calibration`` of the region table's uncertainty budget (NaN where unknown, and for
+``quantitative``: the series' own calibration is not known to rptdose);
+:meth:`Calibration.info` gives the flat ``calibration.*`` entries for tables and provenance.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +50,9 @@ import numpy as np
 from rptdose.errors import InputError
 from rptdose.quant.decay import acquisition_factor, decay_factor
 
-CALIBRATION_MODES = ("quantitative", "sensitivity")
+CALIBRATION_MODES = ("quantitative", "sensitivity", "phantom", "file")
+#: The modes whose series are in counts or cps, converted with a sensitivity S.
+SENSITIVITY_MODES = ("sensitivity", "phantom", "file")
 #: Warn when the activity found in the field of view, decay-corrected to the administration,
 #: exceeds the administered activity by more than this fraction (calibration or duration error).
 FOV_EXCESS_WARN = 0.10
@@ -42,19 +65,67 @@ class QuantWarning(UserWarning):
 @dataclass(frozen=True)
 class Calibration:
     """``mode`` "quantitative" (the series is in Bq/ml) or "sensitivity" (counts or cps, with
-    ``sensitivity_cps_per_mbq``: counts per second in the reconstructed image per MBq)."""
+    ``sensitivity_cps_per_mbq``: counts per second in the reconstructed image per MBq), or
+    "phantom" / "file": like "sensitivity", with the sensitivity derived from a phantom SPECT or
+    read from a calibration file (``rptdose.quant.phantom_calibration``).
+
+    ``rel_uncertainty``: the relative standard uncertainty of the sensitivity (None: unknown);
+    ``camera``: the calibration's camera identity (manufacturer, model, collimator, energy
+    windows, reconstruction) when known; ``nuclide``: what it was measured with; ``source``: a
+    description of where it came from (file or phantom); ``record``: the whole calibration
+    record (phantom measurement, created, provenance) for provenance."""
 
     mode: str
     sensitivity_cps_per_mbq: float | None = None
+    rel_uncertainty: float | None = None
+    camera: Mapping[str, Any] | None = field(default=None, compare=False)
+    nuclide: str | None = None
+    source: str = ""
+    record: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in CALIBRATION_MODES:
-            raise InputError(f"calibration.mode {self.mode!r} (unknown): expected 'quantitative' or 'sensitivity'")
-        if self.mode == "sensitivity":
+            raise InputError(f"calibration.mode {self.mode!r} (unknown): expected one of "
+                             f"{', '.join(repr(m) for m in CALIBRATION_MODES)}")
+        if self.mode in SENSITIVITY_MODES:
             s = self.sensitivity_cps_per_mbq
-            if s is None or not np.isfinite(s) or s <= 0:
-                raise InputError(f"calibration.sensitivity_cps_per_mbq {s!r} (missing or not > 0): expected the "
-                                 "camera's sensitivity in counts per second per MBq with mode = 'sensitivity'")
+            ok = isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s > 0
+            if not ok:
+                origin = {"sensitivity": "the camera's sensitivity in counts per second per MBq with mode = "
+                                         "'sensitivity'",
+                          "phantom": "the sensitivity (cps/MBq) derived from the phantom SPECT with mode = 'phantom'",
+                          "file": "the sensitivity (cps/MBq) of the calibration file with mode = 'file'"}[self.mode]
+                raise InputError(f"calibration.sensitivity_cps_per_mbq {s!r} (missing or not > 0): expected {origin}")
+        u = self.rel_uncertainty
+        if u is not None and (isinstance(u, bool) or not isinstance(u, (int, float)) or not math.isfinite(u)
+                              or u < 0):
+            raise InputError(f"calibration rel_uncertainty {u!r} (not a finite number >= 0): expected the relative "
+                             "standard uncertainty of the sensitivity (e.g. 0.02 for 2 %), or None when unknown")
+
+    @property
+    def u_calibration(self) -> float:
+        """Relative standard uncertainty of the calibration (NaN when unknown)."""
+        return float(self.rel_uncertainty) if self.rel_uncertainty is not None else float("nan")
+
+    @property
+    def u_rel(self) -> float:
+        """The same as :attr:`u_calibration`."""
+        return self.u_calibration
+
+    def info(self) -> dict[str, Any]:
+        """Flat ``calibration.*`` entries for a region table, a report or provenance:
+        ``calibration.mode``, ``calibration.sensitivity_cps_per_mbq`` (None for quantitative),
+        ``calibration.u_rel`` (NaN when unknown), ``calibration.nuclide``, ``calibration.source``,
+        ``calibration.camera`` (a one-line description, "" when unknown) and
+        ``calibration.created`` (when the phantom calibration was made, "" otherwise)."""
+        from rptdose.quant.phantom_calibration import describe_camera  # no cycle: imported when called
+
+        created = str((self.record or {}).get("created", "") or "")
+        return {"calibration.mode": self.mode, "calibration.sensitivity_cps_per_mbq": self.sensitivity_cps_per_mbq,
+                "calibration.u_rel": self.u_calibration, "calibration.nuclide": self.nuclide,
+                "calibration.source": self.source,
+                "calibration.camera": describe_camera(self.camera) if self.camera else "",
+                "calibration.created": created}
 
 
 def activity_at_start(values: np.ndarray, units: str, calibration: Calibration, half_life_s: float, *,
@@ -66,8 +137,8 @@ def activity_at_start(values: np.ndarray, units: str, calibration: Calibration, 
     info: dict[str, Any] = {"units": units, "calibration": calibration.mode}
     if units == "bq_per_ml":
         if calibration.mode != "quantitative":
-            raise InputError(f"calibration.mode 'sensitivity' ({where} is in Bq/ml per {units_source}): expected "
-                             "mode = 'quantitative' for a quantitative series")
+            raise InputError(f"calibration.mode {calibration.mode!r} ({where} is in Bq/ml per {units_source}): "
+                             "expected mode = 'quantitative' for a quantitative series")
         activity = v * voxel_volume_ml
         if decay_correction == "ADMIN":
             if time_since_administration_s is None:
@@ -84,7 +155,7 @@ def activity_at_start(values: np.ndarray, units: str, calibration: Calibration, 
             factor = 1.0
         info.update(decay_correction=decay_correction, factor=factor)
         return activity * factor, info
-    if calibration.mode != "sensitivity":
+    if calibration.mode not in SENSITIVITY_MODES:
         raise InputError(f"calibration.mode 'quantitative' ({where} is in {units} per {units_source}): expected a "
                          "series in Bq/ml, or mode = 'sensitivity' with sensitivity_cps_per_mbq")
     s_cps_per_bq = float(calibration.sensitivity_cps_per_mbq) * 1e-6
@@ -95,11 +166,13 @@ def activity_at_start(values: np.ndarray, units: str, calibration: Calibration, 
                              "ActualFrameDuration, no ActualFrameDuration (0018,1242)): expected these tags, or "
                              "timepoint.duration_s in the study file")
         f = acquisition_factor(duration_s, half_life_s)
-        info.update(duration_s=duration_s, factor=f, sensitivity_cps_per_mbq=calibration.sensitivity_cps_per_mbq)
+        info.update(duration_s=duration_s, factor=f, sensitivity_cps_per_mbq=calibration.sensitivity_cps_per_mbq,
+                    u_calibration=calibration.u_calibration)
         return v / (s_cps_per_bq * duration_s) * f, info
     if units == "cps":
         f = acquisition_factor(duration_s, half_life_s) if duration_s is not None else 1.0
-        info.update(duration_s=duration_s, factor=f, sensitivity_cps_per_mbq=calibration.sensitivity_cps_per_mbq)
+        info.update(duration_s=duration_s, factor=f, sensitivity_cps_per_mbq=calibration.sensitivity_cps_per_mbq,
+                    u_calibration=calibration.u_calibration)
         return v / s_cps_per_bq * f, info
     raise InputError(f"{where} (units {units!r}): expected counts, cps or bq_per_ml")
 
