@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rptdose.analysis.regions import FOV_REGION
 from rptdose.errors import InputError
 
 if TYPE_CHECKING:   # the study file's types (rptdose.study imports this module, not the reverse)
     from rptdose.study import StudySpec
 
 HOUR = 3600.0
-FOV_REGION = "field_of_view"
 #: Latest scan accepted, in physical half-lives after the administration: later, less than 1e-6
 #: of the activity is left and decay correction multiplies noise by more than 1e6 (a wrong date).
 MAX_SCAN_HALF_LIVES = 20.0

@@ -56,7 +56,6 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -65,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from rptdose.analysis.regions import anatomical, region_kind
 from rptdose.errors import InputError
 
 HOUR = 3600.0
@@ -72,13 +72,6 @@ HOUR = 3600.0
 #: regions.json: the format name and version (readers check both).
 REGIONS_FORMAT = "rptdose-regions"
 REGIONS_FORMAT_VERSION = 1
-
-#: Region kinds, from the region's name (first match wins; case-insensitive).
-KIND_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("kidney", r"kidney|renal|cortex"),
-    ("marrow", r"marrow"),
-    ("tumour", r"tumou?r|lesion|metasta|gtv|\bmet\d*\b|\bles\d*\b|\btum\d*\b"),
-)
 
 #: Columns of regions.csv (and keys of each region in regions.json).
 REGION_COLUMNS = ("name", "kind", "mean_dose_gy", "mean_dose_rel_uncertainty", "tia_rel_uncertainty",
@@ -94,15 +87,6 @@ AIR_DENSITY_G_CM3 = 0.05                 # voxels below this density are air (ou
 AIR_TIA_FRACTION_WARN = 0.01             # share of the TIA in air voxels (SPECT blur, misregistration)
 OUTSIDE_BODY_TIA_FRACTION_WARN = 0.02     # share of the TIA imaged outside the CT's body outline
 VOXEL_FALLBACK_TIA_FRACTION_WARN = 0.05   # share of the TIA from voxels without a usable own fit
-
-
-def region_kind(name: str) -> str:
-    """"kidney", "marrow", "tumour" or "organ" from a region name (:data:`KIND_PATTERNS`)."""
-    low = name.lower()
-    for kind, pattern in KIND_PATTERNS:
-        if re.search(pattern, low):
-            return kind
-    return "organ"
 
 
 @dataclass
@@ -388,15 +372,6 @@ def regions_document(study: Any, dose: DoseEstimate, rows: list[dict[str, Any]],
         "regions": rows,
         "provenance": provenance,
     }
-
-
-def anatomical(regions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The delineated regions, without the whole-grid field of view (which holds the air around the
-    patient) unless it is the only one."""
-    from rptdose.study import FOV_REGION
-
-    out = {k: m for k, m in regions.items() if k != FOV_REGION}
-    return out or dict(regions)
 
 
 def _dvh_table(dose_gy: np.ndarray, regions: dict[str, np.ndarray], points: int = 200):

@@ -15,6 +15,7 @@ else the voxel volumes (all equal on a regular grid).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -94,3 +95,32 @@ def region_mean_uncertainty(dose: np.ndarray, rel_uncertainty: np.ndarray, mask:
     num = float(np.sqrt(np.sum((w * d * r) ** 2)))
     den = float(np.sum(w * d))
     return num / den if den > 0 else float("nan")
+
+
+# ---- region naming -------------------------------------------------------------------------------
+
+#: The region that the study loader adds for the whole dose grid (the field of view).
+FOV_REGION = "field_of_view"
+
+#: Region kinds, from the region's name (first match wins; case-insensitive).
+KIND_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("kidney", r"kidney|renal|cortex"),
+    ("marrow", r"marrow"),
+    ("tumour", r"tumou?r|lesion|metasta|gtv|\bmet\d*\b|\bles\d*\b|\btum\d*\b"),
+)
+
+
+def region_kind(name: str) -> str:
+    """"kidney", "marrow", "tumour" or "organ" from a region name (:data:`KIND_PATTERNS`)."""
+    low = name.lower()
+    for kind, pattern in KIND_PATTERNS:
+        if re.search(pattern, low):
+            return kind
+    return "organ"
+
+
+def anatomical(regions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The delineated regions, without the whole-grid field of view (which holds the air around the
+    patient) unless it is the only one."""
+    out = {k: m for k, m in regions.items() if k != FOV_REGION}
+    return out or dict(regions)

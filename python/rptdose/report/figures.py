@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from rptdose.analysis.regions import FOV_REGION, anatomical
 from rptdose.quant.plots import _figure
 
 #: Fraction of the colour scale's upper value below which the colour overlay is transparent.
@@ -52,8 +53,6 @@ BODY_DENSITY_G_CM3 = 0.5
 def region_styles(regions: dict[str, np.ndarray]) -> dict[str, tuple[str, str]]:
     """{region: (colour, line style)} of the delineated regions (the field of view left out),
     shared by the DVH curves and the slice contours."""
-    from rptdose.pipeline import anatomical
-
     styles = ("-", "--", ":", "-.")
     return {name: (f"C{i % 10}", styles[(i // 10) % len(styles)]) for i, name in enumerate(anatomical(regions))}
 
@@ -72,8 +71,6 @@ def body_mask(study: Any) -> np.ndarray:
 def _scale_domain(dose_gy: np.ndarray, regions: dict[str, np.ndarray], body: np.ndarray | None
                   ) -> tuple[np.ndarray, str]:
     """(mask, words): the body when given and not empty, else the union of the delineated regions."""
-    from rptdose.pipeline import anatomical
-
     if body is not None:
         b = np.asarray(body, dtype=bool)
         if b.shape == dose_gy.shape and b.any():
@@ -89,8 +86,6 @@ def colour_scale(dose_gy: np.ndarray, regions: dict[str, np.ndarray], body: np.n
     of the delineated regions without a body mask; 1 Gy if that is 0), ``domain`` (words),
     ``max_gy`` and ``max_index`` ((z, y, x) of the largest dose on the grid), ``max_in_domain``,
     ``domain_max_gy`` (the largest dose in the domain), ``clipped`` (voxels above the scale exist)."""
-    from rptdose.pipeline import anatomical
-
     dose = np.asarray(dose_gy, dtype=np.float64)
     domain, words = _scale_domain(dose, regions, body)
     vals = dose[domain]
@@ -99,8 +94,6 @@ def colour_scale(dose_gy: np.ndarray, regions: dict[str, np.ndarray], body: np.n
     # clip it to one colour; its D2 (the dose to its hottest 2 %) is a property of the region,
     # not of one voxel, so it may raise the scale
     d2, d2_name = 0.0, None
-    from rptdose.study import FOV_REGION
-
     for name, m in anatomical(regions).items():
         if name == FOV_REGION:
             continue
@@ -143,8 +136,6 @@ def dvh_axis_top(dose_gy: np.ndarray, regions: dict[str, np.ndarray], factor: fl
     """The end of the DVH dose axis: ``factor`` x the highest D1 (99th percentile of the voxel
     doses) of the delineated regions (the field of view left out); their highest maximum if every
     D1 is 0; 1 Gy if that is 0 too."""
-    from rptdose.pipeline import anatomical
-
     d1, top = 0.0, 0.0  # highest D1, highest maximum
     for m in anatomical(regions).values():
         v = np.asarray(dose_gy)[np.asarray(m, dtype=bool)]
@@ -175,8 +166,6 @@ def dvh_figure(bins_gy: np.ndarray, curves: dict[str, np.ndarray], dose_gy: np.n
     bins up to there (so that a few hot air voxels, which stretch ``bins_gy``, do not coarsen
     them), else the given curves are drawn and the axis end is estimated from them."""
     from rptdose.analysis.dvh import cumulative_dvh
-    from rptdose.pipeline import anatomical
-
     if dose_gy is not None and regions is not None:
         top = dvh_axis_top(dose_gy, regions)
         bins_gy = np.linspace(0.0, top, 400)
@@ -212,8 +201,6 @@ def hottest_point(dose_gy: np.ndarray, regions: dict[str, np.ndarray], rows: lis
     """(region, (z, y, x)): the hottest voxel of the delineated region with the highest mean dose,
     among the region's voxels inside ``body`` (when given and they exist), so that a hot air voxel
     at a contour's edge is not chosen."""
-    from rptdose.pipeline import anatomical
-
     names = anatomical(regions)
     cand = [r for r in rows if r["name"] in names]
     best = max(cand, key=lambda r: r["mean_dose_gy"])["name"]
@@ -250,8 +237,6 @@ def dose_slices_figure(density: np.ndarray, dose_gy: np.ndarray, regions: dict[s
     ``rptdose_colour_scale`` attribute holds :func:`colour_scale`'s dict."""
     from matplotlib import patheffects
     from matplotlib.lines import Line2D
-
-    from rptdose.study import FOV_REGION
 
     density = np.asarray(density)
     dose_gy = np.asarray(dose_gy)
