@@ -243,6 +243,10 @@ def read_scans(spec: StudySpec) -> Scans:
         if hl is not None and abs(hl - half_life_s) > 0.02 * half_life_s:
             raise InputError(f"spect '{tp.spect}' (RadionuclideHalfLife (0018,1075) {hl:g} s, the half-life of "
                              f"{nuclide} is {half_life_s:g} s): expected the study's nuclide; check study.nuclide")
+    from rptdose.quant.phantom_calibration import check_camera_match
+
+    for tp, nm in zip(spec.timepoints, nms):   # a phantom or file calibration: same camera, same nuclide
+        check_camera_match(spec.calibration, nm, f"spect '{tp.spect}'", nuclide=nuclide)
     return Scans(nms, cts, ct_ids, nuclide, half_life_s, activity_bq, adm_time, adm_info)
 
 
@@ -463,8 +467,10 @@ def settings_and_provenance(spec: StudySpec, scans: Scans, acts: list[ScanActivi
     from rptdose import __version__
     from rptdose.quant.registration import METRIC_WORK_UNITS
 
+    cal = spec.calibration
     settings = {"dose": dict(spec.dose), "tia": dict(spec.tia), "calibration": {
-        "mode": spec.calibration.mode, "sensitivity_cps_per_mbq": spec.calibration.sensitivity_cps_per_mbq},
+        "mode": cal.mode, "sensitivity_cps_per_mbq": cal.sensitivity_cps_per_mbq, "u_rel": cal.u_calibration,
+        **cal.info()},
         "segmentation": {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.segmentation.items()},
         "registration": {**vars(reg_settings), "metric_work_units": METRIC_WORK_UNITS},
         "hu_calibration": "schneider2000"}
@@ -478,6 +484,8 @@ def settings_and_provenance(spec: StudySpec, scans: Scans, acts: list[ScanActivi
                                      "time": scans.administration_time.isoformat(),
                                      **dict(scans.administration_info)},
                   "versions": _versions()}
+    if cal.record is not None:   # the phantom measurement, camera and input hashes of the calibration
+        provenance["calibration"] = dict(cal.record)
     return settings, provenance
 
 

@@ -31,8 +31,10 @@ key                              default    meaning
 ``[[timepoint]] duration_s``     DICOM      acquisition duration (s) for counts
 ``[[timepoint]] spect_series_uid``  --      series to read when the folder holds several
 ``[[timepoint]] ct_series_uid``  --         likewise for the CT folder
-``calibration.mode``             required   "quantitative" (Bq/ml series) or "sensitivity"
+``calibration.mode``             required   "quantitative" (Bq/ml series), "sensitivity",
+                                            "phantom" (derived from a phantom scan) or "file"
 ``calibration.sensitivity_cps_per_mbq``  -- cps per MBq, required with "sensitivity"
+``calibration.phantom_*``, ``.file``  --    see docs/study_file.md (quant/phantom_calibration.py)
 ``segmentation.rtstruct``        --         RTSTRUCT file; or ``seg`` (DICOM-SEG) or
 ``segmentation.seg``                        ``labels`` (label image + ``names``); at most
 ``segmentation.labels``                     one of the three; none: no regions
@@ -238,7 +240,9 @@ class _Checker:
 
 
 def read_study_file(path: str | os.PathLike) -> StudySpec:
-    """Parse and validate a study file (see the module docstring); no image is read."""
+    """Parse and validate a study file (see the module docstring). No image is read, except a
+    calibration phantom's SPECT with ``calibration.mode = "phantom"`` (the sensitivity is derived
+    here, quant/phantom_calibration.py)."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
