@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rptdose as rd
 import SimpleITK as sitk
+from rptdose.analysis.compare import CompareWarning, reference_dose
 from rptdose.analysis.doseio import load_dose
 from rptdose.analysis.dvh import cumulative_dvh, dose_at_volume, dvh_metrics
 from rptdose.cli import main
@@ -205,7 +206,8 @@ def test_compare_results_and_cli(tmp_path, capsys):
     regions = {"hot": d > 0, "peak": d > 2e6, "rim": (d == 0) & (np.roll(d, 1, 2) > 0)}
     mc = rd.simulate(ph, src, histories=100_000, seed=4, threads=2, regions=regions, progress=False)
     ldm = rd.local_deposition(ph, src, regions=regions)
-    comp = rd.compare(mc, ldm, regions)
+    with pytest.warns(CompareWarning, match="reach the threshold"):   # 64 source voxels: a small case
+        comp = rd.compare(mc, ldm, regions)
     rows = {r["region"]: r for r in comp.regions}
     assert rows["hot"]["unc_method_a"] == "batch"
     assert rows["hot"]["unc_a_gy"] == pytest.approx(mc.region_means["hot"]["rel_uncertainty"]
@@ -223,7 +225,7 @@ def test_compare_results_and_cli(tmp_path, capsys):
                "--names", "mc", "ldm", "--gamma", "3/3"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "hot" in out and "gamma 3%/3mm global" in out
+    assert "hot" in out and "gamma 3%/3mm global" in out and "warning: only" in out
     assert (tmp_path / "cmp" / "summary.html").is_file() and (tmp_path / "cmp" / "bland_altman.png").is_file()
     assert main(["compare", str(tmp_path / "mc.h5"), str(tmp_path / "nothere.h5"), "-o", str(tmp_path / "x")]) == 2
     # rptdose kernel
@@ -234,3 +236,265 @@ def test_compare_results_and_cli(tmp_path, capsys):
     assert kern.s_gy_per_decay.shape == (5, 5, 5) and kern.provenance["histories"] == 20_000
     assert "S(centre)" in capsys.readouterr().out
     assert main(["kernel", "Lu-177", "--voxel", "4.8", "4.8"]) == 2
+
+
+
+# ---- masks and body outline from dose.h5, robust normalisation, few-voxel warning -----------------
+def body_cylinder(spacing=SPACING, shape=SHAPE, origin=(0.0, 0.0, 0.0)):
+    """A body outline: an elliptic cylinder along z that leaves the grid's x / y edges outside."""
+    _, Y, X = world(spacing, shape, origin)
+    return ((X - 15.0) / 14.0) ** 2 + ((Y - 17.0) / 15.0) ** 2 <= 1.0
+
+
+def write_dose_h5(path, dose, masks=None, body=None, spacing=SPACING, origin=(0.0, 0.0, 0.0), rel=None,
+                  region_order=None, extra_fn=None):
+    """A dose.h5 as `rptdose run` writes it (result fields + masks/ + body_mask), without the core."""
+    import json
+
+    from rptdose.io.hdf5 import write_masks, write_result
+
+    def extra(h5):
+        if region_order is not None:
+            h5.attrs["regions"] = json.dumps([{"name": n} for n in region_order])
+        if masks is not None:
+            write_masks(h5, masks)
+        if body is not None:
+            h5.create_dataset("body_mask", data=np.asarray(body).astype(np.uint8))
+        if extra_fn is not None:
+            extra_fn(h5)
+
+    fields = {"dose_gy": dose, "rel_uncertainty": np.full(dose.shape, np.nan) if rel is None else rel,
+              "energy_balance": {}, "region_means": None, "backend": "test", "histories": 0, "seed": 0,
+              "batches": 0, "elapsed_s": 0.0, "provenance": {}, "spacing_mm": spacing, "origin_mm": origin,
+              "direction": (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)}
+    return write_result(path, fields, extra=extra)
+
+
+def test_reference_dose_is_robust_to_a_hot_voxel():
+    a = dose_fn(*world())
+    body = body_cylinder()
+    v0, how0 = reference_dose(a, body)
+    assert v0 == pytest.approx(np.percentile(a[body], 99.5)) and "inside the body outline" in how0
+    hot = a.copy()
+    hot[0, 0, 0] = 1e5                                   # one voxel of air, outside the body
+    assert reference_dose(hot, body)[0] == v0
+    inner = {k: v for k, v in masks().items() if k != "far"}          # "far" holds the hot corner voxel
+    assert reference_dose(hot, None, inner)[0] == pytest.approx(np.percentile(a[inner["core"] | inner["shell"]], 99.5))
+    v, how = reference_dose(hot, None, masks())
+    assert v < 10.0 and "union of the 3 region masks" in how      # the percentile ignores the one hot voxel
+    v, how = reference_dose(hot)
+    assert v < 10.0 and "other than 0" in how            # the 99.5th percentile ignores the single hot voxel
+    v, how = reference_dose(np.where(body, 0.0, a), body)          # no dose in the body: the next candidate
+    assert v > 0 and "other than 0" in how and "not inside the body outline" in how
+    assert np.isnan(reference_dose(np.zeros(SHAPE))[0])
+
+
+def test_compare_dose_h5_masks_body_and_hot_voxel(tmp_path):
+    """Without masks, those of a's dose.h5 are used (said in the notes and summary); the threshold
+    and the global gamma are relative to the 99.5th percentile inside body_mask, so a 1e5 Gy air
+    voxel changes nothing; the normalisation is recorded in gamma.csv, summary.csv, summary.html."""
+    a = dose_fn(*world())
+    a_hot = a.copy()
+    a_hot[0, 0, 0] = 1e5
+    body = body_cylinder()
+    assert not body[0, 0, 0]
+    m = masks()
+    write_dose_h5(tmp_path / "a.h5", a_hot, masks={"shell": m["shell"], "core": m["core"]}, body=body,
+                  region_order=["core", "shell"])
+    # region names that are no HDF5 link names come back verbatim
+    write_dose_h5(tmp_path / "odd.h5", a, masks={"kidney/left": m["core"], "a.b%": m["shell"]})
+    assert list(load_dose(tmp_path / "odd.h5").masks) == ["a.b%", "kidney/left"]
+    write_dose_h5(tmp_path / "b.h5", 1.03 * a)
+    comp = rd.compare(tmp_path / "a.h5", tmp_path / "b.h5", gamma=((3, 3),), gamma_modes=("global",),
+                      output_dir=tmp_path / "out")
+    assert [r["region"] for r in comp.regions] == ["core", "shell"]          # the file's region order
+    assert comp.regions[0]["voxels"] == m["core"].sum()
+    assert any("region masks read from" in n and "a.h5" in n for n in comp.notes)
+    sm = comp.summary
+    norm = np.percentile(a[body], 99.5)
+    assert sm["normalisation_gy"] == pytest.approx(norm)
+    assert "inside the body outline" in sm["normalisation"]
+    assert "a.h5" in sm["masks"] and "a.h5" in sm["body_mask"]
+    assert sm["threshold_gy"] == pytest.approx(0.1 * norm)
+    assert sm["threshold_voxels"] == np.count_nonzero(a_hot >= 0.1 * norm) > 1000
+    g = comp.gamma["3%/3mm global"]
+    assert g.settings["normalisation_gy"] == pytest.approx(norm)
+    assert g.evaluated_points == sm["threshold_voxels"]
+    assert not comp.warnings and sm["warnings"] == ""
+    # the same comparison without the hot voxel gives the same normalisation and points
+    write_dose_h5(tmp_path / "a_cold.h5", a, masks={"core": m["core"]}, body=body)
+    cold = rd.compare(tmp_path / "a_cold.h5", tmp_path / "b.h5", gamma=((3, 3),), gamma_modes=("global",))
+    assert cold.summary["normalisation_gy"] == sm["normalisation_gy"]
+    assert cold.gamma["3%/3mm global"].evaluated_points == g.evaluated_points - 1
+    out = tmp_path / "out"
+    with open(out / "gamma.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["normalisation_gy"]) == pytest.approx(norm, rel=1e-5)
+    assert "99.5th percentile" in row["normalisation"] and row["warning"] == ""
+    with open(out / "summary.csv", newline="") as f:
+        summ = {r["quantity"]: r["value"] for r in csv.DictReader(f)}
+    assert "inside the body outline" in summ["normalisation"] and "a.h5" in summ["masks"]
+    html = (out / "summary.html").read_text()
+    assert "Normalisation" in html and "99.5th percentile" in html and "Warning" not in html
+    # given masks win; file masks can be refused; b's masks are used when a has none
+    assert rd.compare(tmp_path / "a.h5", tmp_path / "b.h5", {"x": m["far"]}, gamma=()).summary["masks"] == "given"
+    none = rd.compare(tmp_path / "a.h5", tmp_path / "b.h5", gamma=(), file_masks=False)
+    assert none.regions == [] and none.summary["masks"] == "none"
+    assert "body outline" in none.summary["normalisation"]
+    swapped = rd.compare(tmp_path / "b.h5", tmp_path / "a.h5", gamma=())
+    assert [r["region"] for r in swapped.regions] == ["core", "shell"] and "a.h5" in swapped.summary["body_mask"]
+    # a normalisation given
+    given = rd.compare(tmp_path / "a.h5", tmp_path / "b.h5", gamma=((3, 3),), gamma_modes=("global",),
+                       normalisation_gy=4.0)
+    assert given.summary["normalisation"] == "given" and given.gamma["3%/3mm global"].settings["threshold_gy"] == 0.4
+
+
+def test_compare_without_body_mask_uses_masks_then_dose(tmp_path):
+    """Files of before body_mask: the union of the region masks; no masks either: the voxels with dose."""
+    a = dose_fn(*world())
+    m = masks()
+    write_dose_h5(tmp_path / "a.h5", a, masks={"core": m["core"]})
+    write_dose_h5(tmp_path / "b.h5", a)
+    comp = rd.compare(tmp_path / "a.h5", tmp_path / "b.h5", gamma=((3, 3),), gamma_modes=("global",))
+    assert comp.summary["body_mask"] == "none"
+    assert "union of the 1 region masks" in comp.summary["normalisation"]
+    assert comp.summary["normalisation_gy"] == pytest.approx(np.percentile(a[m["core"]], 99.5))
+    arrays = rd.compare(a, a, None, SPACING, gamma=((3, 3),), gamma_modes=("global",))
+    assert "other than 0" in arrays.summary["normalisation"] and arrays.summary["masks"] == "none"
+    assert arrays.summary["normalisation_gy"] == pytest.approx(np.percentile(a, 99.5))
+    # a body outline given as an array or an image file
+    body = body_cylinder()
+    arr = rd.compare(a, a, None, SPACING, gamma=(), body_mask=body)
+    assert arr.summary["body_mask"] == "given"
+    assert arr.summary["normalisation_gy"] == pytest.approx(np.percentile(a[body], 99.5))
+    img = sitk.GetImageFromArray(body.astype(np.uint8))
+    img.SetSpacing(SPACING)
+    sitk.WriteImage(img, str(tmp_path / "body.nii.gz"))
+    f = rd.compare(tmp_path / "a.h5", tmp_path / "b.h5", gamma=(), body_mask=tmp_path / "body.nii.gz")
+    assert f.summary["normalisation_gy"] == arr.summary["normalisation_gy"]
+
+
+def test_compare_masks_of_b_resampled(tmp_path):
+    """b's dose.h5 on another grid: its masks come to a's grid by nearest neighbour."""
+    a = dose_fn(*world())
+    img = sitk.GetImageFromArray(a)
+    img.SetSpacing(SPACING)
+    sitk.WriteImage(img, str(tmp_path / "a.nii.gz"))
+    sp_b, org_b, shape_b = (1.0, 1.25, 1.5), (0.0, 0.0, 0.0), (24, 28, 32)
+    Zb, Yb, Xb = world(sp_b, shape_b, org_b)
+    core_b = (Zb - 16.0) ** 2 + (Yb - 17.0) ** 2 + (Xb - 15.0) ** 2 < 36.0
+    write_dose_h5(tmp_path / "b.h5", dose_fn(Zb, Yb, Xb), masks={"core": core_b},
+                  body=body_cylinder(sp_b, shape_b, org_b), spacing=sp_b, origin=org_b)
+    comp = rd.compare(tmp_path / "a.nii.gz", tmp_path / "b.h5", gamma=())
+    assert comp.summary["b_resampled"] is True and "b.h5" in comp.summary["masks"]
+    core_a = masks()["core"]
+    got = comp.regions[0]
+    assert got["region"] == "core" and abs(got["voxels"] - core_a.sum()) <= 0.2 * core_a.sum()
+    assert "body outline" in comp.summary["normalisation"]
+
+
+def test_compare_warns_when_few_voxels_pass(tmp_path):
+    """A dose in 20 voxels: the gamma and relative differences rest on 20 points; warned (a
+    CompareWarning) and written in summary.csv, gamma.csv and summary.html."""
+    a = np.zeros(SHAPE)
+    a[5:7, 6:8, 6:11] = 2.0
+    b = 1.01 * a
+    with pytest.warns(CompareWarning, match="only 20 voxels") as rec:
+        comp = rd.compare(a, b, None, SPACING, gamma=((3, 3),), gamma_modes=("global", "local"),
+                          output_dir=tmp_path / "out")
+    assert len(rec) == 1                                  # one warning, not one per criterion
+    assert comp.summary["threshold_voxels"] == 20 and "only 20 voxels" in comp.summary["warnings"]
+    assert all(g.evaluated_points == 20 for g in comp.gamma.values())
+    out = tmp_path / "out"
+    with open(out / "gamma.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all("20 points evaluated" in r["warning"] for r in rows)
+    with open(out / "summary.csv", newline="") as f:
+        summ = {r["quantity"]: r["value"] for r in csv.DictReader(f)}
+    assert "only 20 voxels" in summ["warnings"]
+    html = (out / "summary.html").read_text()
+    assert "class='warning'" in html and "only 20 voxels" in html
+    # threshold 0: every voxel reaches it, but a local gamma evaluates only the 20 with dose: warned
+    with pytest.warns(CompareWarning, match="gamma 3%/3mm local: 20 points evaluated"):
+        rd.compare(a, b, None, SPACING, gamma=((3, 3),), gamma_modes=("local",), threshold_percent=0)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("masks_dataset", r"'masks' is a dataset, not a group"),
+    ("mask_shape", r"'masks/core' of shape \(2, 2, 2\)\): expected a uint8 mask"),
+    ("mask_float", r"'masks/core' of type float64"),
+    ("mask_values", r"'masks/core' holds values other than 0 and 1"),
+    ("mask_group", r"'masks/core' is a group, not a dataset"),
+    ("mask_twice", r"region 'core' twice"),
+    ("body_empty", r"'body_mask' has no voxel set"),
+    ("body_shape", r"'body_mask' of shape \(12, 14\)"),
+])
+def test_bad_masks_in_dose_h5(tmp_path, case, match):
+    a = dose_fn(*world())
+    m = masks()["core"]
+
+    def extra(h5):
+        if case == "masks_dataset":
+            h5.create_dataset("masks", data=np.zeros(3))
+        elif case == "mask_group":
+            h5.create_group("masks").create_group("core")
+        elif case == "mask_twice":
+            g = h5.create_group("masks")
+            g.create_dataset("core", data=m.astype(np.uint8))
+            g.create_dataset("core2", data=m.astype(np.uint8)).attrs["name"] = "core"
+        else:
+            g = h5.create_group("masks")
+            data = {"mask_shape": np.zeros((2, 2, 2), np.uint8), "mask_float": m.astype(np.float64),
+                    "mask_values": 2 * m.astype(np.uint8)}.get(case, m.astype(np.uint8))
+            g.create_dataset("core", data=data)
+        if case == "body_empty":
+            h5.create_dataset("body_mask", data=np.zeros(SHAPE, np.uint8))
+        if case == "body_shape":
+            h5.create_dataset("body_mask", data=np.ones(SHAPE[:2], np.uint8))
+
+    write_dose_h5(tmp_path / "bad.h5", a, extra_fn=extra)
+    with pytest.raises(InputError, match=match) as exc:
+        rd.compare(tmp_path / "bad.h5", a, gamma=())
+    assert "bad.h5" in str(exc.value)
+
+
+def test_compare_bad_options(tmp_path):
+    a = dose_fn(*world())
+    for bad in (0.0, -1.0, float("nan"), "5", True):
+        with pytest.raises(InputError, match="normalisation_gy"):
+            rd.compare(a, a, None, SPACING, normalisation_gy=bad)
+    with pytest.raises(InputError, match="threshold_percent"):
+        rd.compare(a, a, None, SPACING, threshold_percent=100)
+    with pytest.raises(InputError, match="body_mask"):
+        rd.compare(a, a, None, SPACING, body_mask=np.zeros(SHAPE, bool))
+    with pytest.raises(InputError, match="body_mask"):
+        rd.compare(a, a, None, SPACING, body_mask=np.ones((2, 2, 2), bool))
+    with pytest.raises(InputError, match="no positive dose"):
+        rd.compare(np.zeros(SHAPE), a, None, SPACING)
+    img = sitk.GetImageFromArray(np.zeros(SHAPE, np.uint8))
+    img.SetSpacing(SPACING)
+    sitk.WriteImage(img, str(tmp_path / "body.nii.gz"))
+    with pytest.raises(InputError, match=r"body mask file .*body.nii.gz.* \(no voxel inside\)"):
+        rd.compare(a, a, None, SPACING, body_mask=tmp_path / "body.nii.gz")
+
+
+def test_cli_compare_dose_h5(tmp_path, capsys):
+    """`rptdose compare a.h5 b.h5 -o DIR`: masks from the file, the normalisation printed; a
+    warning line when few voxels pass; --normalisation and --no-file-masks."""
+    a = dose_fn(*world())
+    m = masks()
+    write_dose_h5(tmp_path / "a.h5", a, masks={"core": m["core"], "shell": m["shell"]}, body=body_cylinder())
+    write_dose_h5(tmp_path / "b.h5", 0.98 * a)
+    assert main(["compare", str(tmp_path / "a.h5"), str(tmp_path / "b.h5"), "-o", str(tmp_path / "c1"),
+                 "--gamma", "3/3", "--modes", "global"]) == 0
+    out = capsys.readouterr().out
+    assert "masks                from" in out and "a.h5" in out and "core" in out and "shell" in out
+    assert "normalisation" in out and "inside the body outline" in out and "warning" not in out
+    assert main(["compare", str(tmp_path / "a.h5"), str(tmp_path / "b.h5"), "-o", str(tmp_path / "c2"),
+                 "--gamma", "3/3", "--modes", "global", "--no-file-masks", "--normalisation", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "1000 Gy (given)" in out and "masks                none" in out and "warning: only 0 voxels" in out
+    assert "core" not in out
+    assert main(["compare", str(tmp_path / "a.h5"), str(tmp_path / "b.h5"), "-o", str(tmp_path / "c3"),
+                 "--normalisation", "-1"]) == 2
+    assert "normalisation_gy -1.0" in capsys.readouterr().err

@@ -13,7 +13,11 @@ command                                        does
 =============================================  ==================================================
 
 ``--masks`` takes a label map (``--labels 1=kidney,2=tumour`` names its labels) or one or more
-``NAME=FILE`` masks.
+``NAME=FILE`` masks; without it, the region masks of a dose.h5 (``rptdose run``) input are used
+(``--no-file-masks``: none). The threshold (``--threshold``, default 10 %) and the global gamma
+are relative to a robust reference dose: the 99.5th percentile of A inside the body outline
+(``body_mask`` of a dose.h5, or ``--body-mask FILE``), else inside the region masks, else over
+the voxels with dose; ``--normalisation GY`` sets it.
 """
 
 from __future__ import annotations
@@ -80,7 +84,9 @@ def _parse_labels(text: str | None) -> dict[int, str] | None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rptdose.analysis.compare import compare
+    import warnings
+
+    from rptdose.analysis.compare import CompareWarning, compare
     from rptdose.errors import InputError
 
     masks = None
@@ -102,12 +108,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise InputError(f"--gamma {c!r}: expected DOSE%/DTAmm such as 3/3 or 2%/2mm") from None
         crits.append((dp, dd))
     names = tuple(args.names) if args.names else None
-    comp = compare(args.a, args.b, masks, names=names, label_names=_parse_labels(args.labels), gamma=crits,
-                   gamma_modes=tuple(args.modes), threshold_percent=args.threshold, max_gamma=args.max_gamma)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompareWarning)   # printed below as "warning:" lines
+        comp = compare(args.a, args.b, masks, names=names, label_names=_parse_labels(args.labels), gamma=crits,
+                       gamma_modes=tuple(args.modes), threshold_percent=args.threshold, max_gamma=args.max_gamma,
+                       body_mask=args.body_mask, normalisation_gy=args.normalisation,
+                       file_masks=not args.no_file_masks)
     paths = comp.write(args.output)
     a, b = comp.names
-    print(f"rptdose compare: {b} vs {a} (reference), grid {comp.summary['grid_shape_zyx']} (z y x), "
-          f"{comp.summary['spacing_mm']} mm{' (b resampled)' if comp.summary['b_resampled'] else ''}")
+    sm = comp.summary
+    print(f"rptdose compare: {b} vs {a} (reference), grid {sm['grid_shape_zyx']} (z y x), "
+          f"{sm['spacing_mm']} mm{' (b resampled)' if sm['b_resampled'] else ''}")
+    print(f"  normalisation        {sm['normalisation_gy']:.4g} Gy ({sm['normalisation']}); threshold "
+          f"{sm['threshold_percent']:g} % = {sm['threshold_gy']:.4g} Gy, {sm['threshold_voxels']} voxels")
+    print(f"  masks                {sm['masks']}; body outline {sm['body_mask']}")
+    for w in comp.warnings:
+        print(f"  warning: {w}")
     for row in comp.gamma_rows():
         print(f"  gamma {row['criterion']:<18s} pass {row['pass_rate_percent']:6.2f} % of "
               f"{row['evaluated_points']} points (threshold {row['threshold_percent']:g} %)")
@@ -146,7 +162,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("a", help="reference dose: rptdose result .h5, NIfTI / MetaImage, DICOM RT Dose")
     c.add_argument("b", help="evaluated dose, same kinds (resampled onto a's grid if needed)")
     c.add_argument("--masks", nargs="+", default=None, metavar="MASK",
-                   help="a label map image, or NAME=FILE masks")
+                   help="a label map image, or NAME=FILE masks (default: the masks/ of a dose.h5 input)")
+    c.add_argument("--no-file-masks", action="store_true",
+                   help="without --masks, do not use the region masks of a dose.h5 input")
+    c.add_argument("--body-mask", default=None, metavar="FILE",
+                   help="body outline mask image (default: body_mask of a dose.h5 input)")
+    c.add_argument("--normalisation", type=float, default=None, metavar="GY",
+                   help="reference dose of the threshold and the global gamma (default: 99.5th percentile of "
+                        "A inside the body outline, else the region masks, else the voxels with dose)")
     c.add_argument("--labels", default=None, help="names of the label map's labels: 1=kidney,2=tumour")
     c.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     c.add_argument("--gamma", nargs="+", default=["3/3", "2/2"], metavar="D%/DTA",
@@ -154,7 +177,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--modes", nargs="+", default=["global", "local"], choices=["global", "local"],
                    help="gamma modes (default global local)")
     c.add_argument("--threshold", type=float, default=10.0,
-                   help="lower dose threshold, %% of the reference maximum (default 10)")
+                   help="lower dose threshold (low-dose cut-off), %% of the normalisation (default 10)")
     c.add_argument("--max-gamma", type=float, default=2.0, help="gamma search limit (default 2)")
     c.add_argument("--names", nargs=2, default=None, metavar=("A", "B"), help="labels of a and b")
     c.set_defaults(func=cmd_compare)

@@ -5,11 +5,33 @@ method). Differences are b - a; relative differences (b - a) / a; the gamma inde
 against the reference a. Both doses are put on a's grid: b is resampled (linear) when its grid
 differs, masks given as images are resampled (nearest neighbour).
 
+Masks: those given (``masks``); when none are given and a dose is the ``dose.h5`` of ``rptdose
+run`` holding region masks (group ``masks/``), those of a, else those of b (``file_masks=False``
+ignores them); the summary says where they came from. The body outline (``body_mask``): the one
+given, else the dataset ``body_mask`` of a's, else b's ``.h5``, else none.
+
+Normalisation (the reference dose of the threshold and of a global gamma), unless
+``normalisation_gy`` is given: the ``ROBUST_PERCENTILE`` (99.5th) percentile of a
+
+1. inside the body outline, when there is one;
+2. else inside the union of the region masks, when there are any;
+3. else over the voxels where a is not zero.
+
+A percentile, not the maximum, so that a few hot voxels (e.g. Monte Carlo noise in air, 1e5 Gy
+in one low-density voxel) cannot lift the threshold over the whole patient. The value and how
+it was derived are in ``summary`` (``normalisation_gy``, ``normalisation``), ``gamma.csv`` and
+``summary.html``. Reference points below ``threshold_percent`` % of it are not evaluated by the
+gamma index (the low-dose cut-off) and get no relative difference. When fewer than
+``MIN_THRESHOLD_VOXELS`` (100) voxels reach the threshold, or a gamma criterion evaluates fewer
+points, a :class:`CompareWarning` is issued and the warning is written into ``summary.csv``,
+``gamma.csv`` and ``summary.html``: pass rates on a handful of points say little.
+
 =========================  =================================================================
 output                     content
 =========================  =================================================================
 ``difference_gy``          b - a (Gy), [z, y, x]
-``relative_difference``    (b - a) / a where a >= ``threshold_percent`` % of max(a), else NaN
+``relative_difference``    (b - a) / a where a >= ``threshold_percent`` % of the
+                           normalisation, else NaN
 ``gamma``                  {label: GammaResult}, e.g. "3%/3mm global", for every criterion
                            of ``gamma`` and mode of ``gamma_modes``
 ``regions``                per region: mean dose of a and b (mass-weighted with
@@ -17,7 +39,9 @@ output                     content
                            uncertainties, difference in Gy and %, with its uncertainty and
                            z-score, D2 / D50 / D98 of both, largest DVH gap
 ``summary``                global figures (max |diff|, mean relative difference in the
-                           threshold region, pass rates)
+                           threshold region, pass rates, normalisation, mask sources,
+                           warnings)
+``warnings``               the warnings issued (also as :class:`CompareWarning`)
 =========================  =================================================================
 
 Region uncertainties, in order of preference: the batch-method region uncertainty an rptdose
@@ -44,6 +68,7 @@ import html
 import io
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +97,14 @@ from rptdose.quant.outputs import atomic_path, write_text
 DEFAULT_GAMMA = ((3.0, 3.0), (2.0, 2.0))
 DEFAULT_GAMMA_MODES = ("global", "local")
 DEFAULT_THRESHOLD_PERCENT = 10.0
+#: Percentile of the reference dose (in the body) used as the normalisation (module docstring).
+ROBUST_PERCENTILE = 99.5
+#: Fewer voxels than this above the threshold draw a :class:`CompareWarning`.
+MIN_THRESHOLD_VOXELS = 100
+
+
+class CompareWarning(UserWarning):
+    """A comparison ran but its figures deserve caution (e.g. few voxels above the threshold)."""
 
 
 @dataclass
@@ -91,6 +124,7 @@ class Comparison:
     dvh: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     # ---- tables ----------------------------------------------------------------------------
     def gamma_rows(self) -> list[dict[str, Any]]:
@@ -99,9 +133,10 @@ class Comparison:
             s = g.settings
             rows.append({"criterion": label, "dose_percent": s["dose_percent"], "distance_mm": s["distance_mm"],
                          "mode": "local" if s["local"] else "global", "threshold_percent": s["threshold_percent"],
-                         "normalisation_gy": s["normalisation_gy"], "evaluated_points": g.evaluated_points,
+                         "threshold_gy": s.get("threshold_gy"), "normalisation_gy": s["normalisation_gy"],
+                         "normalisation": s.get("normalisation"), "evaluated_points": g.evaluated_points,
                          "pass_rate_percent": 100.0 * g.pass_rate, "mean_gamma": g.mean_gamma,
-                         "p95_gamma": g.p95_gamma})
+                         "p95_gamma": g.p95_gamma, "warning": s.get("warning", "")})
         return rows
 
     # ---- files -----------------------------------------------------------------------------
@@ -212,12 +247,25 @@ class Comparison:
         parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rptdose compare: {e(a)} vs {e(b)}</title>",
                  "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
                  "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}"
-                 "td:first-child{text-align:left}</style></head><body>",
-                 f"<h1>{e(b)} vs {e(a)} (reference)</h1>",
-                 "<h2>Summary</h2>", table([{"quantity": k, "value": v} for k, v in self.summary.items()],
+                 "td:first-child{text-align:left}.warning{background:#fde2c8;border:1px solid #d08030;padding:6px}"
+                 "</style></head><body>",
+                 f"<h1>{e(b)} vs {e(a)} (reference)</h1>"]
+        for w in self.warnings:
+            parts.append(f"<p class='warning'><b>Warning:</b> {e(w)}</p>")
+        if "normalisation_gy" in self.summary:
+            parts.append(f"<p>Normalisation (reference dose of the threshold and of the global gamma): "
+                         f"{e(_fmt(self.summary['normalisation_gy']))} Gy, {e(str(self.summary['normalisation']))}; "
+                         f"threshold {e(_fmt(self.summary['threshold_percent']))} % = "
+                         f"{e(_fmt(self.summary['threshold_gy']))} Gy, reached by "
+                         f"{e(str(self.summary['threshold_voxels']))} voxels.</p>")
+        if "masks" in self.summary:
+            parts.append(f"<p>Region masks: {e(str(self.summary['masks']))}. Body outline: "
+                         f"{e(str(self.summary['body_mask']))}.</p>")
+        parts += ["<h2>Summary</h2>", table([{"quantity": k, "value": v} for k, v in self.summary.items()],
                                            ["quantity", "value"]),
                  "<h2>Gamma index</h2>", table(self.gamma_rows(), ["criterion", "evaluated_points",
-                                                                  "pass_rate_percent", "mean_gamma", "p95_gamma"])]
+                                                                  "pass_rate_percent", "mean_gamma", "p95_gamma",
+                                                                  "warning"])]
         if self.regions:
             cols = ["region", "voxels", "mean_a_gy", "unc_a_gy", "mean_b_gy", "unc_b_gy", "diff_gy", "diff_percent",
                     "diff_percent_unc", "z", "D2_a_gy", "D2_b_gy", "D50_a_gy", "D50_b_gy", "D98_a_gy", "D98_b_gy",
@@ -257,6 +305,59 @@ def _masks_on_grid(masks: Any, ref: DoseMap, label_names: Mapping[int, str] | No
     return normalize_regions(masks, shape, name="masks", label_names=label_names)
 
 
+def _body_on_grid(body: Any, ref: DoseMap) -> np.ndarray:
+    """A body outline given as a bool / 0-1 array on the dose grid or as a mask image path."""
+    shape = ref.dose_gy.shape
+    if isinstance(body, (str, os.PathLike)):
+        img = load_mask_image(body)
+        if same_grid(img, ref) or not ref.has_geometry:
+            if img.dose_gy.shape != shape:
+                raise InputError(f"body mask file '{body}' (shape {img.dose_gy.shape}): expected the dose grid "
+                                 f"{shape}")
+            arr = img.dose_gy
+        else:
+            arr = resample_array(img.dose_gy, img, ref, nearest=True)
+        m = np.asarray(arr) != 0
+        what = f"body mask file '{body}'"
+    else:
+        m = normalize_regions({"body": body}, shape, name="body_mask", allow_empty=True)["body"]
+        what = "body_mask"
+    if not m.any():
+        raise InputError(f"{what} (no voxel inside): expected a mask that is 1 inside the patient's body outline")
+    return m
+
+
+def reference_dose(dose: np.ndarray, body: np.ndarray | None = None,
+                   regions: Mapping[str, np.ndarray] | None = None,
+                   percentile: float = ROBUST_PERCENTILE) -> tuple[float, str]:
+    """The robust reference dose of ``dose`` and how it was derived (module docstring):
+    the ``percentile`` inside ``body``, else inside the union of ``regions``, else over the
+    voxels that are not zero. (nan, reason) when none of them has a positive dose."""
+    cands: list[tuple[str, np.ndarray]] = []
+    if body is not None and body.any():
+        cands.append(("inside the body outline", body))
+    if regions:
+        union = np.zeros(dose.shape, bool)
+        for m in regions.values():
+            union |= m
+        if union.any():
+            cands.append((f"inside the union of the {len(regions)} region masks", union))
+    cands.append(("over the voxels with a dose other than 0", dose != 0))
+    skipped = []
+    for where, m in cands:
+        vals = dose[m]
+        if vals.size == 0:
+            continue
+        v = float(np.percentile(vals, percentile))
+        if v > 0:
+            how = f"{percentile:g}th percentile of the reference dose {where} ({vals.size} voxels)"
+            if skipped:
+                how += f"; {'; '.join(skipped)}"
+            return v, how
+        skipped.append(f"not {where}: its {percentile:g}th percentile is {v:g} Gy")
+    return float("nan"), "; ".join(skipped) or "no voxel with a dose"
+
+
 def _region_unc(dm: DoseMap, name: str, mask: np.ndarray, weights: Any, resampled: bool) -> tuple[float, str]:
     """Relative 1-sigma uncertainty of a region mean and how it was obtained."""
     rm = dm.region_means or {}
@@ -273,7 +374,8 @@ def compare(dose_a: Any, dose_b: Any, masks: Any = None, spacing_mm: Any = None,
             rel_uncertainty_a: Any = None, rel_uncertainty_b: Any = None, voxel_mass_kg: Any = None,
             gamma: Sequence[tuple[float, float]] = DEFAULT_GAMMA, gamma_modes: Sequence[str] = DEFAULT_GAMMA_MODES,
             threshold_percent: float = DEFAULT_THRESHOLD_PERCENT, max_gamma: float = 2.0,
-            interp_fraction: int = 10, output_dir: Any = None) -> Comparison:
+            interp_fraction: int = 10, output_dir: Any = None, body_mask: Any = None,
+            normalisation_gy: float | None = None, file_masks: bool = True) -> Comparison:
     """Compare ``dose_b`` (evaluated) with ``dose_a`` (reference); see the module docstring.
 
     Parameters
@@ -284,7 +386,8 @@ def compare(dose_a: Any, dose_b: Any, masks: Any = None, spacing_mm: Any = None,
         resampled onto a's grid when they differ; an array is taken to be on the other's grid.
     masks
         ``{name: bool mask or image path}``, an integer label map (array or image path, named by
-        ``label_names`` or the label), or None.
+        ``label_names`` or the label), or None: then the masks of a's ``.h5`` (``rptdose run``'s
+        dose.h5), else of b's, when ``file_masks``.
     spacing_mm : (sx, sy, sz)
         Voxel size when both doses are plain arrays.
     names : (str, str)
@@ -297,11 +400,20 @@ def compare(dose_a: Any, dose_b: Any, masks: Any = None, spacing_mm: Any = None,
         Gamma criteria (default 3 %/3 mm and 2 %/2 mm), each in every mode of ``gamma_modes``
         ("global", "local").
     threshold_percent : float
-        Lower dose threshold of the gamma index and of the relative differences, % of max(a).
+        Lower dose threshold (low-dose cut-off) of the gamma index and of the relative
+        differences, % of the normalisation.
     max_gamma, interp_fraction
         Passed to :func:`rptdose.analysis.gamma.gamma_index`.
     output_dir : path, optional
         Write the outputs there (:meth:`Comparison.write`).
+    body_mask : bool array [z, y, x] or mask image path, optional
+        The patient's body outline on a's grid; default the ``body_mask`` of a's (else b's)
+        ``.h5``, if any.
+    normalisation_gy : float, optional
+        Reference dose of the threshold and of the global gamma (Gy); default the robust value
+        of the module docstring (:func:`reference_dose`).
+    file_masks : bool
+        Use the region masks of an ``.h5`` input when ``masks`` is None (default True).
     """
     a = load_dose(dose_a, None if names is None else names[0])
     b = load_dose(dose_b, None if names is None else names[1])
@@ -334,15 +446,60 @@ def compare(dose_a: Any, dose_b: Any, masks: Any = None, spacing_mm: Any = None,
         if not np.all(np.isfinite(dm.dose_gy)):
             raise InputError(f"{label} '{dm.label}' (NaN or infinite doses): expected finite doses in Gy")
     name_a, name_b = names if names is not None else (a.label, b.label)
+    notes: list[str] = []
     mask_dict = _masks_on_grid(masks, a, label_names)
+    if mask_dict is not None:
+        masks_source = "given"
+    else:
+        masks_source = "none"
+        for dm in (a, b):
+            if file_masks and dm.masks:
+                mask_dict = normalize_regions(dm.masks, shape, name=f"masks of '{dm.source}'", allow_empty=True)
+                masks_source = f"from '{dm.source}' (masks/: {', '.join(mask_dict)})"
+                notes.append(f"region masks read from '{dm.source}' ({', '.join(mask_dict)}); give masks "
+                             "(--masks) to use others")
+                break
+    if body_mask is not None:
+        body = _body_on_grid(body_mask, a)
+        body_source = "given"
+    else:
+        body, body_source = None, "none"
+        for dm in (a, b):
+            if dm.body_mask is not None:
+                body = dm.body_mask
+                body_source = f"from '{dm.source}' (body_mask)"
+                break
 
+    if isinstance(threshold_percent, bool) or not isinstance(threshold_percent, (int, float, np.integer,
+                                                                                 np.floating)) \
+            or not 0 <= float(threshold_percent) < 100:
+        raise InputError(f"threshold_percent {threshold_percent!r} (out of range): expected 0 <= % < 100")
     da, db = a.dose_gy, b.dose_gy
     diff = db - da
     amax = float(da.max())
-    thr = threshold_percent / 100.0 * amax
-    sel = da >= thr if amax > 0 else np.zeros(shape, bool)
+    if normalisation_gy is not None:
+        if isinstance(normalisation_gy, bool) or not isinstance(normalisation_gy, (int, float, np.integer,
+                                                                                   np.floating)) \
+                or not (math.isfinite(normalisation_gy) and normalisation_gy > 0):
+            raise InputError(f"normalisation_gy {normalisation_gy!r} (not a positive dose): expected the "
+                             "reference dose in Gy (> 0), or None for the robust default")
+        norm, norm_how = float(normalisation_gy), "given"
+    else:
+        norm, norm_how = reference_dose(da, body, mask_dict)
+        if not norm > 0 and gamma:
+            raise InputError(f"dose_a '{name_a}' (no positive dose: {norm_how}): expected a reference dose > 0, "
+                             "or normalisation_gy")
+    thr = threshold_percent / 100.0 * norm
+    sel = da >= thr if norm > 0 else np.zeros(shape, bool)
     with np.errstate(divide="ignore", invalid="ignore"):
         reldiff = np.where(sel & (da > 0), diff / da, np.nan)
+    n_sel = int(np.count_nonzero(sel))
+    warns: list[str] = []
+    if n_sel < MIN_THRESHOLD_VOXELS:
+        warns.append(f"only {n_sel} voxels of '{name_a}' reach the threshold, {threshold_percent:g} % of "
+                     f"{norm:.4g} Gy ({norm_how}): the relative differences and gamma pass rates rest on so few "
+                     f"points that they say little (expected at least {MIN_THRESHOLD_VOXELS}); check the "
+                     "normalisation (normalisation_gy, --normalisation) and the threshold")
 
     gam: dict[str, GammaResult] = {}
     for crit in gamma:
@@ -350,8 +507,14 @@ def compare(dose_a: Any, dose_b: Any, masks: Any = None, spacing_mm: Any = None,
         for mode in gamma_modes:
             if mode not in ("global", "local"):
                 raise InputError(f"gamma mode {mode!r} (unknown): expected 'global' or 'local'")
-            g = gamma_index(da, db, a.spacing_mm, dp, dd, local=(mode == "local"),
+            g = gamma_index(da, db, a.spacing_mm, dp, dd, local=(mode == "local"), normalisation_gy=norm,
                             threshold_percent=threshold_percent, max_gamma=max_gamma, interp_fraction=interp_fraction)
+            g.settings["normalisation"] = norm_how
+            if g.evaluated_points < MIN_THRESHOLD_VOXELS:
+                g.settings["warning"] = (f"{g.evaluated_points} points evaluated (fewer than "
+                                         f"{MIN_THRESHOLD_VOXELS}): the pass rate says little")
+                if n_sel >= MIN_THRESHOLD_VOXELS:
+                    warns.append(f"gamma {g.label}: {g.settings['warning']}")
             gam[g.label] = g
 
     regions: list[dict[str, Any]] = []
@@ -394,8 +557,10 @@ def compare(dose_a: Any, dose_b: Any, masks: Any = None, spacing_mm: Any = None,
         "spacing_mm": "x".join(f"{v:g}" for v in a.spacing_mm), "b_resampled": bool(resampled_b),
         "max_dose_a_gy": amax, "max_dose_b_gy": float(db.max()),
         "max_abs_diff_gy": float(np.max(np.abs(diff))),
-        "threshold_percent": float(threshold_percent),
-        "threshold_voxels": int(np.count_nonzero(sel)),
+        "normalisation_gy": norm, "normalisation": norm_how,
+        "threshold_percent": float(threshold_percent), "threshold_gy": thr,
+        "threshold_voxels": n_sel,
+        "masks": masks_source, "body_mask": body_source,
         "mean_rel_diff_percent_above_threshold": float(100.0 * np.nanmean(reldiff)) if np.any(sel) else float("nan"),
         "median_abs_rel_diff_percent_above_threshold": (float(100.0 * np.nanmedian(np.abs(reldiff)))
                                                          if np.any(sel) else float("nan")),
@@ -403,9 +568,13 @@ def compare(dose_a: Any, dose_b: Any, masks: Any = None, spacing_mm: Any = None,
     }
     for label, g in gam.items():
         summary[f"gamma_pass_percent {label}"] = 100.0 * g.pass_rate
+    summary["warnings"] = " | ".join(warns)
+    for w in warns:
+        warnings.warn(w, CompareWarning, stacklevel=2)
     comp = Comparison(names=(name_a, name_b), dose_a=da, dose_b=db, spacing_mm=tuple(a.spacing_mm),
                       origin_mm=tuple(a.origin_mm), direction=tuple(a.direction), difference_gy=diff,
-                      relative_difference=reldiff, gamma=gam, regions=regions, dvh=dvhs, summary=summary)
+                      relative_difference=reldiff, gamma=gam, regions=regions, dvh=dvhs, summary=summary,
+                      notes=notes, warnings=warns)
     if output_dir is not None:
         comp.write(output_dir)
     return comp

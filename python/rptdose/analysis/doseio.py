@@ -5,7 +5,10 @@ input                                  read as
 =====================================  =====================================================
 ``SimulationResult``, ``DoseResult``   dose, rel_uncertainty (None if absent / all NaN),
                                        region_means, grid
-``*.h5`` / ``*.hdf5``                  an rptdose result file (``rd.load_result``)
+``*.h5`` / ``*.hdf5``                  an rptdose result file (``rd.load_result``); from the
+                                       ``dose.h5`` of ``rptdose run`` also the region masks
+                                       (group ``masks/``) and the body outline
+                                       (``body_mask``), see :func:`read_h5_masks`
 DICOM RT Dose file (or a folder        pixel data x ``DoseGridScaling`` (``DoseUnits`` GY, or
 holding exactly one)                   CGY converted), grid from ``ImagePositionPatient``,
                                        ``ImageOrientationPatient``, ``PixelSpacing`` and
@@ -26,11 +29,27 @@ DICOM RT Dose geometry (PS3.3 C.8.8.3, C.7.6.2)::
 
 Grids are patient (LPS) coordinates as in SimpleITK. Resampling onto another grid: linear for
 doses and uncertainties, nearest neighbour for masks / label maps; outside the source grid 0.
+
+Masks in an rptdose ``.h5`` (both optional; a file without them is read as a plain result):
+
+=================  =========  ===============  ==================================================
+name               kind       type             content
+=================  =========  ===============  ==================================================
+``masks/<link>``   dataset    uint8 [z, y, x]  1 inside the region, 0 outside (any integer or
+                                               bool type holding only 0 / 1); the region name
+                                               is the attribute ``name``, else the link name
+                                               percent-decoded (``rptdose.io.hdf5.write_masks``)
+``body_mask``      dataset    uint8 [z, y, x]  1 inside the patient's body outline (from the CT)
+=================  =========  ===============  ==================================================
+
+The masks are listed in the order of the file's region table (attribute ``regions``) when it
+has one, else by name.
 """
 
 from __future__ import annotations
 
 import os
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,12 +60,17 @@ from rptdose.errors import InputError
 
 #: Largest spread of the frame spacing of an RT Dose accepted as uniform (mm).
 FRAME_SPACING_TOL_MM = 1e-3
+#: Group of the region masks and dataset of the body outline in an rptdose ``.h5``.
+MASKS_GROUP = "masks"
+BODY_MASK = "body_mask"
 
 
 @dataclass
 class DoseMap:
     """A dose on a grid: ``dose_gy`` [z, y, x], ``rel_uncertainty`` or None, ``region_means`` or
-    None, ``spacing_mm``, ``origin_mm``, ``direction`` (SimpleITK conventions), ``label``."""
+    None, ``spacing_mm``, ``origin_mm``, ``direction`` (SimpleITK conventions), ``label``; and
+    from an rptdose ``.h5`` that holds them, ``masks`` ({name: bool [z, y, x]}) and
+    ``body_mask`` (bool [z, y, x]), with ``source`` the file they were read from."""
 
     dose_gy: np.ndarray
     rel_uncertainty: np.ndarray | None
@@ -55,6 +79,9 @@ class DoseMap:
     origin_mm: tuple[float, float, float] | None
     direction: tuple[float, ...] | None
     label: str
+    masks: dict[str, np.ndarray] | None = None
+    body_mask: np.ndarray | None = None
+    source: str | None = None
 
     @property
     def has_geometry(self) -> bool:
@@ -149,6 +176,90 @@ def _from_result(res: Any, label: str) -> DoseMap:
                    direction=tuple(res.direction), label=label)
 
 
+def _mask_dataset(path: Path, name: str, obj: Any, shape: tuple[int, ...]) -> np.ndarray:
+    import h5py
+
+    expected = f"expected a uint8 mask (1 inside, 0 outside) of the dose grid's shape {shape} [z, y, x]"
+    if not isinstance(obj, h5py.Dataset):
+        raise InputError(f"dose file '{path}' (field '{name}' is a group, not a dataset): {expected}")
+    if obj.shape != tuple(shape):
+        raise InputError(f"dose file '{path}' (field '{name}' of shape {obj.shape}): {expected}")
+    if obj.dtype != bool and not np.issubdtype(obj.dtype, np.integer):
+        raise InputError(f"dose file '{path}' (field '{name}' of type {obj.dtype}): {expected}")
+    try:
+        arr = np.asarray(obj[()])
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"dose file '{path}' (field '{name}' unreadable: {exc}): {expected}") from None
+    if arr.dtype != bool:
+        bad = (arr != 0) & (arr != 1)
+        if bad.any():
+            raise InputError(f"dose file '{path}' (field '{name}' holds values other than 0 and 1, e.g. "
+                             f"{arr[bad].flat[0]}): {expected}")
+    return np.ascontiguousarray(arr.astype(bool))
+
+
+def read_h5_masks(path: Any, shape: tuple[int, ...]) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
+    """The region masks (``masks/``) and the body outline (``body_mask``) of an rptdose ``.h5``,
+    each None where the file has none (module docstring). InputError naming the file and the
+    field when one is not a 0/1 mask of ``shape``."""
+    import h5py
+
+    p = Path(path)
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise InputError(f"dose file '{p}' (not a readable HDF5 file: {exc}): expected an rptdose result "
+                         "(.h5)") from None
+    with f:
+        masks = None
+        if MASKS_GROUP in f:
+            group = f[MASKS_GROUP]
+            if not isinstance(group, h5py.Group):
+                raise InputError(f"dose file '{p}' (field '{MASKS_GROUP}' is a dataset, not a group): expected a "
+                                 f"group '{MASKS_GROUP}/' with one uint8 mask [z, y, x] per region")
+            read = {}
+            for link, obj in group.items():
+                name = _region_name(p, link, obj)
+                if name in read:
+                    raise InputError(f"dose file '{p}' (field '{MASKS_GROUP}/{link}': region {name!r} twice): "
+                                     "expected one mask per region")
+                read[name] = _mask_dataset(p, f"{MASKS_GROUP}/{link}", obj, shape)
+            order = _region_order(f)
+            names = sorted(read, key=lambda n: (order.index(n) if n in order else len(order), n))
+            masks = {n: read[n] for n in names} or None
+        body = None
+        if BODY_MASK in f:
+            body = _mask_dataset(p, BODY_MASK, f[BODY_MASK], shape)
+            if not body.any():
+                raise InputError(f"dose file '{p}' (field '{BODY_MASK}' has no voxel set): expected 1 inside the "
+                                 "patient's body outline")
+    return masks, body
+
+
+def _region_name(path: Path, link: str, obj: Any) -> str:
+    """The region name of a mask dataset: its attribute ``name`` (``rptdose.io.hdf5.write_masks``),
+    else the link name with its percent-encoding undone (files written before the attribute)."""
+    from rptdose.io.hdf5 import h5_unname
+
+    try:
+        if "name" in obj.attrs:
+            value = obj.attrs["name"]
+            return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        return h5_unname(link)
+    except (UnicodeDecodeError, ValueError, TypeError, OSError) as exc:
+        raise InputError(f"dose file '{path}' (field '{MASKS_GROUP}/{link}': region name unreadable: {exc}): "
+                         "expected a UTF-8 region name") from None
+
+
+def _region_order(f: Any) -> list[str]:
+    """Region names in the order of a dose.h5's region table (attribute ``regions``), if any."""
+    try:
+        rows = json.loads(f.attrs["regions"]) if "regions" in f.attrs else []
+        return [str(r["name"]) for r in rows if isinstance(r, dict) and "name" in r]
+    except (ValueError, TypeError):
+        return []
+
+
 def load_dose(obj: Any, label: str | None = None) -> DoseMap:
     """A :class:`DoseMap` from any accepted input (module docstring); arrays keep no geometry."""
     if hasattr(obj, "dose_gy") and hasattr(obj, "spacing_mm"):
@@ -193,7 +304,10 @@ def load_dose(obj: Any, label: str | None = None) -> DoseMap:
     if name.endswith((".h5", ".hdf5")):
         from rptdose.transport import load_result
 
-        return _from_result(load_result(p), label)
+        dm = _from_result(load_result(p), label)
+        dm.masks, dm.body_mask = read_h5_masks(p, dm.dose_gy.shape)
+        dm.source = str(p)
+        return dm
     if _is_dicom(p) or name.endswith(".dcm"):
         return read_rtdose(p)
     import SimpleITK as sitk
@@ -238,12 +352,19 @@ def on_grid(dm: DoseMap, target: DoseMap) -> DoseMap:
             raise InputError(f"dose '{dm.label}' (array of shape {dm.dose_gy.shape}, no grid): expected the shape "
                              f"of '{target.label}', {target.dose_gy.shape}, or an input with a grid")
         return DoseMap(dm.dose_gy, dm.rel_uncertainty, dm.region_means, target.spacing_mm, target.origin_mm,
-                       target.direction, dm.label)
+                       target.direction, dm.label, dm.masks, dm.body_mask, dm.source)
     if same_grid(dm, target):
         return dm
     dose = resample_array(dm.dose_gy, dm, target)
     rel = None if dm.rel_uncertainty is None else resample_array(dm.rel_uncertainty, dm, target)
-    return DoseMap(dose, rel, None, target.spacing_mm, target.origin_mm, target.direction, dm.label + " (resampled)")
+
+    def mask(m: np.ndarray) -> np.ndarray:
+        return resample_array(m.astype(np.uint8), dm, target, nearest=True) != 0
+
+    masks = None if dm.masks is None else {k: mask(v) for k, v in dm.masks.items()}
+    body = None if dm.body_mask is None else mask(dm.body_mask)
+    return DoseMap(dose, rel, None, target.spacing_mm, target.origin_mm, target.direction, dm.label + " (resampled)",
+                   masks, body, dm.source)
 
 
 def load_mask_image(path: Any) -> DoseMap:
