@@ -259,21 +259,23 @@ def test_read_ct_bad_inputs(tmp_path):
 
 # ---- a real patient CT (shared data; skipped where absent) ---------------------------------
 
-Y90 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "y90_liver_patient")
-
-
 @pytest.fixture(scope="module")
 def y90_patient(tmp_path_factory):
-    """The GATE Y-90 liver case (/work/shared/data/README.md): its DICOM CT and SPECT folders
-    and the same CT as MetaImage."""
+    """The GATE Y-90 liver case (shared/data/README.md): its DICOM CT and SPECT folders and the
+    same CT as MetaImage. Large optional data, not shipped (data/README.md)."""
     import tarfile
 
-    if not os.path.isfile(os.path.join(Y90, "dicoms.tar.xz")):
-        pytest.skip("shared patient data (../shared/data/y90_liver_patient) not present")
+    from _shared import shared_path
+
+    y90 = shared_path("data", "y90_liver_patient")
+    if y90 is None or not os.path.isfile(os.path.join(y90, "dicoms.tar.xz")):
+        pytest.skip("large optional data not present: the Y-90 liver patient (GATE example re-used by PenRed, "
+                    "~6.7 MB, not shipped) is read from the project's shared/data/y90_liver_patient "
+                    "(../shared beside the repository, or RPTDOSE_SHARED=<shared folder>); see data/README.md")
     out = tmp_path_factory.mktemp("y90")
-    with tarfile.open(os.path.join(Y90, "dicoms.tar.xz")) as t:
+    with tarfile.open(os.path.join(y90, "dicoms.tar.xz")) as t:
         t.extractall(out, filter="data")
-    with tarfile.open(os.path.join(Y90, "Mhd.tar.xz")) as t:
+    with tarfile.open(os.path.join(y90, "Mhd.tar.xz")) as t:
         t.extractall(out, members=[m for m in t.getmembers() if m.name.startswith("ct1-4mm")], filter="data")
     return out
 

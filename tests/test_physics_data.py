@@ -1,27 +1,26 @@
 """Nuclide data (ICRP-107), the material library and the HU calibration."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from _shared import data_maker, reference_rows, shared_path
 
+from rptdose._data import data_path
 from rptdose.errors import InputError
 from rptdose.physics import materials as mt
 from rptdose.physics import nuclides as nc
 
 trapz = getattr(np, "trapezoid", None) or np.trapz  # numpy >= 2 / 1.x
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 KEV = 1e-3
 
 
 # --------------------------------------------------------------------------- nuclides
-# ICRP Publication 107 (Ann ICRP 38(3), 2008) Lu-177 values, as listed in
-# shared/reference/README.md: per decay electrons 147.92 keV (beta mean 133.27, conversion
-# 13.52, Auger 1.13), photons 35.10 keV (gamma 31.56, X 3.54); half-life 6.647 d;
-# 208.37 keV at 11.0 %, 112.95 keV at 6.40 %; beta end point 497.8 keV.
-LU177 = {"electrons": 147.92, "beta": 133.27, "IE": 13.52, "auger": 1.13,
-         "photons": 35.10, "gamma": 31.56, "X": 3.54}
+# ICRP Publication 107 (Ann ICRP 38(3), 2008) Lu-177 values: data/reference/icrp107_lu177.csv
+# (per decay electrons 147.92 keV: beta mean 133.27, conversion 13.52, Auger 1.13; photons
+# 35.10 keV: gamma 31.56, X 3.54; half-life 6.647 d; 208.37 keV at 11.0 %, 112.95 keV at
+# 6.40 %; beta end point 497.8 keV).
+ICRP = {r["quantity"]: float(r["value"]) for r in reference_rows("icrp107_lu177.csv")}
+LU177 = {k[len("mean_energy_"):]: v for k, v in ICRP.items() if k.startswith("mean_energy_")}
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +35,14 @@ def test_lu177_mean_energies(lu177, key):
 
 
 def test_lu177_half_life_lines_endpoint(lu177):
-    assert lu177.half_life_s / 86400.0 == pytest.approx(6.647, rel=5e-3)
+    assert lu177.half_life_s / 86400.0 == pytest.approx(ICRP["half_life"], rel=5e-3)
     assert lu177.beta_yield == pytest.approx(1.0, rel=1e-4)
-    assert lu177.beta_endpoint_mev / KEV == pytest.approx(497.8, rel=5e-3)
+    assert lu177.beta_endpoint_mev / KEV == pytest.approx(ICRP["beta_endpoint"], rel=5e-3)
     gam = [(e, y) for e, y, k in lu177.lines if k == "gamma"]
-    e208 = min(gam, key=lambda ey: abs(ey[0] - 0.20837))
-    e113 = min(gam, key=lambda ey: abs(ey[0] - 0.11295))
-    assert e208[0] / KEV == pytest.approx(208.37, rel=5e-3) and e208[1] == pytest.approx(0.110, rel=5e-3)
-    assert e113[0] / KEV == pytest.approx(112.95, rel=5e-3) and e113[1] == pytest.approx(0.064, rel=5e-3)
+    for line in ("208", "113"):
+        e_kev, y_pct = ICRP[f"gamma_{line}_energy"], ICRP[f"gamma_{line}_yield"]
+        e, y = min(gam, key=lambda ey: abs(ey[0] - e_kev * KEV))
+        assert e / KEV == pytest.approx(e_kev, rel=5e-3) and y == pytest.approx(y_pct / 100.0, rel=5e-3)
     assert set(lu177.line_kind) <= set(nc.LINE_KINDS)
 
 
@@ -54,8 +53,7 @@ def test_beta_inv_cdf_reproduces_mean(lu177):
     assert inv[0] == pytest.approx(0.0, abs=1e-12) and inv[-1] == pytest.approx(0.4978)
     u = np.linspace(0.0, 1.0, nc.NB_BETA)
     mean_linear_interp = trapz(inv, u)  # mean of E(u) sampled with linear interpolation
-    assert mean_linear_interp / KEV == pytest.approx(133.27, rel=5e-3)
-    assert mean_linear_interp / KEV == pytest.approx(133.27, rel=1.5e-3)  # actual: +0.05 %
+    assert mean_linear_interp / KEV == pytest.approx(LU177["beta"], rel=1.5e-3)  # actual: +0.05 %
 
 
 def test_pchip_matches_scipy(lu177):
@@ -103,10 +101,13 @@ def test_metastable_names():
     assert nc.load_nuclide("99mTc").name == "Tc-99m"
 
 
-@pytest.mark.parametrize("name,word", [("F-18", "positron"), ("Ra-223", "alpha"), ("Ga-68", "positron")])
+@pytest.mark.parametrize("name,word", [("Cf-252", "neutrons"), ("Cf-252", "fission")])
 def test_unsupported_emitters(name, word):
-    with pytest.raises(InputError, match=word):
+    """Neutron and fission emitters are refused, naming the nuclide and what is transported
+    (alphas and positrons are supported: tests/test_chains_alpha_positron.py)."""
+    with pytest.raises(InputError, match=word) as err:
         nc.load_nuclide(name)
+    assert name in str(err.value)
 
 
 @pytest.mark.parametrize("name", ["Lu-999", "Xx-12", "lutetium", "", 177])
@@ -118,7 +119,9 @@ def test_unknown_nuclide(name):
 def test_emission_arrays_contract(lu177):
     ea = lu177.emission_arrays(el_cut_mev=0.01, ph_cut_mev=0.001)
     assert set(ea) == {"beta_yield", "beta_inv_cdf", "line_energy_mev", "line_yield",
-                       "line_is_photon", "local_mev_per_decay", "el_cut_mev", "ph_cut_mev"}
+                       "line_is_photon", "local_mev_per_decay", "el_cut_mev", "ph_cut_mev",
+                       "alpha_mev_per_decay", "above_table_mev_per_decay"}
+    assert ea["alpha_mev_per_decay"] == 0.0 and ea["above_table_mev_per_decay"] == 0.0
     e, y, ph = ea["line_energy_mev"], ea["line_yield"], ea["line_is_photon"]
     assert e.dtype == np.float64 and y.dtype == np.float64 and ph.dtype == np.int32
     assert e.shape == y.shape == ph.shape and e.flags.c_contiguous
@@ -219,11 +222,22 @@ def test_schneider2000_table():
     assert lung.mass_fractions[8] == pytest.approx(0.749) and lung.name.startswith("Lung")
 
 
-@pytest.mark.skipif(not (REF / "schneider2000").is_dir(), reason="shared reference folder absent")
 def test_schneider2000_matches_gate_files():
+    """The shipped tables hold GATE's numbers (opengate/data Schneider2000*Table.txt). Where the
+    project's shared/reference/schneider2000 has GATE's files, both are read with our reader and
+    compared; always, the shipped files must be the ones data/make_reference_tables.py compared
+    with GATE's number by number (their SHA-256 in data/provenance.csv)."""
+    mrt = data_maker()
+    rec = mrt.read_provenance()
+    for name in ("schneider2000_density.txt", "schneider2000_materials.txt"):
+        assert rec[name][1].startswith("shared/reference/schneider2000/")
+        assert mrt.sha256(data_path(name)) == rec[name][0], f"data/{name} changed since it was checked"
+    ref = shared_path("reference", "schneider2000")
+    if ref is None:
+        return  # GATE's files are not here: the recorded check above is what stands
     ours = mt.HUCalibration.schneider2000()
-    gate = mt.HUCalibration.from_files(REF / "schneider2000" / "Schneider2000DensitiesTable.txt",
-                                       REF / "schneider2000" / "Schneider2000MaterialsTable.txt")
+    gate = mt.HUCalibration.from_files(ref / "Schneider2000DensitiesTable.txt",
+                                       ref / "Schneider2000MaterialsTable.txt")
     np.testing.assert_array_equal(ours.density_hu, gate.density_hu)
     np.testing.assert_array_equal(ours.density_g_cm3, gate.density_g_cm3)
     np.testing.assert_array_equal(ours.bin_edges_hu, gate.bin_edges_hu)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _shared import reference_rows
 
 from rptdose.errors import InputError
 from rptdose.physics import electron as el
@@ -9,20 +10,18 @@ from rptdose.physics.materials import get_material
 
 trapz = getattr(np, "trapezoid", None) or np.trapz  # numpy >= 2 / 1.x
 
-# NIST ESTAR (Berger et al., NISTIR 4999): collision stopping power (MeV cm2/g) and CSDA range
-# (g/cm2) at 10..1000 keV, copied from shared/reference/nist_estar_electrons.csv.
-# Materials: liquid water, ICRP soft tissue, ICRP cortical bone (rptdose names below).
-E_KEV = [10, 20, 50, 100, 150, 200, 300, 500, 1000]
-ESTAR = {
-    "water": ([22.56, 13.17, 6.603, 4.115, 3.238, 2.793, 2.355, 2.034, 1.849],
-              [2.515e-4, 8.566e-4, 4.320e-3, 1.431e-2, 2.817e-2, 4.488e-2, 8.421e-2, 1.766e-1, 4.367e-1]),
-    "soft_tissue": ([22.57, 13.17, 6.593, 4.107, 3.230, 2.786, 2.349, 2.027, 1.839],
-                    [2.512e-4, 8.565e-4, 4.324e-3, 1.433e-2, 2.822e-2, 4.497e-2, 8.441e-2, 1.770e-1, 4.385e-1]),
-    "cortical_bone": ([19.72, 11.62, 5.873, 3.679, 2.901, 2.507, 2.119, 1.825, 1.659],
-                      [2.909e-4, 9.795e-4, 4.884e-3, 1.607e-2, 3.155e-2, 5.015e-2, 9.386e-2, 1.964e-1, 4.857e-1]),
-}
-# ESTAR water radiative stopping power (MeV cm2/g), shared/reference/nist_estar_electrons.csv
-ESTAR_WATER_RAD = {10: 3.898e-3, 100: 4.228e-3, 500: 7.257e-3}
+# NIST ESTAR (Berger et al., NISTIR 4999): collision stopping power (MeV cm2/g), CSDA range
+# (g/cm2) and, for water at 10, 100, 500 keV, radiative stopping power (MeV cm2/g) at
+# 10..1000 keV: data/reference/nist_estar_electrons.csv. Its materials (liquid water, ICRP
+# soft tissue, ICRP cortical bone) under rptdose's names:
+_ESTAR_NAMES = {"water": "water", "soft_tissue_icrp": "soft_tissue", "bone_cortical_icrp": "cortical_bone"}
+_ROWS = reference_rows("nist_estar_electrons.csv")
+E_KEV = [int(r["energy_kev"]) for r in _ROWS if r["material"] == "water"]
+ESTAR = {ours: ([float(r["s_col"]) for r in _ROWS if r["material"] == ref],
+                [float(r["csda_range"]) for r in _ROWS if r["material"] == ref])
+         for ref, ours in _ESTAR_NAMES.items()}
+assert all([int(r["energy_kev"]) for r in _ROWS if r["material"] == ref] == E_KEV for ref in _ESTAR_NAMES)
+ESTAR_WATER_RAD = {int(r["energy_kev"]): float(r["s_rad"]) for r in _ROWS if r["material"] == "water" and r["s_rad"]}
 
 
 @pytest.mark.parametrize("material", sorted(ESTAR))

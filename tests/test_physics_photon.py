@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _shared import reference_rows
 
 from rptdose.physics import photon as ph
 from rptdose.physics.materials import get_material
@@ -9,17 +10,10 @@ from rptdose.physics.materials import get_material
 pytest.importorskip("xraylib")
 
 # NIST X-ray mass attenuation coefficients (Hubbell & Seltzer, NISTIR 5632, Table 4; = XCOM
-# totals with coherent scattering), cm2/g, copied from shared/reference/nist_xcom_mu_rho.csv.
-XCOM_MU_RHO = {
-    "water": {20: 0.8096, 30: 0.3756, 50: 0.2269, 80: 0.1837, 100: 0.1707, 150: 0.1505,
-              200: 0.1370, 300: 0.1186, 500: 0.09687},
-    "bone_cortical_icru44": {20: 4.001, 30: 1.331, 50: 0.4242, 80: 0.2229, 100: 0.1855,
-                             150: 0.1480, 200: 0.1309, 300: 0.1113, 500: 0.09022},
-    "soft_tissue_icru44": {20: 0.8230, 30: 0.3790, 50: 0.2264, 80: 0.1823, 100: 0.1693,
-                           150: 0.1492, 200: 0.1358, 300: 0.1175, 500: 0.09598},
-    "lung_icru44": {20: 0.8316, 30: 0.3815, 50: 0.2270, 80: 0.1826, 100: 0.1695, 150: 0.1493,
-                    200: 0.1359, 300: 0.1177, 500: 0.09607},
-}
+# totals with coherent scattering), cm2/g: data/reference/nist_xcom_mu_rho.csv.
+XCOM_MU_RHO: dict[str, dict[int, float]] = {}
+for _r in reference_rows("nist_xcom_mu_rho.csv"):
+    XCOM_MU_RHO.setdefault(_r["material"], {})[int(_r["energy_kev"])] = float(_r["mu_rho"])
 
 
 @pytest.mark.parametrize("material", sorted(XCOM_MU_RHO))

@@ -91,6 +91,14 @@ def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in argv)
 
 
+def reference_csv(name: str) -> tuple[list[str], dict[str, np.ndarray]]:
+    """A shipped reference table, data/reference/<name> (source and units in its header; see
+    data/README.md), read with :func:`read_csv`."""
+    from rptdose._data import data_path
+
+    return read_csv(data_path(f"reference/{name}"))
+
+
 def read_csv(path: str | os.PathLike) -> tuple[list[str], dict[str, np.ndarray]]:
     """Read a CSV with ``#`` comment lines (returned) then a header row; numeric columns as
     float arrays, the others as arrays of str."""
@@ -198,12 +206,11 @@ def setup_matplotlib():
 # ---------------------------------------------------------------------------------------------
 def estar_water_csda_range_cm(energy_mev) -> np.ndarray:
     """NIST ESTAR CSDA range of electrons in liquid water (cm), log-log interpolated in the
-    table of shared/reference/nist_estar_electrons.csv (copied below with its source so the
-    cases run without shared/). Below 10 keV: power law of the 10-20 keV segment."""
-    # NIST ESTAR (Berger et al., NISTIR 4999), water (liquid), CSDA range in g/cm2 (rho = 1).
-    e_kev = np.array([10, 20, 50, 100, 150, 200, 300, 500, 1000], float)
-    r = np.array([2.515e-4, 8.566e-4, 4.320e-3, 1.431e-2, 2.817e-2, 4.488e-2, 8.421e-2, 1.766e-1,
-                  4.367e-1])
+    table data/reference/nist_estar_electrons.csv (NIST ESTAR, Berger et al., NISTIR 4999; CSDA
+    range in g/cm2, rho = 1). Below 10 keV: power law of the 10-20 keV segment."""
+    _, t = reference_csv("nist_estar_electrons.csv")
+    water = t["material"] == "water"
+    e_kev, r = t["energy_kev"][water], t["csda_range"][water]
     le, lr = np.log(e_kev), np.log(r)
     x = np.log(np.asarray(energy_mev, float) * 1e3)
     y = np.interp(x, le, lr)

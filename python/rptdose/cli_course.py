@@ -28,9 +28,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                                              "regions.json files, in the order they were given")
     p.add_argument("-o", "--output", default=None, help="folder for course.html, course.json and the tables")
     p.add_argument("--limits", default=None, help="organ limits table (TOML; default: the shipped "
-                                                  "rptdose/data/organ_limits.toml)")
+                                                  "data/organ_limits.toml)")
     p.add_argument("--tissues", default=None, help="tissue parameter table (TOML; default: the shipped "
-                                                   "rptdose/data/radiobiology_tissues.toml)")
+                                                   "data/radiobiology_tissues.toml)")
     p.add_argument("--k", type=float, default=None,
                    help="margin below every limit in standard uncertainties u of the organ's cumulative dose or "
                         "BED: the plan keeps projected + k u <= limit (default 1.645: one-sided 95 %%; 0: plan to "

@@ -7,9 +7,9 @@ What is compared
 * Monoenergetic electrons of 100 keV, 500 keV and 1 MeV, kernel j(x) = d(E/E0)/d(r/r0) with
   r0 = CSDA range of E0 in water (NIST ESTAR), against
   - EGSnrc/EDKnrc, Mainegra-Hing, Rogers & Kawrakow, Med Phys 32:685 (2005)
-    (ref_egsnrc_mainegra_hing_2005.csv; 100 keV and 1 MeV), and
+    (data/reference/ref_egsnrc_mainegra_hing_2005.csv; 100 keV and 1 MeV), and
   - ETRAN, Seltzer, Appl Radiat Isot 42:917 (1991) as tabulated by Ferrer et al.,
-    Cancer Biother Radiopharm 22(1) (2007) (ref_etran_seltzer_1991.csv; 100 keV, 500 keV, 1 MeV).
+    Cancer Biother Radiopharm 22(1) (2007) (data/reference/ref_etran_seltzer_1991.csv; 100 keV, 500 keV, 1 MeV).
   These are the numbers Geant4 ships with its TestEm12 example for the same benchmark.
 * Lu-177, beta particles only (ICRP-107 spectrum, conversion/Auger electrons and photons
   excluded on both sides). No published Lu-177 kernel table could be obtained with certainty,
@@ -59,8 +59,8 @@ WINDOW_X90 = (0.1, 1.0)
 # references
 # ---------------------------------------------------------------------------------------------
 def load_refs():
-    _, egs = common.read_csv(HERE / "ref_egsnrc_mainegra_hing_2005.csv")
-    _, etr = common.read_csv(HERE / "ref_etran_seltzer_1991.csv")
+    _, egs = common.reference_csv("ref_egsnrc_mainegra_hing_2005.csv")
+    _, etr = common.reference_csv("ref_etran_seltzer_1991.csv")
     egs_k = {}
     for e in np.unique(egs["energy_kev"]):
         m = egs["energy_kev"] == e

@@ -12,7 +12,7 @@ Reference (independent, analytic + a published buildup factor):
     phi(R) = integral_0^R mu_en exp(-mu r) B(mu r) dr,
 the energy absorbed within R in an infinite water medium around a point isotropic source,
 with B the GP-fitted point-source buildup factor of water from ANSI/ANS-6.4.3-1991
-(ref_ans643_water_gp_buildup.csv, with its own mu), mu_en from NIST (ref_nist_water_mu_en.csv),
+(data/reference/ref_ans643_water_gp_buildup.csv, with its own mu), mu_en from NIST (ref_nist_water_mu_en.csv),
 B and mu_en interpolated log-log in energy between the tabulated energies. The reference is
 evaluated for exactly our voxel set and our source (uniform in the central voxel) by
 integrating phi'(r) against g(r), the probability that a point at distance r from a random
@@ -61,8 +61,8 @@ class Reference:
     """phi'(r) = mu_en exp(-mu r) B(mu r) (per mm) at one energy, from the reference tables."""
 
     def __init__(self, energy_mev):
-        _, gp = common.read_csv(HERE / "ref_ans643_water_gp_buildup.csv")
-        _, en = common.read_csv(HERE / "ref_nist_water_mu_en.csv")
+        _, gp = common.reference_csv("ref_ans643_water_gp_buildup.csv")
+        _, en = common.reference_csv("ref_nist_water_mu_en.csv")
         self.e = energy_mev
         eg = gp["energy_mev"]
         k = int(np.clip(np.searchsorted(eg, energy_mev) - 1, 0, eg.size - 2))

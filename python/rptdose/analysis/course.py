@@ -67,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from rptdose._data import data_dir, data_path
 from rptdose.analysis import radiobiology as rb
 from rptdose.errors import InputError
 
@@ -76,7 +77,7 @@ REGIONS_FILE = "regions.json"
 REGION_KINDS = ("kidney", "marrow", "tumour", "organ")
 LIMITS_FORMAT = "rptdose-limits"
 LIMITS_FORMAT_VERSION = 1
-DEFAULT_LIMITS = Path(__file__).resolve().parent.parent / "data" / "organ_limits.toml"
+DEFAULT_LIMITS = data_dir() / "organ_limits.toml"  # data/organ_limits.toml, installed as rptdose/data
 LIMIT_QUANTITIES = ("absorbed", "bed")
 #: cycles closer than this many effective half-lives (or repair half-times) are flagged: BED additivity
 #: assumes the previous cycle's dose is delivered and its sublethal damage repaired
@@ -295,7 +296,7 @@ class LimitTable:
 def load_limits(path: str | os.PathLike | None, tissues: rb.TissueTable) -> LimitTable:
     """Read an organ-limit table (TOML, ``format = "rptdose-limits"``, version 1; None: the shipped
     one). Every limit names a tissue of ``tissues``: an unknown one is an error."""
-    p = Path(path) if path is not None else DEFAULT_LIMITS
+    p = Path(path) if path is not None else data_path("organ_limits.toml")
     data = rb.read_toml(p, "limits file")
     rb.check_format(data, p, LIMITS_FORMAT, LIMITS_FORMAT_VERSION)
     raw = data.get("limit", [])

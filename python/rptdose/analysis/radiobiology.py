@@ -40,7 +40,7 @@ NaN inputs give NaN (voxels outside a region). Times are in hours here because t
 and the literature give them so; doses in Gy.
 
 Tissue parameters (``alpha/beta``, ``T_rep``) are never written into the formulas: they come from
-a table (:func:`load_tissues`; the shipped one is ``rptdose/data/radiobiology_tissues.toml`` with
+a table (:func:`load_tissues`; the shipped one is ``data/radiobiology_tissues.toml`` with
 its sources), which a user can replace with their own file.
 """
 
@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from rptdose._data import data_dir, data_path
 from rptdose.errors import InputError
 
 LN2 = math.log(2.0)
@@ -63,7 +64,7 @@ EQD2_FRACTION_GY = 2.0  # reference dose per fraction of EQD2 (Gy)
 
 TISSUES_FORMAT = "rptdose-tissues"
 TISSUES_FORMAT_VERSION = 1
-DEFAULT_TISSUES = Path(__file__).resolve().parent.parent / "data" / "radiobiology_tissues.toml"
+DEFAULT_TISSUES = data_dir() / "radiobiology_tissues.toml"  # data/, installed as rptdose/data
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,10 +282,10 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
 
 def load_tissues(path: str | os.PathLike | None = None) -> TissueTable:
     """Read a tissue parameter table (TOML, ``format = "rptdose-tissues"``, ``format_version = 1``);
-    None: the shipped one (``rptdose/data/radiobiology_tissues.toml``). Each ``[tissue.<name>]``
+    None: the shipped one (``data/radiobiology_tissues.toml``). Each ``[tissue.<name>]``
     needs ``alpha_beta_gy`` (> 0), ``t_rep_h`` (>= 0) and ``source``; ``kinds`` and ``names``
     say which regions it applies to."""
-    p = Path(path) if path is not None else DEFAULT_TISSUES
+    p = Path(path) if path is not None else data_path("radiobiology_tissues.toml")
     data = read_toml(p, "tissue parameter file")
     check_format(data, p, TISSUES_FORMAT, TISSUES_FORMAT_VERSION)
     raw = data.get("tissue")

@@ -12,7 +12,7 @@ from Bragg additivity with the ICRU Report 37 values for bound atoms (:func:`bra
 
 :class:`HUCalibration` converts CT numbers (HU) into densities and materials in the style of
 Schneider, Bortfeld and Schlegel, Phys Med Biol 45:459-478 (2000); the default is that paper's
-published table (shipped in ``rptdose/data/schneider2000_*.txt``) and a user can supply their own.
+published table (shipped in ``data/schneider2000_*.txt``) and a user can supply their own.
 
 Units: density g/cm3, I in eV, mass fractions dimensionless (sum to 1).
 """
@@ -27,6 +27,7 @@ from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
+from .._data import data_dir, data_path
 from ..errors import InputError
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
 
 AVOGADRO = 6.02214076e23  # 1/mol (SI 2019, exact)
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = data_dir()  # the shipped data (data/ of the repository, installed as rptdose/data)
 
 # --------------------------------------------------------------------------------------------
 # Elements
@@ -629,10 +630,10 @@ class HUCalibration:
     def schneider2000(cls) -> "HUCalibration":
         """The published calibration of Schneider, Bortfeld, Schlegel, Phys Med Biol 45:459 (2000)
         (HU -> density points and 24 HU bins with elemental compositions), from the data files
-        shipped in ``rptdose/data`` (numbers as distributed by the GATE project)."""
+        shipped in ``data/`` (installed as ``rptdose/data``; numbers as distributed by the GATE project)."""
         cal = cls.from_files(
-            DATA_DIR / "schneider2000_density.txt",
-            DATA_DIR / "schneider2000_materials.txt",
+            data_path("schneider2000_density.txt"),
+            data_path("schneider2000_materials.txt"),
             name="schneider2000",
             source=("Schneider W, Bortfeld T, Schlegel W, Phys Med Biol 45:459-478 (2000), "
                     "doi:10.1088/0031-9155/45/2/314"),
