@@ -101,13 +101,10 @@ def test_metastable_names():
     assert nc.load_nuclide("99mTc").name == "Tc-99m"
 
 
-@pytest.mark.parametrize("name,word", [("Cf-252", "neutrons"), ("Cf-252", "fission")])
+@pytest.mark.parametrize("name,word", [("F-18", "positron"), ("Ra-223", "alpha"), ("Ga-68", "positron")])
 def test_unsupported_emitters(name, word):
-    """Neutron and fission emitters are refused, naming the nuclide and what is transported
-    (alphas and positrons are supported: tests/test_chains_alpha_positron.py)."""
-    with pytest.raises(InputError, match=word) as err:
+    with pytest.raises(InputError, match=word):
         nc.load_nuclide(name)
-    assert name in str(err.value)
 
 
 @pytest.mark.parametrize("name", ["Lu-999", "Xx-12", "lutetium", "", 177])
@@ -119,9 +116,7 @@ def test_unknown_nuclide(name):
 def test_emission_arrays_contract(lu177):
     ea = lu177.emission_arrays(el_cut_mev=0.01, ph_cut_mev=0.001)
     assert set(ea) == {"beta_yield", "beta_inv_cdf", "line_energy_mev", "line_yield",
-                       "line_is_photon", "local_mev_per_decay", "el_cut_mev", "ph_cut_mev",
-                       "alpha_mev_per_decay", "above_table_mev_per_decay"}
-    assert ea["alpha_mev_per_decay"] == 0.0 and ea["above_table_mev_per_decay"] == 0.0
+                       "line_is_photon", "local_mev_per_decay", "el_cut_mev", "ph_cut_mev"}
     e, y, ph = ea["line_energy_mev"], ea["line_yield"], ea["line_is_photon"]
     assert e.dtype == np.float64 and y.dtype == np.float64 and ph.dtype == np.int32
     assert e.shape == y.shape == ph.shape and e.flags.c_contiguous
