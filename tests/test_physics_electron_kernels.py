@@ -4,8 +4,8 @@ validation/dpk_water, which runs finer grids and more histories and shows the wh
 Reference: EGSnrc scaled kernels j(x) = d(E/E0)/d(r/r0), r0 = CSDA range, of
 E. Mainegra-Hing, D.W.O. Rogers, I. Kawrakow, Med. Phys. 32, 685-699 (2005), as distributed
 with Geant4's TestEm12 example (berger/EGSnrc/{100keV,1MeV}-DPK.ascii), bins of 0.05 in r/r0
-(validation/dpk_water/ref_egsnrc_mainegra_hing_2005.csv). r0 from NIST ESTAR (water):
-0.01431 g/cm2 at 100 keV, 0.4367 g/cm2 at 1 MeV.
+(data/reference/ref_egsnrc_mainegra_hing_2005.csv). r0 from NIST ESTAR (water,
+data/reference/nist_estar_electrons.csv): 0.01431 g/cm2 at 100 keV, 0.4367 g/cm2 at 1 MeV.
 
 Tolerance: 5 % per 0.1-wide bin of r/r0 over 0.2-0.8, the target of the issue and of
 validation/dpk_water (our kernels lie within -2 % ... +3 % of these there); the statistical
@@ -13,16 +13,25 @@ validation/dpk_water (our kernels lie within -2 % ... +3 % of these there); the 
 """
 import numpy as np
 import pytest
+from _shared import reference_rows
 
 import rptdose as rd
 
 J_PER_MEV = 1.602176634e-13
 
-# EGSnrc j on bins [0.20, 0.25), [0.25, 0.30), ..., [0.75, 0.80) of r/r0
-EGSNRC = {
-    0.1: (0.01431, [0.813, 0.900, 1.002, 1.120, 1.248, 1.375, 1.494, 1.572, 1.601, 1.553, 1.402, 1.190]),
-    1.0: (0.4367, [0.930, 0.984, 1.050, 1.130, 1.222, 1.318, 1.405, 1.466, 1.483, 1.436, 1.313, 1.103]),
-}
+
+def _egsnrc(e_kev):
+    """(ESTAR CSDA range of water in g/cm2, EGSnrc j on the bins [0.20, 0.25), [0.25, 0.30),
+    ..., [0.75, 0.80) of r/r0) at e_kev."""
+    r0 = [float(r["csda_range"]) for r in reference_rows("nist_estar_electrons.csv")
+          if r["material"] == "water" and int(r["energy_kev"]) == e_kev]
+    j = [float(r["j"]) for r in reference_rows("ref_egsnrc_mainegra_hing_2005.csv")
+         if int(r["energy_kev"]) == e_kev and 0.195 < float(r["x_lo"]) < 0.8]
+    assert len(r0) == 1 and len(j) == 12
+    return r0[0], j
+
+
+EGSNRC = {0.1: _egsnrc(100), 1.0: _egsnrc(1000)}
 
 
 def scaled_kernel(e0_mev, r0_mm, histories, seed=1, per_r0=20):
