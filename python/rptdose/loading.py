@@ -19,6 +19,9 @@ stage                      result                  what it does
 :func:`segment`            {region: mask}          RTSTRUCT / DICOM-SEG / label map on the grid
 :func:`build_anatomy`      :class:`Anatomy`        phantom (HU -> density, material) and the
                                                    body outline (quant/body.py)
+:func:`correct_recovery`   :class:`Recovered`      [recovery]: partial-volume correction of
+                                                   every scan's regions (quant/recovery.py),
+                                                   the maps scaled inside each part
 :func:`integrate_activity` :class:`Integrated`     region fits, voxel TIA (quant/voxel_tia.py),
                                                    tia.outside_body
 :func:`assemble`           :class:`Study`          source, time-point and region tables,
@@ -109,6 +112,7 @@ class Study:
     body: np.ndarray | None = None            # bool [z, y, x]: inside the CT's body outline
     voxel_method: np.ndarray | None = None    # uint8 [z, y, x]: quant/voxel_tia.py METHOD_NAMES
     tia_outside_body: dict = field(default_factory=dict)   # quant/body.py apply_outside_body summary
+    recovery: Any = None                      # Recovered ([recovery]) or None
 
     @property
     def histories(self) -> int:
@@ -124,7 +128,9 @@ class Study:
         cols += [f"activity_{tp.label}_mbq" for tp in self.timepoints]
         cols += ["model", "tia_mbq_h", "tia_bq_s", "tia_rel_uncertainty", "t_eff_h", "residence_time_h",
                  "voxel_sum_tia_bq_s", "voxel_sum_to_region_fit", "flags"]
-        return cols
+        if self.recovery is not None:
+            cols += ["tia_uncorrected_bq_s", "recovery_coefficient"]
+        return cols + list(BUDGET_COLUMNS)
 
     def write_tia(self, outdir: str | os.PathLike, plots: bool = True) -> dict[str, Path]:
         """Write the TIA maps, tables and plots (``rptdose.quant.outputs.write_tia_outputs``)."""
@@ -200,6 +206,20 @@ class Anatomy:
 
     phantom: Any
     body: np.ndarray               # bool [z, y, x]
+    hu: np.ndarray | None = None   # the reference CT on the dose grid (HU)
+
+
+@dataclass
+class Recovered:
+    """Stage 4b, :func:`correct_recovery` ([recovery]): the regions' activities corrected for
+    the SPECT's resolution at every scan (``rptdose.quant.recovery``), the activity maps scaled
+    inside each part."""
+
+    result: Any                    # rptdose.quant.recovery.RecoveryResult, (scans, regions)
+    psf_fwhm_mm: tuple[float, float, float]
+    psf_source: str                # "recovery.psf_fwhm_mm" or the sphere phantom's fit
+    sphere_fit: Any                # rptdose.quant.recovery.SphereFit or None
+    uncorrected: np.ndarray        # (scans, z, y, x) the activity before the correction
 
 
 @dataclass
@@ -214,6 +234,7 @@ class Integrated:
     region_names: list[str]        # the masks, then the field of view
     region_tac: np.ndarray         # (time points, regions) Bq
     outside_body: dict             # rptdose.quant.body.apply_outside_body summary + methods
+    region_tia_uncorrected: np.ndarray | None = None   # the regions' TIA without recovery correction
 
 
 def read_scans(spec: StudySpec) -> Scans:
@@ -364,11 +385,95 @@ def build_anatomy(spec: StudySpec, registered: RegisteredActivity) -> Anatomy:
         warnings.warn(f"study '{spec.path}': no body outline found in the reference CT (no voxel above -400 HU on the "
                       "dose grid); tia.outside_body and dose.mask_to_body are not applied", UserWarning, stacklevel=3)
         body = np.ones(registered.geometry["shape"], dtype=bool)
-    return Anatomy(phantom, body)
+    return Anatomy(phantom, body, hu)
+
+
+def correct_recovery(spec: StudySpec, registered: RegisteredActivity, masks: dict[str, np.ndarray],
+                     anatomy: Anatomy) -> tuple[RegisteredActivity, Recovered | None]:
+    """Stage 4b: with [recovery], every scan's region activities corrected for partial volume
+    (geometric transfer matrix, rptdose/quant/recovery.py) and the maps scaled inside each part;
+    the registered activity returned with the corrected maps (the input unchanged). Without
+    [recovery]: ``(registered, None)``."""
+    import dataclasses
+
+    from rptdose.quant.calibration import QuantWarning
+    from rptdose.quant.recovery import ct_background_classes, recover
+
+    rc = spec.recovery
+    if rc is None:
+        return registered, None
+    if not masks:
+        raise InputError(f"study '{spec.path}' key [recovery] (no segmentation): expected regions to correct "
+                         "([segmentation]) with a recovery correction")
+    sphere_fit = None
+    if rc["psf_fwhm_mm"] is not None:
+        psf, source = tuple(rc["psf_fwhm_mm"]), "recovery.psf_fwhm_mm"
+    else:
+        sphere_fit = _fit_sphere_phantom(spec)
+        psf = (sphere_fit.fwhm_mm,) * 3
+        source = (f"fitted to the sphere phantom '{rc['sphere_phantom']['spect']}' "
+                  f"({sphere_fit.fwhm_mm:.2f} +- {sphere_fit.u_fwhm_mm:.2f} mm)")
+    classes = ct_background_classes(anatomy.hu, anatomy.body) if rc["split_background"] and anatomy.hu is not None         else None
+    try:
+        res = recover(registered.activity, masks, registered.grid.GetSpacing(), psf, body=anatomy.body,
+                      psf_fwhm_uncertainty_pct=rc["psf_fwhm_uncertainty_pct"],
+                      contour_uncertainty_mm=rc["contour_uncertainty_mm"], background_classes=classes,
+                      exclude=tuple(rc["exclude"]), psf_key=f"study '{spec.path}' key recovery.psf_fwhm_mm")
+    except InputError as exc:
+        text = str(exc)
+        raise InputError(text if text.startswith("study '") else f"study '{spec.path}' [recovery]: {text}") from None
+    for w in res.warnings:
+        warnings.warn(f"study '{spec.path}' recovery correction: {w}", QuantWarning, stacklevel=3)
+    corrected = np.stack([res.apply(registered.activity[k], k) for k in range(registered.activity.shape[0])])
+    timepoints = [dataclasses.replace(tp, activity_bq=corrected[i]) for i, tp in enumerate(registered.timepoints)]
+    out = dataclasses.replace(registered, activity=corrected, timepoints=timepoints)
+    return out, Recovered(res, psf, source, sphere_fit, registered.activity)
+
+
+def _fit_sphere_phantom(spec: StudySpec) -> Any:
+    """The FWHM of the [recovery.sphere_phantom] scan (rptdose.quant.recovery.fit_psf_from_spheres)."""
+    import SimpleITK as sitk
+
+    from rptdose.io.nm import read_nm
+    from rptdose.quant.recovery import fit_psf_from_spheres
+
+    sp = spec.recovery["sphere_phantom"]
+    where = f"study '{spec.path}' key recovery.sphere_phantom"
+    try:
+        nm = read_nm(sp["spect"])
+    except InputError as exc:
+        raise InputError(f"{where}.spect: {exc}") from None
+    image = nm.values()
+
+    def on_phantom(path: Path, key: str) -> np.ndarray:
+        try:
+            lab = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            raise InputError(f"{where}.{key} '{path}' (not readable: {str(exc).strip().splitlines()[-1]}): expected "
+                             "a label image (NIfTI, MetaImage, NRRD) on the phantom's frame") from None
+        lab = sitk.Resample(lab, nm.image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
+        return sitk.GetArrayFromImage(lab)
+
+    if sp["spheres"] is not None:
+        lab = on_phantom(sp["spheres"], "spheres")
+        values = [int(v) for v in np.unique(lab) if v > 0]
+        if not values:
+            raise InputError(f"{where}.spheres '{sp['spheres']}' (no label > 0 on the phantom's grid): expected one "
+                             "label per sphere")
+        spheres: Any = {f"sphere {v}": lab == v for v in values}
+    else:
+        spheres = list(zip(sp["centres_mm"], sp["volumes_ml"]))
+    background = on_phantom(sp["background"], "background") > 0 if sp["background"] is not None else None
+    try:
+        return fit_psf_from_spheres(image, spheres, sp["sphere_concentration_bq_ml"], nm.image.GetSpacing(),
+                                    origin_mm=nm.image.GetOrigin(), background_mask=background,
+                                    background_concentration=sp["background_concentration_bq_ml"])
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 def integrate_activity(spec: StudySpec, registered: RegisteredActivity, masks: dict[str, np.ndarray],
-                       body: np.ndarray, half_life_s: float) -> Integrated:
+                       body: np.ndarray, half_life_s: float, recovered: Recovered | None = None) -> Integrated:
     """Stage 5: region time-activity curves fitted with ``tia.model``; the voxel TIA map by the
     noise-robust hierarchy of ``rptdose.quant.voxel_tia`` (``tia.voxel_model``), each voxel's
     kinetic region the smallest region containing it; ``tia.outside_body`` applied."""
@@ -401,8 +506,16 @@ def integrate_activity(spec: StudySpec, registered: RegisteredActivity, masks: d
     if not float(tia.sum()) > 0:
         raise InputError(f"study '{spec.path}' (the TIA map is zero everywhere on the dose grid): expected activity "
                          "in the SPECT field of view that overlaps the dose grid")
+    uncorrected = None
+    if recovered is not None:   # the same region fits on the measured (uncorrected) activities
+        raw = recovered.uncorrected
+        raw_tac = np.stack([raw[:, m].sum(axis=1) for m in masks.values()] + [raw.reshape(n, -1).sum(axis=1)], axis=1)
+        uncorrected = np.asarray(integrate(t, raw_tac, half_life_s, spec.tia["model"],
+                                           effective_half_life_s=region_teff, stp_index=stp,
+                                           trapezoid_start=spec.tia["trapezoid_start"], what="region activity").tia,
+                                 dtype=np.float64)
     return Integrated(np.ascontiguousarray(tia, dtype=np.float64), np.ascontiguousarray(rel, dtype=np.float64), vt,
-                      region_fit, region_names, region_tac, outside)
+                      region_fit, region_names, region_tac, outside, uncorrected)
 
 
 def quant_report(spec: StudySpec, scans: Scans, registered: RegisteredActivity) -> list[dict]:
@@ -432,14 +545,26 @@ def quant_report(spec: StudySpec, scans: Scans, registered: RegisteredActivity) 
     return rows
 
 
-def region_table(scans: Scans, registered: RegisteredActivity, masks: dict[str, np.ndarray], anatomy: Anatomy,
-                 integrated: Integrated) -> list[dict]:
+#: The uncertainty budget's columns in the region tables (relative standard uncertainties;
+#: docs/study_file.md "Uncertainty budget").
+BUDGET_COLUMNS = ("u_calibration", "u_recovery", "u_volume", "u_tia_fit", "u_total")
+
+
+def region_table(spec: StudySpec, scans: Scans, registered: RegisteredActivity, masks: dict[str, np.ndarray],
+                 anatomy: Anatomy, integrated: Integrated, recovered: Recovered | None = None) -> list[dict]:
     """One row per region (the masks, then the field of view): volume, mass, activity per scan,
-    the region fit's TIA, uncertainty, T_eff, and the sum of the voxel TIAs."""
+    the region fit's TIA, uncertainty, T_eff, the sum of the voxel TIAs; with [recovery] the
+    uncorrected TIA and the recovery coefficient; the TIA's uncertainty budget
+    (:data:`BUDGET_COLUMNS`, without the Monte Carlo term, which ``rptdose run`` adds)."""
+    from rptdose.analysis.regions import combine_relative, contour_uncertainty
     from rptdose.quant.tia import effective_half_life_s
 
     mass_kg = anatomy.phantom.voxel_mass_kg
     fit, tia = integrated.region_fit, integrated.tia
+    u_cal = float(spec.calibration.u_calibration)
+    rec = recovered.result if recovered is not None else None
+    rec_index = {n: i for i, n in enumerate(rec.names)} if rec is not None else {}
+    contour_vox = _contour_voxels(spec, registered)
     rows = []
     for r, name in enumerate(integrated.region_names):
         m = masks.get(name, np.ones(registered.geometry["shape"], dtype=bool))
@@ -456,8 +581,29 @@ def region_table(scans: Scans, registered: RegisteredActivity, masks: dict[str, 
                     "residence_time_h": tia_r / scans.activity_bq / HOUR, "voxel_sum_tia_bq_s": voxel_sum,
                     "voxel_sum_to_region_fit": voxel_sum / tia_r if tia_r > 0 else float("nan"),
                     "flags": fit.flag_names(r)})
+        u_rec = u_vol = float("nan")
+        if recovered is not None:
+            raw = float(integrated.region_tia_uncorrected[r])
+            row["tia_uncorrected_bq_s"] = raw
+            row["recovery_coefficient"] = raw / tia_r if tia_r > 0 else float("nan")
+            if name in rec_index and rec.u_recovery is not None:
+                u_rec = float(rec.u_recovery[rec_index[name]])
+                u_vol = float(rec.u_volume[rec_index[name]])
+        if name != FOV_REGION and not np.isfinite(u_vol):
+            # the TIA per mass of the region eroded / dilated by the contour's uncertainty
+            u_vol = contour_uncertainty(tia, mass_kg, m, contour_vox)
+        u_fit = float(fit.rel_uncertainty[r])
+        row.update({"u_calibration": u_cal, "u_recovery": u_rec, "u_volume": u_vol, "u_tia_fit": u_fit,
+                    "u_total": combine_relative(u_cal, u_rec, u_vol, u_fit)})
         rows.append(row)
     return rows
+
+
+def _contour_voxels(spec: StudySpec, registered: RegisteredActivity) -> float:
+    """The contours' standard uncertainty in dose-grid voxels: recovery.contour_uncertainty_mm
+    over the mean voxel size, else one voxel."""
+    mm = (spec.recovery or {}).get("contour_uncertainty_mm")
+    return 1.0 if mm is None else float(mm) / float(np.mean(registered.grid.GetSpacing()))
 
 
 def settings_and_provenance(spec: StudySpec, scans: Scans, acts: list[ScanActivity], reg_settings: Any
@@ -473,7 +619,12 @@ def settings_and_provenance(spec: StudySpec, scans: Scans, acts: list[ScanActivi
         **cal.info()},
         "segmentation": {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.segmentation.items()},
         "registration": {**vars(reg_settings), "metric_work_units": METRIC_WORK_UNITS},
-        "hu_calibration": "schneider2000"}
+        "hu_calibration": "schneider2000",
+        "recovery": None if spec.recovery is None else {k: (str(v) if isinstance(v, Path) else v)
+                                                        for k, v in spec.recovery.items() if k != "sphere_phantom"}}
+    if spec.recovery is not None and spec.recovery.get("sphere_phantom"):
+        settings["recovery"]["sphere_phantom"] = {k: (str(v) if isinstance(v, Path) else v)
+                                                  for k, v in spec.recovery["sphere_phantom"].items()}
     inputs = [spec.path] + [e.spec.spect for e in acts] + [e.spec.ct for e in acts]
     if spec.segmentation["path"] is not None:
         inputs.append(spec.segmentation["path"])
@@ -490,7 +641,8 @@ def settings_and_provenance(spec: StudySpec, scans: Scans, acts: list[ScanActivi
 
 
 def assemble(spec: StudySpec, scans: Scans, acts: list[ScanActivity], registered: RegisteredActivity,
-             masks: dict[str, np.ndarray], anatomy: Anatomy, integrated: Integrated, reg_settings: Any) -> Study:
+             masks: dict[str, np.ndarray], anatomy: Anatomy, integrated: Integrated, reg_settings: Any,
+             recovered: Recovered | None = None) -> Study:
     """The :class:`Study` from the stages' results (source = the TIA map, reports, provenance)."""
     from rptdose.source import Source
 
@@ -502,7 +654,8 @@ def assemble(spec: StudySpec, scans: Scans, acts: list[ScanActivity], registered
                  tia_rel_uncertainty=integrated.tia_rel_uncertainty, voxel_fit=integrated.voxel.fit,
                  region_fit=integrated.region_fit, region_names=integrated.region_names, masks=masks,
                  activity=registered.activity, quant_report=quant_report(spec, scans, registered),
-                 region_table=region_table(scans, registered, masks, anatomy, integrated), settings=settings,
+                 region_table=region_table(spec, scans, registered, masks, anatomy, integrated, recovered),
+                 settings=settings, recovery=recovered,
                  provenance=provenance, body=anatomy.body, voxel_method=integrated.voxel.method,
                  tia_outside_body=integrated.outside_body)
 

@@ -46,6 +46,9 @@ file                           content
                                delineated regions
 ``dose_slices.png``            dose on the CT density, axial / coronal / sagittal through the
                                hottest voxel of the region with the highest mean dose
+``dose_rbe_GyRBE.nii.gz``,     alpha emitters only: the RBE-weighted dose Gy(RBE) (``dose.rbe_alpha``,
+``alpha_dose_gy.nii.gz``,      default 5), the alphas' and recoils' absorbed dose, and the regions'
+``regions_rbe_GyRBE.csv``      means of both (:mod:`rptdose.analysis.alpha`); dose.dcm stays Gy
 ``tia/``                       the outputs of ``rptdose tia`` (TIA maps, fits, TAC plots)
 ``report.html``                one self-contained page with all of the above
 =============================  ============================================================
@@ -77,7 +80,7 @@ REGIONS_FORMAT_VERSION = 1
 REGION_COLUMNS = ("name", "kind", "mean_dose_gy", "mean_dose_rel_uncertainty", "tia_rel_uncertainty",
                   "mean_dose_rel_uncertainty_with_tia", "d2_gy", "d50_gy", "d98_gy", "min_gy", "max_gy",
                   "voxels", "volume_ml", "mass_g", "mean_tia_bq_s", "tia_bq_s", "t_eff_h", "t_uptake_h", "tia_model",
-                  "tia_flags")
+                  "tia_flags", "u_calibration", "u_recovery", "u_volume", "u_tia_fit", "u_statistical", "u_total")
 
 #: Warning thresholds of the report.
 FOV_FIRST_SCAN_PERCENT = (30.0, 110.0)   # decay-corrected FOV activity of the first scan, % of administered
@@ -129,7 +132,7 @@ class RunOutcome:
 # ---- transport -------------------------------------------------------------------------------
 
 def _regions_for_transport(study: Any) -> dict[str, np.ndarray]:
-    from rptdose.study import FOV_REGION
+    from rptdose.analysis.regions import FOV_REGION
 
     out = dict(study.masks)
     out[FOV_REGION] = np.ones(study.phantom.shape, dtype=bool)
@@ -278,6 +281,7 @@ def region_rows(study: Any, dose: DoseEstimate, regions: dict[str, np.ndarray]) 
         tia_rel = float(tr.get("tia_rel_uncertainty", float("nan")))
         total = math.sqrt(stat ** 2 + tia_rel ** 2) if math.isfinite(stat) and math.isfinite(tia_rel) else stat
         teff = tr.get("t_eff_h", float("nan"))
+        budget = _budget(study, tr, stat, dose.dose_gy, mass_kg, m)
         rows.append({
             "name": name, "kind": region_kind(name), "mean_dose_gy": float(rm["mean_dose_gy"]),
             "mean_dose_rel_uncertainty": stat, "tia_rel_uncertainty": tia_rel,
@@ -289,8 +293,36 @@ def region_rows(study: Any, dose: DoseEstimate, regions: dict[str, np.ndarray]) 
             "t_uptake_h": _uptake_half_life_h(study.region_fit, index.get(name)),
             **({"dose_rate_t_eff_h": _finite_or_none(rm["dose_rate_t_eff_h"])} if "dose_rate_t_eff_h" in rm else {}),
             "tia_model": str(tr.get("model", study.settings["tia"]["voxel_model"])),
-            "tia_flags": list(tr.get("flags", []))})
+            "tia_flags": list(tr.get("flags", [])), **budget,
+            **({k: tr[k] for k in ("tia_uncorrected_bq_s", "recovery_coefficient") if k in tr})})
     return rows
+
+
+def _budget(study: Any, tia_row: dict, u_statistical: float, dose_gy: np.ndarray, mass_kg: np.ndarray,
+            mask: np.ndarray) -> dict[str, float]:
+    """A region's uncertainty budget of the mean dose (relative standard uncertainties; docs/
+    study_file.md "Uncertainty budget"): calibration, recovery and TIA fit from the TIA's budget
+    (loading.region_table), the segmentation from the recovery correction when there is one
+    (the recovered concentration's change with the contour) else from the dose map (the mean
+    dose's change with the contour eroded / dilated), the Monte Carlo statistics, and their root
+    sum of squares (terms unknown here left out)."""
+    from rptdose.analysis.regions import FOV_REGION, combine_relative, contour_uncertainty
+
+    u_cal = float(tia_row.get("u_calibration", float("nan")))
+    u_rec = float(tia_row.get("u_recovery", float("nan")))
+    u_fit = float(tia_row.get("u_tia_fit", tia_row.get("tia_rel_uncertainty", float("nan"))))
+    u_vol = float("nan")
+    if getattr(study, "recovery", None) is not None:
+        u_vol = float(tia_row.get("u_volume", float("nan")))
+    if not math.isfinite(u_vol) and tia_row.get("region") != FOV_REGION:
+        voxels = 1.0
+        mm = (study.settings.get("recovery") or {}).get("contour_uncertainty_mm")
+        if mm is not None:
+            voxels = float(mm) / float(np.mean(study.phantom.spacing_mm))
+        u_vol = contour_uncertainty(dose_gy * mass_kg, mass_kg, mask, voxels)
+    return {"u_calibration": u_cal, "u_recovery": u_rec, "u_volume": u_vol, "u_tia_fit": u_fit,
+            "u_statistical": u_statistical,
+            "u_total": combine_relative(u_cal, u_rec, u_vol, u_fit, u_statistical)}
 
 
 def _finite_or_none(v: Any) -> float | None:
@@ -436,6 +468,12 @@ def write_outputs(outdir: Path, study: Any, dose: DoseEstimate, regions: dict[st
                                         description=f"dose Gy {'in body' if masked else ''}; {note}")
     written["uncertainty_nifti"] = write_image(outdir / "dose_rel_uncertainty.nii.gz", rel_map, geo,
                                                description=f"rel. 1-sigma; {note}")
+    # alpha emitters: the RBE-weighted dose Gy(RBE) and the alpha part (analysis/alpha.py)
+    from rptdose.analysis.alpha import alpha_dose_for, write_rbe_outputs
+
+    alpha_gy = alpha_dose_for(study)
+    if alpha_gy is not None:
+        written.update(write_rbe_outputs(outdir, study, dose, regions, alpha_gy, body if masked else None, note))
 
     table_json = to_json(rows)
 
@@ -455,9 +493,11 @@ def write_outputs(outdir: Path, study: Any, dose: DoseEstimate, regions: dict[st
     fields = {"dose_gy": dose.dose_gy, "rel_uncertainty": rel_map, "energy_balance": dose.energy_balance,
               "region_means": dose.region_means, "backend": dose.backend, "histories": dose.histories,
               "seed": dose.seed, "batches": dose.batches, "elapsed_s": dose.elapsed_s, "provenance": provenance,
-              "spacing_mm": geo["spacing_mm"], "origin_mm": geo["origin_mm"], "direction": geo["direction"]}
+              "spacing_mm": geo["spacing_mm"], "origin_mm": geo["origin_mm"], "direction": geo["direction"],
+              "alpha_dose_gy": alpha_gy}
     written["h5"] = write_result(outdir / "dose.h5", fields, extra=extra)
-    extra_cols = tuple(k for k in ("dose_rate_t_eff_h",) if rows and k in rows[0])
+    extra_cols = tuple(k for k in ("dose_rate_t_eff_h", "tia_uncorrected_bq_s", "recovery_coefficient")
+                       if rows and k in rows[0])
     written["regions_csv"] = write_csv(outdir / "regions.csv", rows, REGION_COLUMNS + extra_cols)
     doc = regions_document(study, dose, rows, provenance)
     written["regions_json"] = write_text(outdir / "regions.json",
@@ -476,6 +516,9 @@ def write_outputs(outdir: Path, study: Any, dose: DoseEstimate, regions: dict[st
         figures["slices"] = dose_slices_figure(study.phantom.density, dose.dose_gy, regions, rows,
                                                study.phantom.spacing_mm, body=body_mask(study))
         written["slices_png"] = write_figure(outdir / "dose_slices.png", figures["slices"])
+        from rptdose.report.figures import budget_figure
+
+        written["budget_png"] = write_figure(outdir / "uncertainty_budget.png", budget_figure(rows))
     from rptdose.report.html import render_report
 
     html = render_report(study, dose, rows, notes, provenance, written, outdir)

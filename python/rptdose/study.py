@@ -19,6 +19,10 @@ key                              default    meaning
 ``study.nuclide``                DICOM      ICRP-107 name ("Lu-177"); else from the SPECT's
                                             RadionuclideCodeSequence
 ``study.name``                   file stem  a label for the outputs
+``study.chain``                  equil.     "equilibrium" (default): the nuclide's daughters
+                                            shorter-lived than it decay at its site (e.g.
+                                            Ac-225's six), or "parent": the nuclide alone
+                                            (rptdose.physics.chains)
 ``administration.activity_mbq``  DICOM      administered activity (MBq); else
                                             RadionuclideTotalDose (0018,1074)
 ``administration.time``          DICOM      local date-time of the administration (TOML
@@ -55,6 +59,9 @@ key                              default    meaning
 ``tia.outside_body``             "drop"     drop | keep | reassign: activity outside the CT's
                                             body outline (quant/body.py)
 ``dose.mask_to_body``            true       dose.dcm and dose.nii.gz 0 outside the body
+``dose.rbe_alpha``               5          RBE of alphas for the RBE-weighted dose Gy(RBE) that
+                                            ``rptdose run`` writes for alpha emitters (MIRD
+                                            Pamphlet 22); dose.dcm stays absorbed dose
 ``tia.effective_half_life_h``    --         madsen: a number, or {default = .., region = ..}
 ``tia.timepoint``                --         single-time-point methods with several scans: which
                                             (1-based, in time order)
@@ -96,7 +103,7 @@ DOSE_METHODS = ("mc", "ldm", "vsv", "sphere")
 
 #: The keys each table may hold (declared once; docs/study_file.md documents them).
 SCHEMA: dict[str, tuple[str, ...]] = {
-    "study": ("nuclide", "name"),
+    "study": ("nuclide", "name", "chain"),
     "administration": ("activity_mbq", "time"),
     "timepoint": ("spect", "ct", "label", "acquisition_time", "duration_s", "spect_series_uid", "ct_series_uid"),
     "calibration": ("mode", "sensitivity_cps_per_mbq", "sensitivity_uncertainty_pct", "phantom_spect",
@@ -104,8 +111,12 @@ SCHEMA: dict[str, tuple[str, ...]] = {
                     "phantom_acquisition_time", "phantom_duration_s", "phantom_voi_margin_mm", "file"),
     "segmentation": ("rtstruct", "seg", "labels", "names"),
     "dose": ("grid", "method", "histories", "seed", "backend", "threads", "batches", "electron_transport",
-             "mask_to_body"),
+             "mask_to_body", "rbe_alpha"),
     "tia": ("model", "voxel_model", "effective_half_life_h", "timepoint", "trapezoid_start", "outside_body"),
+    "recovery": ("psf_fwhm_mm", "psf_fwhm_uncertainty_pct", "contour_uncertainty_mm", "split_background", "exclude",
+                 "sphere_phantom"),
+    "recovery.sphere_phantom": ("spect", "sphere_concentration_bq_ml", "spheres", "centres_mm", "volumes_ml",
+                                "background", "background_concentration_bq_ml"),
     "registration": ("method", "deformable", "iterations", "sampling", "bspline_mesh_mm", "bspline_iterations",
                      "seed"),
 }
@@ -140,6 +151,8 @@ class StudySpec:
     dose: dict[str, Any]
     tia: dict[str, Any]
     registration: Any
+    chain: str | None = None   # study.chain; None: the default ("equilibrium")
+    recovery: dict | None = None   # [recovery] (quant/recovery.py); None: no recovery correction
 
 
 class _Checker:
@@ -282,6 +295,9 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
         except InputError as exc:
             raise c.error("study.nuclide", study["nuclide"], f"unknown: {exc}", "an ICRP-107 nuclide name") from None
     name = c.string(study, "name", "study.name") or p.stem
+    from rptdose.physics.chains import CHAIN_OPTIONS
+
+    chain = c.string(study, "chain", "study.chain", choices=CHAIN_OPTIONS)
 
     adm = c.table(data, "administration")
     activity_mbq = c.number(adm, "activity_mbq", "administration.activity_mbq", positive=True, unit="MBq")
@@ -445,7 +461,10 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
                             maximum=MAX_BATCHES) or 10,
         "electron_transport": c.boolean(dose_t, "electron_transport", "dose.electron_transport"),
         "mask_to_body": c.boolean(dose_t, "mask_to_body", "dose.mask_to_body"),
+        "rbe_alpha": c.number(dose_t, "rbe_alpha", "dose.rbe_alpha", positive=True, maximum=100.0),
     }
+    if dose["rbe_alpha"] is None:
+        dose["rbe_alpha"] = 5.0  # MIRD Pamphlet 22 (Sgouros et al., J Nucl Med 51:311, 2010)
     if dose["mask_to_body"] is None:
         dose["mask_to_body"] = True
     if dose["seed"] is None:
@@ -499,8 +518,86 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
         if "seed" in reg_t else defaults.seed)
     if registration.deformable and registration.method == "none":
         raise c.error("registration.deformable", True, "with method = 'none'", "method = 'rigid' for a BSpline step")
+    recovery = _read_recovery(c, data)
     return StudySpec(p, name, nuclide, activity_mbq, adm_time, tps, calibration, segmentation, dose, tia,
-                     registration)
+                     registration, chain=chain, recovery=recovery)
+
+
+def _read_recovery(c: _Checker, data: dict) -> dict | None:
+    """The [recovery] table (docs/study_file.md, "Recovery (partial-volume) correction"), checked;
+    None when absent."""
+    from rptdose.quant.recovery import DEFAULT_FWHM_UNCERTAINTY_PCT, check_fwhm_uncertainty_pct, check_psf_fwhm
+
+    if "recovery" not in data:
+        return None
+    t = c.table(data, "recovery")
+    out: dict[str, Any] = {"psf_fwhm_mm": None, "sphere_phantom": None}
+    if "psf_fwhm_mm" in t:
+        try:
+            out["psf_fwhm_mm"] = check_psf_fwhm(t["psf_fwhm_mm"], key=f"study '{c.path}' key recovery.psf_fwhm_mm")
+        except InputError as exc:
+            raise InputError(str(exc)) from None
+    if "psf_fwhm_uncertainty_pct" in t:
+        try:
+            out["psf_fwhm_uncertainty_pct"] = check_fwhm_uncertainty_pct(t["psf_fwhm_uncertainty_pct"])
+        except InputError as exc:
+            raise InputError(f"study '{c.path}': {exc}") from None
+    else:
+        out["psf_fwhm_uncertainty_pct"] = DEFAULT_FWHM_UNCERTAINTY_PCT
+    out["contour_uncertainty_mm"] = c.number(t, "contour_uncertainty_mm", "recovery.contour_uncertainty_mm",
+                                             minimum=0.0, maximum=50.0, unit="mm")
+    split = c.boolean(t, "split_background", "recovery.split_background")
+    out["split_background"] = True if split is None else split
+    exclude = t.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(v, str) and v.strip() for v in exclude):
+        raise c.error("recovery.exclude", exclude, "not a list of names", 'a list of region names, e.g. ["node_3"]')
+    out["exclude"] = list(exclude)
+    if "sphere_phantom" in t:
+        sp = t["sphere_phantom"]
+        if not isinstance(sp, dict):
+            raise c.error("recovery.sphere_phantom", sp, "not a table", "a [recovery.sphere_phantom] table")
+        c.known(sp, "recovery.sphere_phantom")
+        phantom = {
+            "spect": c.path_(sp, "spect", "recovery.sphere_phantom.spect", required=True),
+            "sphere_concentration_bq_ml": c.number(sp, "sphere_concentration_bq_ml",
+                                                   "recovery.sphere_phantom.sphere_concentration_bq_ml",
+                                                   positive=True, unit="Bq/ml (the image's unit)"),
+            "spheres": c.path_(sp, "spheres", "recovery.sphere_phantom.spheres"),
+            "background": c.path_(sp, "background", "recovery.sphere_phantom.background"),
+            "background_concentration_bq_ml": c.number(sp, "background_concentration_bq_ml",
+                                                       "recovery.sphere_phantom.background_concentration_bq_ml",
+                                                       minimum=0.0, unit="Bq/ml (the image's unit)"),
+            "centres_mm": None, "volumes_ml": None}
+        if phantom["sphere_concentration_bq_ml"] is None:
+            raise c.error("recovery.sphere_phantom.sphere_concentration_bq_ml", None, "missing",
+                          "the spheres' activity concentration at the scan, in the image's unit")
+        centres = sp.get("centres_mm")
+        if centres is not None:
+            if (not isinstance(centres, list) or not centres or not all(
+                    isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                                for x in v) for v in centres)):
+                raise c.error("recovery.sphere_phantom.centres_mm", centres, "not a list of [x, y, z]",
+                              "the spheres' centres in mm, e.g. [[0, 57, 0], ...]")
+            phantom["centres_mm"] = [tuple(float(x) for x in v) for v in centres]
+            vols = sp.get("volumes_ml")
+            if vols is None:
+                from rptdose.quant.recovery import NEMA_IEC_SPHERES
+
+                vols = [v for _, v in NEMA_IEC_SPHERES]
+            if (not isinstance(vols, list) or len(vols) != len(centres)
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in vols)):
+                raise c.error("recovery.sphere_phantom.volumes_ml", vols, f"not {len(centres)} volumes > 0",
+                              "one volume (ml) per centre (default: the six NEMA IEC spheres)")
+            phantom["volumes_ml"] = [float(v) for v in vols]
+        if (phantom["spheres"] is None) == (phantom["centres_mm"] is None):
+            raise c.error("recovery.sphere_phantom", None, "spheres and centres_mm both given or both missing",
+                          "spheres = a label image (one label per sphere), or centres_mm (+ volumes_ml)")
+        out["sphere_phantom"] = phantom
+    if (out["psf_fwhm_mm"] is None) == (out["sphere_phantom"] is None):
+        raise c.error("recovery.psf_fwhm_mm", t.get("psf_fwhm_mm"), "psf_fwhm_mm and sphere_phantom both given or "
+                      "both missing", "one of them: the reconstructed resolution (FWHM, mm), or a "
+                      "[recovery.sphere_phantom] to fit it from")
+    return out
 
 
 # ---- loading: the stages of rptdose/loading.py in order -------------------------------------------
@@ -528,8 +625,9 @@ def load_study(path: str | os.PathLike, *, register: bool | None = None, deforma
     registered = stages.register_activity(spec, scans, acts, reg_settings)
     masks = stages.segment(spec, registered)
     anatomy = stages.build_anatomy(spec, registered)
-    integrated = stages.integrate_activity(spec, registered, masks, anatomy.body, scans.half_life_s)
-    return stages.assemble(spec, scans, acts, registered, masks, anatomy, integrated, reg_settings)
+    registered, recovered = stages.correct_recovery(spec, registered, masks, anatomy)
+    integrated = stages.integrate_activity(spec, registered, masks, anatomy.body, scans.half_life_s, recovered)
+    return stages.assemble(spec, scans, acts, registered, masks, anatomy, integrated, reg_settings, recovered)
 
 
 def _registration_overrides(settings: RegistrationSettings, register: bool | None, deformable: bool | None

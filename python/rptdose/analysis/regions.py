@@ -124,3 +124,50 @@ def anatomical(regions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     patient) unless it is the only one."""
     out = {k: m for k, m in regions.items() if k != FOV_REGION}
     return out or dict(regions)
+
+
+# ---- segmentation (contour) uncertainty --------------------------------------------------------
+
+def _grow(mask: np.ndarray, erode: bool) -> np.ndarray:
+    """``mask`` eroded or dilated by one voxel (6-connected; the grid's edge counts as outside)."""
+    m = np.asarray(mask, dtype=bool)
+    out = m.copy()
+    for axis in range(3):
+        for shift in (1, -1):
+            nb = np.zeros_like(m)
+            src = [slice(None)] * 3
+            dst = [slice(None)] * 3
+            src[axis], dst[axis] = (slice(None, -1), slice(1, None)) if shift == 1 else (slice(1, None), slice(None, -1))
+            nb[tuple(dst)] = m[tuple(src)]
+            out = (out & nb) if erode else (out | nb)
+    return out
+
+
+def contour_uncertainty(numerator: np.ndarray, denominator: np.ndarray, mask: np.ndarray,
+                        voxels: float = 1.0) -> float:
+    """Relative standard uncertainty of a region's ratio of sums (e.g. mass-weighted mean dose:
+    sum(dose x mass) / sum(mass)) from its contour: half the spread between the region eroded
+    and dilated by one voxel (6-connected), relative to the region's own value, times ``voxels``
+    (the contour's standard uncertainty in voxels). Where the erosion leaves nothing, the dilated
+    region's difference alone. NaN for an empty region or a zero value."""
+    m = np.asarray(mask, dtype=bool)
+    num, den = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+
+    def ratio(k: np.ndarray) -> float:
+        d = float(den[k].sum())
+        return float(num[k].sum()) / d if d > 0 else float("nan")
+
+    base = ratio(m)
+    if not m.any() or not base or not np.isfinite(base):
+        return float("nan")
+    ero, dil = _grow(m, True), _grow(m, False)
+    hi = ratio(dil)
+    spread = abs(hi - ratio(ero)) / 2.0 if ero.any() else abs(hi - base)
+    return float(voxels) * spread / abs(base)
+
+
+def combine_relative(*terms: float) -> float:
+    """The root sum of squares of the finite terms (relative standard uncertainties taken as
+    independent); NaN when none is finite."""
+    vals = [float(t) for t in terms if t is not None and np.isfinite(t)]
+    return float(np.sqrt(sum(v * v for v in vals))) if vals else float("nan")

@@ -169,6 +169,18 @@ def write_tia_outputs(study: Any, outdir: str | os.PathLike, plots: bool = True)
         written["method_nifti"] = write_image(out / "tia_method.nii.gz", study.voxel_method, geo,
                                               description="voxel TIA method: 0 none 1 fit 2 trapezoid 3 region")
     written["tia_h5"] = write_tia_h5(out / "tia.h5", study)
+    rec = getattr(study, "recovery", None)
+    if rec is not None:   # [recovery]: per region and scan, observed / corrected activity and RC
+        rows = []
+        res = rec.result
+        for k, tp in enumerate(study.timepoints):
+            for i, name in enumerate(res.names):
+                rows.append({"timepoint": tp.label, "region": name, "observed_bq": float(res.observed[k, i]),
+                             "corrected_bq": float(res.corrected[k, i]), "recovery_coefficient": float(res.rc[k, i]),
+                             "psf_fwhm_mm": " ".join(f"{v:g}" for v in rec.psf_fwhm_mm)})
+        written["recovery_csv"] = write_csv(out / "recovery.csv", rows)
+        if rec.sphere_fit is not None:
+            written["recovery_curve_csv"] = write_csv(out / "recovery_curve.csv", list(rec.sphere_fit.table))
     written["regions_csv"] = write_csv(out / "regions.csv", study.region_table, study.region_columns)
     written["timepoints_csv"] = write_csv(out / "timepoints.csv", study.quant_report)
     reg_dir = out / "registration"

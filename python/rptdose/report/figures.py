@@ -293,3 +293,41 @@ def dose_slices_figure(density: np.ndarray, dose_gy: np.ndarray, regions: dict[s
                  f"and below {100 * OVERLAY_THRESHOLD:g} % of the scale", fontsize=8)
     fig.rptdose_colour_scale = cs
     return fig
+
+
+#: The uncertainty budget's terms in the order the figure and the report show them.
+BUDGET_TERMS = (("u_calibration", "calibration"), ("u_recovery", "recovery (PSF)"),
+                ("u_volume", "segmentation (contour)"), ("u_tia_fit", "time-activity fit"),
+                ("u_statistical", "Monte Carlo statistics"))
+
+
+def budget_figure(rows: list[dict]) -> Any:
+    """The regions' uncertainty budgets: per region a horizontal bar of each term's relative
+    standard uncertainty (%) and the combined ``u_total`` (root sum of squares) as a black tick;
+    terms that are unknown for a region (NaN) are left out."""
+    from matplotlib.lines import Line2D
+
+    shown = [r for r in rows if r.get("name") != FOV_REGION and np.isfinite(r.get("u_total", np.nan))]
+    n = max(len(shown), 1)
+    fig = _figure(8.5, 1.9 + 0.42 * n)
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    k = len(BUDGET_TERMS)
+    height = 0.8 / k
+    for j, (key, label) in enumerate(BUDGET_TERMS):
+        vals = [100 * float(r.get(key, np.nan)) for r in shown]
+        y = [i - 0.4 + (j + 0.5) * height for i in range(len(shown))]
+        ax.barh(y, [v if np.isfinite(v) else 0.0 for v in vals], height=height, color=f"C{j}", label=label)
+    totals = [100 * float(r["u_total"]) for r in shown]
+    ax.scatter(totals, range(len(shown)), marker="|", s=300, color="black", zorder=3)
+    ax.set_yticks(range(len(shown)))
+    ax.set_yticklabels([str(r["name"]) for r in shown], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("relative standard uncertainty of the mean dose (%)")
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="black", marker="|", linestyle="", markersize=14))
+    labels.append("total (root sum of squares)")
+    fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncol=3, frameon=False)
+    ax.set_title("Uncertainty budget per region (k = 1)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return fig

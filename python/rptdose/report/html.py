@@ -86,6 +86,10 @@ REGION_TABLE = [("name", "region", "", 1), ("kind", "kind", "", 1), ("mean_dose_
                 ("mass_g", "mass (g)", ".4g", 1), ("tia_bq_s", "TIA (MBq h)", ".4g", 1 / 3.6e9),
                 ("t_eff_h", "T_eff (h)", ".3g", 1), ("tia_model", "TIA model", "", 1),
                 ("tia_flags", "fit flags", "", 1)]
+BUDGET_TABLE = [("name", "region", "", 1), ("mean_dose_gy", "mean (Gy)", ".4g", 1),
+                ("u_calibration", "calibration (%)", ".2f", 100), ("u_recovery", "recovery (%)", ".2f", 100),
+                ("u_volume", "segmentation (%)", ".2f", 100), ("u_tia_fit", "TIA fit (%)", ".2f", 100),
+                ("u_statistical", "MC statistics (%)", ".2f", 100), ("u_total", "total (%)", ".2f", 100)]
 TIMEPOINT_TABLE = [("label", "time point", "", 1), ("acquisition_start", "scan start", "", 1),
                    ("time_h", "time (h)", ".2f", 1), ("units", "units", "", 1),
                    ("activity_fov_mbq", "FOV (MBq)", ".5g", 1),
@@ -164,7 +168,9 @@ def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], pro
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rptdose report: {_e(study.name)}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>Absorbed dose report: {_e(study.name)}</h1>"]
+    chain_note = getattr(getattr(study, "source", None), "chain_note", None)
     summary = [("study file", study.path), ("nuclide", study.nuclide),
+               *([("decay chain", chain_note)] if chain_note else []),
                ("administered activity", f"{study.administered_activity_bq / 1e6:.6g} MBq"),
                ("administration time", study.administration_time.isoformat()),
                ("time points", ", ".join(f"{tp.label} ({tp.time_h:.1f} h)" for tp in study.timepoints)),
@@ -187,6 +193,18 @@ def render_report(study: Any, dose: Any, rows: list[dict], notes: list[str], pro
                  "statistical (Monte Carlo batch method, or the fast method's own) and of the region's TIA fit; "
                  "D<sub>x</sub> is the minimum dose to the hottest x % of the volume.</p>")
     parts.append(_table(rows, REGION_TABLE))
+    if rows and "u_total" in rows[0]:
+        parts.append("<h2>Uncertainty budget</h2><p>Relative standard uncertainties (k = 1) of each region's mean "
+                     "dose, combined as independent terms by their root sum of squares (EANM practical guidance on "
+                     "uncertainty analysis, Gear et al., EJNMMI 45:2456 (2018)); the calibration and recovery terms "
+                     "are fully correlated between the scans, so they enter once, not once per scan. A dash is "
+                     "a term unknown here (a sensitivity typed without its uncertainty, or no recovery correction), "
+                     "left out of the total. Details: docs/study_file.md, <i>Uncertainty budget</i>.</p>" + _table(rows, BUDGET_TABLE))
+        if "budget_png" in written:
+            parts.append("<figure>" + _img(written["budget_png"], "uncertainty budget") + "</figure>")
+    from rptdose.analysis.alpha import report_html as chain_alpha_html  # decay chain, Gy(RBE)
+
+    parts.append(chain_alpha_html(study, dose, written))
     if "slices_png" in written:
         parts.append("<h2>Dose on CT</h2><figure>" + _img(written["slices_png"], "dose slices") +
                      f"<figcaption>The colour scale ends at the larger of the {SCALE_PERCENTILE:g}th percentile of "
