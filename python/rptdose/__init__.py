@@ -12,12 +12,9 @@ Units: mm, MeV, g/cm3, s, Bq, Gy. Arrays [z, y, x] (C order); spacing, origin, d
 (x, y, z) order as in SimpleITK/DICOM.
 """
 
-from importlib import metadata as _metadata
+from rptdose._provenance import rptdose_version as _rptdose_version
 
-try:
-    __version__: str = _metadata.version("rptdose")
-except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+__version__: str = _rptdose_version()   # "0.0.0+unknown" from a source tree that is not installed
 
 from rptdose import errors
 from rptdose.analysis.compare import compare

@@ -89,15 +89,8 @@ def cmd_example(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import importlib.metadata as md
-
     import rptdose as rd
-
-    def version(dist: str) -> str:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return "not installed"
+    from rptdose._provenance import package_version as version
 
     print(f"rptdose {rd.__version__}")
     print("backends:")

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rptdose.transport.backends import BACKEND_NAMES
+
 
 def _add_dose_options(p: argparse.ArgumentParser, histories_default: str) -> None:
     from rptdose.study import DOSE_METHODS
@@ -31,7 +33,7 @@ def _add_dose_options(p: argparse.ArgumentParser, histories_default: str) -> Non
                    help="dose method (default: the study file's dose.method, else mc)")
     p.add_argument("--histories", type=int, default=None, help=f"decays to simulate ({histories_default})")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the study file's dose.seed)")
-    p.add_argument("--backend", choices=("auto", "cpu", "cuda", "cupy"), default=None,
+    p.add_argument("--backend", choices=("auto",) + BACKEND_NAMES, default=None,
                    help="transport backend (default: the study file's dose.backend, else auto)")
     p.add_argument("--dose-rate", action="store_true",
                    help="transport each time point's activity and integrate the voxel dose-rate curves")
@@ -52,6 +54,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Write a synthetic Lu-177-DOTATATE SPECT/CT study (DICOM CT, four NM time points "
                                    "at 4, 24, 96 and 168 h, RTSTRUCT, study.toml) and run the whole pipeline on it.")
     d.add_argument("-o", "--output", default=None, help="output folder (default: a new temporary folder)")
+    d.add_argument("--nuclide", default=None,
+                   help="the demo's nuclide (default Lu-177), e.g. Ac-225: same biology, its own half-life, "
+                        "daughters and administered activity (rptdose.demo)")
     from rptdose.demo import DEMO_HISTORIES
 
     _add_dose_options(d, f"default {DEMO_HISTORIES:.0e}")
@@ -95,6 +100,12 @@ def _summary(outcome, out: Path) -> None:
     print("  " + "  ".join(f"{h:<{w}s}" if f == "s" else f"{h:>{w}s}" for _, h, w, f, _s in cols))
     for r in outcome.regions:
         print("  " + "  ".join(cell(r.get(k), w, f, sc) for k, _h, w, f, sc in cols))
+    src = getattr(st, "source", None)
+    if getattr(src, "decay_chain", None) is not None and (src.decay_chain.has_daughters or src.alpha_mev_per_decay > 0):
+        print(f"  {src.chain_note}")
+        if src.alpha_mev_per_decay > 0 and "rbe_csv" in outcome.outputs:
+            print(f"  alphas + recoils {src.alpha_mev_per_decay:.4g} MeV per decay at the decay site; RBE-weighted dose "
+                  f"in Gy(RBE): {Path(outcome.outputs['rbe_nifti']).name}, {Path(outcome.outputs['rbe_csv']).name}")
     for w in outcome.warnings:
         print(f"  warning: {w}")
     t = outcome.timings_s
@@ -129,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
-    from rptdose.demo import DEMO_HISTORIES, write_demo_study
+    from rptdose.demo import DEMO_HISTORIES, demo_label, write_demo_study
     from rptdose.errors import InputError
     from rptdose.io.outdir import OutputFolder, lock_folder
     from rptdose.pipeline import run_study
@@ -141,12 +152,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # (rptdose.io.outdir), so an interrupted demo leaves the earlier ones
     with lock_folder(root, command="demo"):
         with OutputFolder(root / "patient", command="demo") as tx:
-            write_demo_study(tx.staging)
+            write_demo_study(tx.staging, nuclide=args.nuclide)
             tx.commit()
         for note in tx.notes:
             print(f"rptdose demo: note: {note}", file=sys.stderr)
         study_file = root / "patient" / "study.toml"
-        print(f"rptdose demo: synthetic Lu-177-DOTATATE patient written to {study_file.parent}")
+        print(f"rptdose demo: synthetic {demo_label(args.nuclide)} patient written to {study_file.parent}")
         kwargs = _run_kwargs(args)
         if kwargs["histories"] is None:
             kwargs["histories"] = DEMO_HISTORIES

@@ -610,7 +610,7 @@ def settings_and_provenance(spec: StudySpec, scans: Scans, acts: list[ScanActivi
                             ) -> tuple[dict, dict]:
     """The settings used (study-file values after defaults) and the provenance record (versions,
     input SHA-256s, administration and where each value came from)."""
-    from rptdose import __version__
+    from rptdose._provenance import now_utc, rptdose_version
     from rptdose.quant.registration import METRIC_WORK_UNITS
 
     cal = spec.calibration
@@ -628,7 +628,7 @@ def settings_and_provenance(spec: StudySpec, scans: Scans, acts: list[ScanActivi
     inputs = [spec.path] + [e.spec.spect for e in acts] + [e.spec.ct for e in acts]
     if spec.segmentation["path"] is not None:
         inputs.append(spec.segmentation["path"])
-    provenance = {"rptdose_version": __version__, "created": _dt.datetime.now().isoformat(timespec="seconds"),
+    provenance = {"rptdose_version": rptdose_version(), "created": now_utc(),
                   "study_file": str(spec.path), "input_sha256": _hash_inputs(inputs), "settings": settings,
                   "administration": {"nuclide": scans.nuclide, "half_life_s": scans.half_life_s,
                                      "activity_bq": scans.activity_bq,
@@ -833,15 +833,9 @@ def _kinetic_labels(masks: dict[str, np.ndarray], body: np.ndarray) -> tuple[np.
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
+    from rptdose._provenance import package_versions
 
-    out = {}
-    for dist in ("numpy", "SimpleITK", "pydicom", "matplotlib", "icrp107-database"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    return package_versions()
 
 
 def _region_teff(teff_h: Any, region: str, spec: StudySpec) -> float:

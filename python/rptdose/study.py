@@ -264,6 +264,7 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
     from rptdose.quant.calibration import Calibration
     from rptdose.quant.registration import RegistrationSettings
     from rptdose.quant.body import OUTSIDE_BODY
+    from rptdose.transport.backends import BACKEND_NAMES
     from rptdose.quant.tia import MODELS, TRAPEZOID_STARTS
     from rptdose.quant.voxel_tia import VOXEL_MODELS
 
@@ -455,7 +456,7 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
         "method": c.string(dose_t, "method", "dose.method", choices=DOSE_METHODS) or "mc",
         "histories": c.number(dose_t, "histories", "dose.histories", integer=True, minimum=1) or 10_000_000,
         "seed": c.number(dose_t, "seed", "dose.seed", integer=True, minimum=0, maximum=2**64 - 1),
-        "backend": c.string(dose_t, "backend", "dose.backend", choices=("auto", "cuda", "cupy", "cpu")) or "auto",
+        "backend": c.string(dose_t, "backend", "dose.backend", choices=("auto",) + BACKEND_NAMES) or "auto",
         "threads": c.number(dose_t, "threads", "dose.threads", integer=True, minimum=1),
         "batches": c.number(dose_t, "batches", "dose.batches", integer=True, minimum=MIN_BATCHES,
                             maximum=MAX_BATCHES) or 10,

@@ -28,7 +28,6 @@ import json
 import math
 import platform
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -43,22 +42,14 @@ def _f(v: Any) -> Any:
 
 
 def provenance(course: Course, argv: list[str] | None = None) -> dict[str, Any]:
-    import importlib.metadata as md
-
     import numpy as np
 
-    import rptdose
-
-    def version(dist: str) -> str:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return "not installed"
+    from rptdose._provenance import now_utc, package_version, rptdose_version
 
     return {
-        "rptdose_version": rptdose.__version__,
-        "python": platform.python_version(), "numpy": np.__version__, "matplotlib": version("matplotlib"),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rptdose_version": rptdose_version(),
+        "python": platform.python_version(), "numpy": np.__version__, "matplotlib": package_version("matplotlib"),
+        "created_utc": now_utc(),
         "command": argv if argv is not None else sys.argv,
         "inputs": [{"cycle": c.label, "path": str(c.path), "sha256": c.sha256, "study_file": c.study_file,
                     "method": c.method} for c in course.cycles],

@@ -63,6 +63,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from rptdose._provenance import now_utc, rptdose_version
 from rptdose.errors import InputError, OutputWriteError
 
 MANIFEST_NAME = "manifest.json"
@@ -163,7 +164,7 @@ class FolderLock:
             raise InputError(f"{self.option} '{self.target}' (its lock file '{self.path}' keeps being replaced): "
                              "expected one run at a time per output folder")
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "run_id": self.run_id,
-                "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+                "started": now_utc()}
         with contextlib.suppress(OSError):  # the holder's details are a courtesy to the next run
             os.ftruncate(self.fd, 0)
             os.pwrite(self.fd, (json.dumps(info) + "\n").encode(), 0)
@@ -422,8 +423,6 @@ class OutputFolder:
     # ---- commit ------------------------------------------------------------------------------
 
     def _manifest(self, extra: dict | None) -> dict:
-        import rptdose
-
         files = []
         for rel in _files(self.staging):
             if rel == MANIFEST_NAME:
@@ -431,8 +430,8 @@ class OutputFolder:
             p = self.staging / rel
             files.append({"path": rel, "bytes": p.stat().st_size, "sha256": _sha256(p)})
         doc = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_FORMAT_VERSION, "run_id": self.run_id,
-               "command": self.command, "rptdose_version": rptdose.__version__,
-               "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+               "command": self.command, "rptdose_version": rptdose_version(),
+               "created": now_utc(),
                "host": socket.gethostname(), "pid": os.getpid(), "files": files}
         if extra:
             doc.update(extra)
