@@ -101,10 +101,13 @@ def test_metastable_names():
     assert nc.load_nuclide("99mTc").name == "Tc-99m"
 
 
-@pytest.mark.parametrize("name,word", [("F-18", "positron"), ("Ra-223", "alpha"), ("Ga-68", "positron")])
+@pytest.mark.parametrize("name,word", [("Cf-252", "neutrons"), ("Cf-252", "fission")])
 def test_unsupported_emitters(name, word):
-    with pytest.raises(InputError, match=word):
+    """Neutron and fission emitters are refused, naming the nuclide and what is transported
+    (alphas and positrons are supported: tests/test_chains_alpha_positron.py)."""
+    with pytest.raises(InputError, match=word) as err:
         nc.load_nuclide(name)
+    assert name in str(err.value)
 
 
 @pytest.mark.parametrize("name", ["Lu-999", "Xx-12", "lutetium", "", 177])
@@ -116,7 +119,9 @@ def test_unknown_nuclide(name):
 def test_emission_arrays_contract(lu177):
     ea = lu177.emission_arrays(el_cut_mev=0.01, ph_cut_mev=0.001)
     assert set(ea) == {"beta_yield", "beta_inv_cdf", "line_energy_mev", "line_yield",
-                       "line_is_photon", "local_mev_per_decay", "el_cut_mev", "ph_cut_mev"}
+                       "line_is_photon", "local_mev_per_decay", "el_cut_mev", "ph_cut_mev",
+                       "alpha_mev_per_decay", "above_table_mev_per_decay"}
+    assert ea["alpha_mev_per_decay"] == 0.0 and ea["above_table_mev_per_decay"] == 0.0
     e, y, ph = ea["line_energy_mev"], ea["line_yield"], ea["line_is_photon"]
     assert e.dtype == np.float64 and y.dtype == np.float64 and ph.dtype == np.int32
     assert e.shape == y.shape == ph.shape and e.flags.c_contiguous
@@ -146,7 +151,9 @@ def test_monoenergetic():
         with pytest.raises(InputError, match="energy_mev"):
             nc.monoenergetic_emissions("photon", bad)
     with pytest.raises(InputError, match="kind"):
-        nc.monoenergetic_emissions("positron", 0.5)
+        nc.monoenergetic_emissions("proton", 0.5)
+    ea = nc.monoenergetic_emissions("positron", 0.0)  # a positron at rest: annihilation only
+    assert ea["positron_yield"] == 1.0 and ea["positron_inv_cdf"].tolist() == [0.0, 0.0]
 
 
 # --------------------------------------------------------------------------- materials

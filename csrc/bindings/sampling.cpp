@@ -153,5 +153,27 @@ void init_sampling(py::module_& m) {
           return py::make_tuple(w, cost_primary);
         },
         "Samples the delta-ray energy (MeV) of hard Moller collisions at e_mev, and the primary's cos theta.");
+  m.def("_sample_bhabha",
+        [](py::dict tables, double e_mev, int64_t n, uint64_t seed) {
+          TablesHolder th(tables);
+          py::array_t<double> w(n), cost_primary(n);
+          rpt::ParticleStack stack;
+          rpt::Counters cnt{0, 0};
+          NullTally tally;
+          rpt::Params P{};
+          P.tab = th.view;
+          for (int64_t i = 0; i < n; ++i) {
+            rpt::Philox4x32 rng(seed, uint64_t(i));
+            rpt::Track<rpt::Philox4x32, NullTally> tr{rng, stack, cnt, tally, P};
+            rpt::Particle p{{0, 0, 0}, {0, 0, 1}, e_mev, rpt::kPositron};
+            stack.n = 0;
+            rpt::bhabha_collision(p, 0, tr);
+            w.mutable_data()[i] = stack.n ? stack.p[0].e : 0.0;
+            cost_primary.mutable_data()[i] = p.d.z;
+          }
+          return py::make_tuple(w, cost_primary);
+        },
+        "Samples the energy (MeV) given to the atomic electron in hard Bhabha collisions of a "
+        "positron of e_mev, and the positron's cos theta.");
   m.def("_soft_ms_mean", &rpt::host::soft_ms_mean, py::arg("lam"));
 }

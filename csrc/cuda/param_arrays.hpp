@@ -38,11 +38,14 @@ void visit_param_arrays(Params& p, int64_t n_voxels, F&& f) {
   f("el_el_eta", t.el_el_eta, me);
   f("el_mott_b", t.el_mott_b, me);
   f("el_mott_c", t.el_mott_c, me);
+  f("pos_range", t.pos_range, me);
+  f("pos_sigma_hard", t.pos_sigma_hard, me);
   f("ms_ln_lambda", t.ms_ln_lambda, size_t(t.ms_n));
   f("alias", s.alias, (s.alias_dense ? 2 : 3) * size_t(s.n_src));
   f("decays", s.decays, s.block > 1 ? nv : 0);
   f("block_weight", s.block_weight, s.block > 1 ? (nv + s.block - 1) / s.block : 0);
   f("beta_inv_cdf", s.beta_inv_cdf, size_t(s.n_beta));
+  f("pos_inv_cdf", s.pos_inv_cdf, size_t(s.n_pos));
   f("line_e", s.line_e, size_t(s.n_lines));
   f("line_photon", s.line_photon, size_t(s.n_lines));
   f("whole_line", s.whole_line, size_t(s.n_whole));

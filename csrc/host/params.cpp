@@ -241,6 +241,8 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
   const ArrayRef& el_eta = need(tables, "tables", "el_el_eta", me);
   const ArrayRef& el_mott_b = need(tables, "tables", "el_mott_b", me);
   const ArrayRef& el_mott = need(tables, "tables", "el_mott_c", me);
+  const ArrayRef& pos_range = need(tables, "tables", "pos_range_cont", me);
+  const ArrayRef& pos_hard = need(tables, "tables", "pos_sigma_hard", me);
   for (int64_t i = 0; i < nm * ne; ++i) {
     if (!(el_sig_el.data[i] >= 0.0) || !(el_tr1.data[i] >= 0.0))
       fail("tables['el_sigma_el'] / tables['el_tr1']: expected finite values >= 0");
@@ -252,10 +254,17 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
       fail("tables['el_mott_b']: expected 0 <= b <= 1");
   }
   for (int64_t m = 0; m < nm; ++m)
-    for (int64_t i = 1; i < ne; ++i)
+    for (int64_t i = 1; i < ne; ++i) {
       if (!(el_range.data[m * ne + i] > el_range.data[m * ne + i - 1]))
         fail("tables['el_range_cont']: expected strictly increasing ranges (material " +
              std::to_string(m) + ")");
+      if (!(pos_range.data[m * ne + i] > pos_range.data[m * ne + i - 1]))
+        fail("tables['pos_range_cont']: expected strictly increasing ranges (material " +
+             std::to_string(m) + ")");
+    }
+  for (int64_t i = 0; i < nm * ne; ++i)
+    if (!(pos_hard.data[i] >= 0.0) || !(pos_range.data[i] > 0.0))
+      fail("tables['pos_sigma_hard'] / tables['pos_range_cont']: expected values >= 0 / > 0");
   auto sf = tables.find("incoh_sf");
   if (sf == tables.end() || sf->second.shape.size() != 2 || sf->second.shape[0] != nm ||
       sf->second.shape[1] < 2)
@@ -318,6 +327,8 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
   t.el_el_eta = el_eta.data;
   t.el_mott_b = el_mott_b.data;
   t.el_mott_c = el_mott.data;
+  t.pos_range = pos_range.data;
+  t.pos_sigma_hard = pos_hard.data;
   t.el_wcc = wcc;
   t.ms_n = nw;
   t.ms_ln_mean_min = wl0;
@@ -398,6 +409,22 @@ HostRun::HostRun(const RunInputs& in) {
   s.n_beta = int32_t(binv.shape[0]);
   s.beta_inv_cdf = binv.data;
   if (s.beta_yield > 0.0 && s.n_beta < 2) fail("emissions['beta_inv_cdf']: expected >= 2 points");
+  // positrons (optional: absent = none)
+  s.pos_yield = 0.0;
+  s.n_pos = 0;
+  s.pos_inv_cdf = nullptr;
+  const ArrayRef* pinv = nullptr;
+  if (in.emission_scalars.count("positron_yield"))
+    s.pos_yield = need_scalar(in.emission_scalars, "emissions", "positron_yield");
+  if (!(s.pos_yield >= 0.0)) fail("emissions['positron_yield']: expected >= 0");
+  if (s.pos_yield > 0.0) {
+    auto pi = in.emissions.find("positron_inv_cdf");
+    if (pi == in.emissions.end() || pi->second.shape.size() != 1 || pi->second.shape[0] < 2)
+      fail("emissions['positron_inv_cdf']: expected a 1-D array of >= 2 points with positron_yield > 0");
+    pinv = &need(in.emissions, "emissions", "positron_inv_cdf", pi->second.shape);
+    s.n_pos = int32_t(pinv->shape[0]);
+    s.pos_inv_cdf = pinv->data;
+  }
   auto le = in.emissions.find("line_energy_mev");
   if (le == in.emissions.end() || le->second.shape.size() != 1)
     fail("emissions['line_energy_mev']: expected a 1-D array");
@@ -423,6 +450,21 @@ HostRun::HostRun(const RunInputs& in) {
     double bmean = 0.0;  // mean of the inverse CDF on its uniform grid (trapezoid rule)
     for (int32_t i = 0; i + 1 < s.n_beta; ++i) bmean += 0.5 * (binv.data[i] + binv.data[i + 1]);
     mean_mev_per_decay += s.beta_yield * bmean / double(s.n_beta - 1);
+  }
+  if (s.pos_yield > 0.0) {
+    // each positron also brings 2 m_e c^2 when it annihilates (electron.hpp)
+    const double annihilation = 2.0 * kElectronMassMeV;
+    double pmax = 0.0, pmean = 0.0;
+    for (int32_t i = 0; i < s.n_pos; ++i) {
+      if (pinv->data[i] < 0.0 || pinv->data[i] > e_top)
+        fail("emissions['positron_inv_cdf']: energies must lie in 0.." + std::to_string(e_top) + " MeV");
+      if (i > 0 && pinv->data[i] < pinv->data[i - 1])
+        fail("emissions['positron_inv_cdf']: expected non-decreasing energies");
+      pmax = std::max(pmax, pinv->data[i]);
+      if (i + 1 < s.n_pos) pmean += 0.5 * (pinv->data[i] + pinv->data[i + 1]);
+    }
+    max_mev_per_decay += std::ceil(s.pos_yield) * (pmax + annihilation);
+    mean_mev_per_decay += s.pos_yield * (pmean / double(s.n_pos - 1) + annihilation);
   }
   for (int64_t l = 0; l < nl; ++l) {
     if (!(line_e.data[l] > 0.0 && line_e.data[l] <= e_top))

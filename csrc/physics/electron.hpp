@@ -25,6 +25,16 @@
 //   the current voxel, the electron (and every secondary it could make, whose ranges are
 //   shorter) cannot leave the voxel: its energy is deposited there at once. Exact for the voxel
 //   tally in this model, since there is no bremsstrahlung transport.
+// - Positrons (kPositron) take the same path with what differs for them: the range table of
+//   the Bhabha restricted collision stopping power (pos_range) and hard Bhabha collisions
+//   (pos_sigma_hard, bhabha_collision: the positron may give the atomic electron up to all its
+//   energy). Approximated as for electrons: radiative loss (deposited locally) and elastic
+//   scattering (the e+ Mott factor differs from the e- one in the sign of its pi alpha Z beta
+//   term, <= 5 % of the cross section in tissue). Annihilation in flight is not simulated. A
+//   positron that stops (tracking cut, range rejection, step limit, or no electron transport)
+//   annihilates at rest where it is: two back-to-back photons of m_e c^2 (annihilate_at_rest),
+//   their 1.022 MeV added to the emitted energy, so the energy balance stays exact; a positron
+//   that leaves the grid takes only its kinetic energy with it.
 #pragma once
 #include "grid.hpp"
 #include "particle_stack.hpp"
@@ -133,6 +143,75 @@ RPT_INLINE void moller_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& 
   tr.emit_secondary(Particle{p.r, dd, w, kElectron}, voxel);
 }
 
+// Hard Bhabha collision of positron p (kinetic energy T > el_wcc): an atomic electron gets
+// W = x T, x in (el_wcc/T, 1], sampled as in Geant4's G4MollerBhabhaModel (Bhabha, Proc R Soc A
+// 154:195, 1936): x from 1/x^2 between the limits, then rejection with the rest of the cross
+// section, whose bound grej is Geant4's. The electron goes onto the stack, the positron keeps
+// T - W and is deflected by momentum conservation (as in moller_collision).
+template <class Rng, class Tally>
+RPT_INLINE void bhabha_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& tr) {
+  const double mc2 = kElectronMassMeV;
+  const double T = p.e;
+  const double wcc = tr.P.tab.el_wcc;
+  if (T <= wcc) return;
+  Rng& rng = tr.rng;
+  const double xmin = wcc / T, xmax = 1.0;
+  const double gam = T / mc2 + 1.0;
+  const double beta2 = 1.0 - 1.0 / (gam * gam);
+  double y = 1.0 / (1.0 + gam);
+  const double y2 = y * y;
+  const double y12 = 1.0 - 2.0 * y;
+  const double b1 = 2.0 - y2;
+  const double b2 = y12 * (3.0 + y2);
+  const double y122 = y12 * y12;
+  const double b4 = y122 * y12;
+  const double b3 = b4 + y122;
+  y = xmax * xmax;
+  const double grej = 1.0 + (y * y * b4 - xmin * xmin * xmin * b3 + y * b2 - xmin * b1) * beta2;
+  double x = xmin;
+  for (int iter = 0; iter < 10000; ++iter) {
+    const double q = rng.uniform();
+    x = xmin * xmax / (xmin * (1.0 - q) + xmax * q);
+    y = x * x;
+    const double z = 1.0 + (y * y * b4 - x * y * b3 + y * b2 - x * b1) * beta2;
+    if (grej * rng.uniform() <= z) break;
+  }
+  const double w = x * T;
+  double cost_d = sqrt(w * (T + 2.0 * mc2) / (T * (w + 2.0 * mc2)));
+  if (cost_d > 1.0) cost_d = 1.0;
+  Vec3 dd = rotate(p.d, cost_d, rng.uniform());
+  const double p0 = sqrt(T * (T + 2.0 * mc2));
+  const double pd = sqrt(w * (w + 2.0 * mc2));
+  Vec3 pp{p0 * p.d.x - pd * dd.x, p0 * p.d.y - pd * dd.y, p0 * p.d.z - pd * dd.z};
+  int64_t q_old = quantize(T);
+  p.e = T - w;
+  if (p.e < 0.0) p.e = 0.0;
+  p.d = normalized(pp);
+  int64_t rem = q_old - quantize(p.e) - quantize(w);
+  if (rem != 0) tr.deposit(voxel, rem);
+  tr.emit_secondary(Particle{p.r, dd, w, kElectron}, voxel);
+}
+
+// A positron at rest at r (in voxel `voxel`) annihilates into two photons of m_e c^2 in
+// opposite, isotropic directions (annihilation at rest; positronium's three-photon decay and the
+// ~0.5 degree acollinearity are neglected). Their energy comes from the rest masses: it is added
+// to the emitted energy here, so emitted = deposited + escaped stays exact.
+template <class Rng, class Tally>
+RPT_INLINE void annihilate_at_rest(const Vec3& r, int64_t voxel, Track<Rng, Tally>& tr) {
+  tr.cnt.emitted += 2 * quantize(kElectronMassMeV);
+  const Vec3 d = isotropic(tr.rng);
+  tr.emit_secondary(Particle{r, d, kElectronMassMeV, kPhoton}, voxel);
+  tr.emit_secondary(Particle{r, Vec3{-d.x, -d.y, -d.z}, kElectronMassMeV, kPhoton}, voxel);
+}
+
+// The end of a charged particle inside the grid: its kinetic energy into `voxel`, and for a
+// positron the annihilation photons from where it stopped.
+template <class Rng, class Tally>
+RPT_INLINE void stop_charged(const Particle& p, int64_t voxel, Track<Rng, Tally>& tr) {
+  tr.deposit(voxel, quantize(p.e));
+  if (p.type == kPositron) annihilate_at_rest(p.r, voxel, tr);
+}
+
 template <class Rng, class Tally>
 RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
   const Params& P = tr.P;
@@ -145,19 +224,22 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     return;
   }
   if (!P.set.electron_transport || p.e <= P.set.el_cut) {
-    tr.deposit(vp.index, quantize(p.e));
+    stop_charged(p, vp.index, tr);
     return;
   }
+  const bool positron = p.type == kPositron;
+  const double* range_tab = positron ? t.pos_range : t.el_range;
+  const double* hard_tab = positron ? t.pos_sigma_hard : t.el_sigma_hard;
   EIndex k_next = energy_index(t, p.e);  // table index of p.e, carried from step to step
   for (int step = 0; step < kMaxElectronSteps; ++step) {
     const int32_t m = g.material[vp.index];
     const double rho10 = double(g.density[vp.index]) * 0.1;  // cm2/g -> 1/mm
     const EIndex k = k_next;
-    const double range_g = lookup(t.el_range, t, m, k);     // g/cm2
+    const double range_g = lookup(range_tab, t, m, k);      // g/cm2
     const double range_mm = range_g / rho10;
     const double safety = safety_distance(g, vp, p.r);
     if (range_mm < safety) {
-      tr.deposit(vp.index, quantize(p.e));  // range rejection (see header)
+      stop_charged(p, vp.index, tr);  // range rejection (see header)
       return;
     }
     const double s_loss = P.set.max_loss_fraction * range_mm;
@@ -166,12 +248,12 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     // grows as the electron slows down along the step: the path to the next event solves
     // integral(sigma ds) = x, x exponential, to second order by the midpoint rule (the rate
     // of the energy half-way along the path at the start energy's rate).
-    const double sig_ev0 = (lookup(t.el_sigma_hard, t, m, k) + lookup(t.el_sigma_el, t, m, k)) * rho10;
+    const double sig_ev0 = (lookup(hard_tab, t, m, k) + lookup(t.el_sigma_el, t, m, k)) * rho10;
     const double x_ev = -log(rng.uniform());
     double s_ev = sig_ev0 > 0.0 ? x_ev / sig_ev0 : 1e300;
     if (s_ev < s_loss) {
-      const EIndex km = index_from_range(t, m, range_g - 0.5 * s_ev * rho10, k.i + 1);
-      s_ev = x_ev / ((lookup(t.el_sigma_hard, t, m, km) + lookup(t.el_sigma_el, t, m, km)) * rho10);
+      const EIndex km = index_from_range(t, range_tab, m, range_g - 0.5 * s_ev * rho10, k.i + 1);
+      s_ev = x_ev / ((lookup(hard_tab, t, m, km) + lookup(t.el_sigma_el, t, m, km)) * rho10);
     }
     // A path shorter than the safety distance cannot leave the voxel, whatever its
     // deflections: the distances to the faces are needed only for a step that reaches it.
@@ -184,7 +266,7 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     const bool event = s_ev < s_loss && s_ev < s_bnd;
     // energy at the end of the step (CSDA along the path; s <= s_loss < range, so > 0)
     EIndex k_end;
-    double e_new = energy_from_range(t, m, range_g - s * rho10, k.i + 1, k_end);
+    double e_new = energy_from_range(t, range_tab, m, range_g - s * rho10, k.i + 1, k_end);
     // random hinge: straight to the hinge, deflect, straight on (truncated at the boundary).
     // Soft first moment over the step: s / lambda_1 integrated along the slowing-down path
     // (trapezoid rule between the start and end energies).
@@ -208,7 +290,7 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     if (crossed) {
       // energy loss over the shorter path actually travelled, all in this voxel
       const double new_range_g = range_g - (t1 + t2) * rho10;
-      e_new = new_range_g > 0.0 ? energy_from_range(t, m, new_range_g, k.i + 1, k_next) : 0.0;
+      e_new = new_range_g > 0.0 ? energy_from_range(t, range_tab, m, new_range_g, k.i + 1, k_next) : 0.0;
     }
     if (e_new > p.e) {
       e_new = p.e;
@@ -218,10 +300,15 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     p.e = e_new;
     if (event && !crossed) {
       // the event at the step's end, with the cross sections of the energy it has there
-      const double sh1 = lookup(t.el_sigma_hard, t, m, k_next);
+      const double sh1 = lookup(hard_tab, t, m, k_next);
       const double sev1 = sh1 + lookup(t.el_sigma_el, t, m, k_next);
       if (rng.uniform() * sev1 < sh1) {
-        if (p.e > 2.0 * t.el_wcc) {
+        if (positron) {
+          if (p.e > t.el_wcc) {
+            bhabha_collision(p, vp.index, tr);
+            if (p.e > 0.0) k_next = energy_index(t, p.e);
+          }
+        } else if (p.e > 2.0 * t.el_wcc) {
           moller_collision(p, vp.index, tr);
           k_next = energy_index(t, p.e);
         }
@@ -231,7 +318,7 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
       }
     }
     if (p.e <= P.set.el_cut) {
-      tr.deposit(vp.index, quantize(p.e));
+      stop_charged(p, vp.index, tr);
       return;
     }
     if (!near_face) continue;  // still in the same voxel
@@ -241,7 +328,7 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
       return;
     }
   }
-  tr.deposit(vp.index, quantize(p.e));
+  stop_charged(p, vp.index, tr);
 }
 
 }  // namespace rpt

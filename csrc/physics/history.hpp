@@ -3,7 +3,8 @@
 // One decay = one history: the voxel drawn from the source map (an alias table over voxels,
 // or over blocks of voxels on large grids: params.hpp SourceView), a uniform
 // position inside it, then every emission of the nuclide (ICRP-107 data): the beta particle(s)
-// from the tabulated spectrum and each discrete line (conversion and Auger electrons, gamma and
+// from the tabulated spectrum, the positron(s) from theirs (beta+ emitters; each annihilates at
+// rest where it stops, electron.hpp), and each discrete line (conversion and Auger electrons, gamma and
 // X rays) emitted floor(y) times plus once with probability y - floor(y) (independently of the
 // other lines), isotropically, each transported with all its secondaries. Lines below the
 // tracking cuts are deposited at the decay site as their expected energy (zero-variance local
@@ -24,13 +25,19 @@ RPT_INLINE int32_t sample_count(double yield, Rng& rng) {
   return c;
 }
 
+// Energy from an inverse CDF tabulated at u = i/(n-1), linear in between.
+template <class Rng>
+RPT_INLINE double sample_inverse_cdf(const double* inv, int32_t n, Rng& rng) {
+  double x = rng.uniform() * double(n - 1);
+  int32_t i = int32_t(x);
+  if (i >= n - 1) return inv[n - 1];
+  double f = x - double(i);
+  return inv[i] + f * (inv[i + 1] - inv[i]);
+}
+
 template <class Rng>
 RPT_INLINE double sample_beta_energy(const SourceView& s, Rng& rng) {
-  double x = rng.uniform() * double(s.n_beta - 1);
-  int32_t i = int32_t(x);
-  if (i >= s.n_beta - 1) return s.beta_inv_cdf[s.n_beta - 1];
-  double f = x - double(i);
-  return s.beta_inv_cdf[i] + f * (s.beta_inv_cdf[i + 1] - s.beta_inv_cdf[i]);
+  return sample_inverse_cdf(s.beta_inv_cdf, s.n_beta, rng);
 }
 
 template <class Rng, class Tally>
@@ -145,6 +152,15 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Ta
   if (s.beta_yield > 0.0) {
     int32_t nb = sample_count(s.beta_yield, rng);
     for (int32_t b = 0; b < nb; ++b) emit_primary(r0, sample_beta_energy(s, rng), kElectron, tr);
+  }
+  if (s.pos_yield > 0.0) {
+    // a positron is transported even with no kinetic energy: it annihilates where it is born
+    const int32_t np = sample_count(s.pos_yield, rng);
+    for (int32_t i = 0; i < np; ++i) {
+      const double e = sample_inverse_cdf(s.pos_inv_cdf, s.n_pos, rng);
+      tr.cnt.emitted += quantize(e);
+      transport_with_secondaries(Particle{r0, isotropic(rng), e, kPositron}, tr);
+    }
   }
   sample_lines(s, rng, [&](int32_t l) {
     emit_primary(r0, s.line_e[l], s.line_photon[l] ? kPhoton : kElectron, tr);

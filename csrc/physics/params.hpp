@@ -41,6 +41,10 @@ struct TableView {
   const double* el_el_eta;     // effective screening parameter eta
   const double* el_mott_b;     // beta^2 x weight of the elements with a Mott factor
   const double* el_mott_c;     // pi alpha Z_eff beta (McKinley-Feshbach Mott factor)
+  // positrons: range with the Bhabha restricted stopping power, Bhabha cross section above
+  // el_wcc (the elastic tables above serve both charges: physics/electron.py)
+  const double* pos_range;     // g/cm2
+  const double* pos_sigma_hard; // cm2/g
   double el_wcc;               // Moller cut (MeV)
   // soft multiple scattering: ln lambda of p(mu) ~ exp(-lambda mu) on [0,1] as a function of
   // ln <mu>, mu = (1-cos)/2 (host-built)
@@ -72,6 +76,9 @@ struct SourceView {
   double beta_yield;           // expected betas per decay
   int32_t n_beta;
   const double* beta_inv_cdf;  // [n_beta] energy (MeV) at u = i/(n_beta-1)
+  double pos_yield;            // expected positrons (beta+) per decay
+  int32_t n_pos;
+  const double* pos_inv_cdf;   // [n_pos] positron kinetic energy (MeV) at u = i/(n_pos-1)
   int32_t n_lines;
   const double* line_e;        // MeV
   const int32_t* line_photon;  // 1 photon, 0 electron

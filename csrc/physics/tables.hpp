@@ -27,14 +27,16 @@ RPT_INLINE double lookup1(const double* row, EIndex k) {
 }
 
 // Table index (what energy_index would return) of the energy whose range (g/cm2) in material
-// `mat` is `range_g`, from the range table alone (no log, no exp): the grid interval, then the
+// `mat` is `range_g`, from the range table `range_tab` (TableView el_range for electrons,
+// pos_range for positrons) alone (no log, no exp): the grid interval, then the
 // inverse of the same linear interpolation. `hint` is a grid index at or above the answer's (an
 // electron that has just slowed down: the index of its previous energy + 1): the interval is
 // searched downwards from it, which takes one or two comparisons for a condensed-history step.
 // The interval found is the one a full binary search finds, so the result does not depend on
 // the hint. Below the grid: {0, 0}; above it: its last point.
-RPT_INLINE EIndex index_from_range(const TableView& t, int32_t mat, double range_g, int32_t hint) {
-  const double* row = t.el_range + size_t(mat) * size_t(t.n_e);
+RPT_INLINE EIndex index_from_range(const TableView& t, const double* range_tab, int32_t mat,
+                                   double range_g, int32_t hint) {
+  const double* row = range_tab + size_t(mat) * size_t(t.n_e);
   if (range_g <= row[0]) return EIndex{0, 0.0};
   int32_t hi = t.n_e - 1;
   if (range_g >= row[hi]) return EIndex{t.n_e - 2, 1.0};
@@ -64,12 +66,12 @@ RPT_INLINE EIndex index_from_range(const TableView& t, int32_t mat, double range
   return EIndex{lo, (range_g - row[lo]) / (row[lo + 1] - row[lo])};
 }
 
-// Energy whose range (g/cm2) in material `mat` is `range_g` (inverse of lookup(el_range), so
+// Energy whose range (g/cm2) in material `mat` is `range_g` (inverse of lookup(range_tab), so
 // E(R(E)) == E); `hint` as for index_from_range, and `k_out` receives the energy's table index.
-RPT_INLINE double energy_from_range(const TableView& t, int32_t mat, double range_g, int32_t hint,
-                                    EIndex& k_out) {
-  const double r0 = t.el_range[size_t(mat) * size_t(t.n_e)];
-  k_out = index_from_range(t, mat, range_g, hint);
+RPT_INLINE double energy_from_range(const TableView& t, const double* range_tab, int32_t mat,
+                                    double range_g, int32_t hint, EIndex& k_out) {
+  const double r0 = range_tab[size_t(mat) * size_t(t.n_e)];
+  k_out = index_from_range(t, range_tab, mat, range_g, hint);
   if (range_g <= r0) {
     // below the grid: range ~ E^2 at low energy (documented extrapolation; only reached
     // under the tracking cut, where the electron stops anyway)

@@ -20,7 +20,9 @@ struct Vec3 {
   double x, y, z;
 };
 
-enum ParticleType : int32_t { kElectron = 0, kPhoton = 1 };
+// Positrons are transported by the electron routines (electron.hpp) with their own stopping
+// power and hard-collision tables, and annihilate at rest when they stop.
+enum ParticleType : int32_t { kElectron = 0, kPhoton = 1, kPositron = 2 };
 
 // Data only (kept apart from behaviour, so a structure-of-arrays layout can replace it).
 struct Particle {

@@ -32,6 +32,15 @@ Kinetics: each compartment's activity is A0 f exp(-ln2 t / T_eff) from the admin
 These are illustrative values, not a population model: the demo shows the pipeline on a
 patient-like study whose true activity is known (:meth:`DemoPatient.tia_bq_s`).
 
+Other nuclides (``rptdose demo --nuclide Ac-225``, ``DemoPatient(nuclide=...)``): the same
+biology, i.e. the biological half-lives behind the Lu-177 effective ones (1/T_bio = 1/T_eff -
+1/T_phys(Lu-177)), combined with the nuclide's physical half-life (:func:`effective_half_life_h`),
+and the administered activity of :data:`DEMO_ACTIVITY_MBQ` (Ac-225: 8 MBq, 100 kBq/kg for 80 kg
+as given with Ac-225-PSMA-617 by Kratochwil et al., J Nucl Med 57:1941, 2016); a nuclide not
+listed there gets the activity that emits as much energy in the patient as the Lu-177 demo. The
+study file says ``chain = "equilibrium"`` for nuclides with short-lived daughters. The scans stay
+at 4-168 h, so the nuclide's half-life must be at least :data:`MIN_DEMO_HALF_LIFE_H`.
+
 SPECT: the true activity at the scan blurred with a Gaussian of :data:`SPECT_FWHM_MM` FWHM
 (the resolution of a reconstructed Lu-177 SPECT), converted to counts with the calibration
 factor :data:`SENSITIVITY_CPS_PER_MBQ` over a 60 x 30 s acquisition (physical decay during
@@ -61,6 +70,10 @@ DEMO_VOXEL_MM = 4.8
 DEMO_HISTORIES = 10_000_000
 #: Patient displacement (mm, x y z) at each scan (1-based): the third scan is registered.
 DEMO_SHIFTS_MM = {3: (6.0, -4.0, 0.0)}
+#: Administered activity (MBq) per nuclide (module docstring); others: equal emitted energy.
+DEMO_ACTIVITY_MBQ = {"Lu-177": ADMINISTERED_MBQ, "Ac-225": 8.0}
+#: Shortest half-life the demo accepts (h): its last scan is at 168 h.
+MIN_DEMO_HALF_LIFE_H = 24.0
 
 #: compartment: (fraction of the administered activity at t = 0 (extrapolated), T_eff in h)
 KINETICS: dict[str, tuple[float, float]] = {
@@ -107,13 +120,63 @@ def _ellipsoid(x, y, z, centre, axes) -> np.ndarray:
     return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + ((z - cz) / rz) ** 2 < 1.0
 
 
+def demo_label(nuclide: str | None = None) -> str:
+    """What the demo patient is given, e.g. "Lu-177-DOTATATE" or "Ac-225 (Lu-177-DOTATATE biology)"."""
+    name = demo_nuclide(nuclide)
+    return "Lu-177-DOTATATE" if name == NUCLIDE else f"{name} (Lu-177-DOTATATE biology)"
+
+
+def demo_nuclide(nuclide: str | None) -> str:
+    """The ICRP-107 name of the demo's nuclide (default :data:`NUCLIDE`), checked: InputError for
+    an unknown one or one shorter-lived than :data:`MIN_DEMO_HALF_LIFE_H`."""
+    from rptdose.errors import InputError
+    from rptdose.physics.nuclides import load_nuclide
+
+    if nuclide is None:
+        return NUCLIDE
+    nuc = load_nuclide(nuclide)
+    if nuc.half_life_s < MIN_DEMO_HALF_LIFE_H * HOUR:
+        raise InputError(f"--nuclide {nuclide!r} (half-life {nuc.half_life_s / HOUR:.3g} h): expected a nuclide with a "
+                         f"half-life of at least {MIN_DEMO_HALF_LIFE_H:g} h, the demo's scans being at "
+                         f"{', '.join(f'{t:g}' for t in TIMES_H)} h")
+    return nuc.name
+
+
+def effective_half_life_h(compartment: str, nuclide: str = NUCLIDE) -> float:
+    """T_eff (h) of a compartment of :data:`KINETICS` for ``nuclide``: the Lu-177 values' biological
+    half-life with the nuclide's physical one (module docstring)."""
+    from rptdose.physics.nuclides import load_nuclide
+
+    teff_lu = KINETICS[compartment][1]
+    if nuclide == NUCLIDE:
+        return teff_lu
+    t_lu = load_nuclide(NUCLIDE).half_life_s / HOUR
+    t_new = load_nuclide(nuclide).half_life_s / HOUR
+    inv_bio = max(1.0 / teff_lu - 1.0 / t_lu, 0.0)
+    return 1.0 / (inv_bio + 1.0 / t_new)
+
+
+def demo_activity_mbq(nuclide: str = NUCLIDE) -> float:
+    """Administered activity (MBq) of the demo for ``nuclide`` (module docstring)."""
+    if nuclide in DEMO_ACTIVITY_MBQ:
+        return DEMO_ACTIVITY_MBQ[nuclide]
+    from rptdose.physics.chains import decay_chain
+
+    def energy_per_mbq(n: str) -> float:  # MeV emitted per MBq administered (TIA x energy per decay)
+        e = decay_chain(n).total_mev_per_decay
+        return e * sum(f * effective_half_life_h(c, n) for c, (f, _) in KINETICS.items())
+
+    return ADMINISTERED_MBQ * energy_per_mbq(NUCLIDE) / energy_per_mbq(nuclide)
+
+
 @dataclass
 class DemoPatient:
     """The demo patient on a grid of ``voxel_mm`` voxels (smaller grids for tests: a larger
-    ``voxel_mm``)."""
+    ``voxel_mm``), with ``nuclide`` (default Lu-177; module docstring)."""
 
     voxel_mm: float = DEMO_VOXEL_MM
     seed: int = 1
+    nuclide: str = NUCLIDE
     shape: tuple[int, int, int] = field(init=False)
     spacing: tuple[float, float, float] = field(init=False)
     origin: tuple[float, float, float] = field(init=False)
@@ -124,6 +187,15 @@ class DemoPatient:
         self.shape = (n[2], n[1], n[0])
         self.spacing = (v, v, v)
         self.origin = tuple(-0.5 * (k - 1) * v for k in n)
+        self.nuclide = demo_nuclide(self.nuclide)
+
+    @property
+    def administered_mbq(self) -> float:
+        return demo_activity_mbq(self.nuclide)
+
+    def kinetics(self) -> dict[str, tuple[float, float]]:
+        """{compartment: (fraction at t = 0, T_eff in h)} for this patient's nuclide."""
+        return {c: (f, effective_half_life_h(c, self.nuclide)) for c, (f, _) in KINETICS.items()}
 
     def _coords(self, shift=(0.0, 0.0, 0.0)):
         nz, ny, nx = self.shape
@@ -210,25 +282,27 @@ class DemoPatient:
         """True activity per voxel (Bq) at ``t_s`` after the administration."""
         w = self._concentration_weights(self.compartments(shift))
         out = np.zeros(self.shape)
+        kin, a0 = self.kinetics(), self.administered_mbq
         for name, weights in w.items():
-            f, teff_h = KINETICS[name]
-            out += ADMINISTERED_MBQ * 1e6 * f * math.exp(-math.log(2.0) * t_s / (teff_h * HOUR)) * weights
+            f, teff_h = kin[name]
+            out += a0 * 1e6 * f * math.exp(-math.log(2.0) * t_s / (teff_h * HOUR)) * weights
         return out
 
     def tia_bq_s(self) -> np.ndarray:
         """True TIA per voxel (Bq s), from the administration to infinity."""
         w = self._concentration_weights(self.compartments())
         out = np.zeros(self.shape)
+        kin, a0 = self.kinetics(), self.administered_mbq
         for name, weights in w.items():
-            f, teff_h = KINETICS[name]
-            out += ADMINISTERED_MBQ * 1e6 * f * teff_h * HOUR / math.log(2.0) * weights
+            f, teff_h = kin[name]
+            out += a0 * 1e6 * f * teff_h * HOUR / math.log(2.0) * weights
         return out
 
     def spect_counts(self, t_s: float, shift=(0.0, 0.0, 0.0), index: int = 0) -> np.ndarray:
         """The reconstructed SPECT in counts: blurred, calibrated, Poisson-sampled."""
         from rptdose.physics.nuclides import load_nuclide
 
-        lam = math.log(2.0) / load_nuclide(NUCLIDE).half_life_s
+        lam = math.log(2.0) / load_nuclide(self.nuclide).half_life_s
         duration_s = VIEWS * MS_PER_VIEW / 1000.0
         blurred = gaussian_blur(self.activity_bq(t_s, shift), SPECT_FWHM_MM, self.spacing)
         mean = np.maximum(blurred, 0.0) * SENSITIVITY_CPS_PER_MBQ * 1e-6 * (-math.expm1(-lam * duration_s)) / lam
@@ -265,24 +339,39 @@ def gaussian_blur(a: np.ndarray, fwhm_mm: float, spacing: tuple[float, float, fl
 
 def write_demo_study(folder: str | Path, patient: DemoPatient | None = None, *, times_h=TIMES_H,
                      shifts: dict[int, tuple] | None = None, histories: int = DEMO_HISTORIES,
-                     administration: _dt.datetime | None = None) -> Path:
+                     administration: _dt.datetime | None = None, nuclide: str | None = None) -> Path:
     """Write the demo patient's DICOM and study.toml into ``folder``; returns the study file.
 
     ``administration``: the date-time of the administration (default :data:`ADMINISTRATION`);
-    the scans follow it at ``times_h``.
+    the scans follow it at ``times_h``. ``nuclide``: the demo's nuclide (default Lu-177, or the
+    ``patient``'s), e.g. "Ac-225" (module docstring).
     """
     from pydicom.uid import generate_uid
 
     from rptdose.io.dicom_write import Identity, write_ct_series, write_nm_counts, write_rtstruct
     from rptdose.physics.nuclides import load_nuclide
 
-    p = patient or DemoPatient()
+    if patient is not None and nuclide is not None and demo_nuclide(nuclide) != patient.nuclide:
+        from rptdose.errors import InputError
+
+        raise InputError(f"nuclide {nuclide!r} (the patient given is of {patient.nuclide}): expected one nuclide")
+    p = patient or DemoPatient(nuclide=demo_nuclide(nuclide))
+    nuc_name = p.nuclide
+    activity_mbq = p.administered_mbq
     adm = administration or ADMINISTRATION
     shifts = DEMO_SHIFTS_MM if shifts is None else shifts
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     ident = Identity("RPTDEMO01", "Demo^Patient", generate_uid())
-    half_life_s = load_nuclide(NUCLIDE).half_life_s
+    half_life_s = load_nuclide(nuc_name).half_life_s
+    from rptdose.io.nm import _ELEMENTS
+
+    symbol, mass = nuc_name.split("-")
+    element = next((k.capitalize() for k, v in _ELEMENTS.items() if v == symbol), symbol)
+    code_meaning = f"^{mass}^{element}"
+    from rptdose.physics.chains import decay_chain
+
+    with_chain = decay_chain(nuc_name).has_daughters
     tables = []
     first_for = None
     for i, t_h in enumerate(times_h, start=1):
@@ -294,18 +383,20 @@ def write_demo_study(folder: str | Path, patient: DemoPatient | None = None, *, 
                         when=when, description=f"CT {t_h:g} h")
         write_nm_counts(root / f"tp{i}" / "spect.dcm", p.spect_counts(t_h * HOUR, shift, i), p.spacing, p.origin,
                         ident=ident, for_uid=for_uid, acquisition=when, views=VIEWS, ms_per_view=MS_PER_VIEW,
-                        nuclide_code_meaning="^177^Lutetium", total_dose_mbq=ADMINISTERED_MBQ,
+                        nuclide_code_meaning=code_meaning, total_dose_mbq=activity_mbq,
                         radiopharm_start=adm, half_life_s=half_life_s,
-                        description=f"SPECT Lu-177 {t_h:g} h")
+                        description=f"SPECT {nuc_name} {t_h:g} h")
         tables.append(f'[[timepoint]]\nlabel = "{t_h:g}h"\nspect = "tp{i}/spect.dcm"\nct = "tp{i}/ct"\n')
     regions = p.regions()
     kinds = {"body": "EXTERNAL", "tumour_1": "GTV", "tumour_2": "GTV"}
     write_rtstruct(root / "rtstruct.dcm", regions, p.spacing, p.origin, ident=ident, for_uid=first_for,
                    when=adm, kinds=kinds)
-    text = ('# A synthetic Lu-177-DOTATATE patient (rptdose demo): see rptdose/demo.py for the anatomy and\n'
+    label = demo_label(nuc_name)
+    chain_line = 'chain = "equilibrium"\n' if with_chain else ""
+    text = (f'# A synthetic {label} patient (rptdose demo): see rptdose/demo.py for the anatomy and\n'
             '# kinetics, and docs/study_file.md for the keys.\n'
-            '[study]\nnuclide = "Lu-177"\nname = "demo Lu-177-DOTATATE"\n\n'
-            f'[administration]\nactivity_mbq = {ADMINISTERED_MBQ:g}\ntime = {adm.isoformat()}\n\n'
+            f'[study]\nnuclide = "{nuc_name}"\nname = "demo {label}"\n{chain_line}\n'
+            f'[administration]\nactivity_mbq = {activity_mbq:.6g}\ntime = {adm.isoformat()}\n\n'
             + "\n".join(tables)
             + f'\n[calibration]\nmode = "sensitivity"\nsensitivity_cps_per_mbq = {SENSITIVITY_CPS_PER_MBQ:g}\n\n'
             '[segmentation]\nrtstruct = "rtstruct.dcm"\n\n'

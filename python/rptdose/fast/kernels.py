@@ -154,28 +154,36 @@ class Emitter:
     def __init__(self, label: str, key: dict[str, Any], nuclide: Any = None, mono: tuple[str, float] | None = None):
         self.label = label
         self.key = key
-        self.nuclide = nuclide    # rptdose.physics.nuclides.Nuclide or None
-        self.mono = mono          # ("electron" | "photon", MeV) or None
+        self.nuclide = nuclide    # Nuclide, DecayChain (a nuclide with its daughters) or None
+        self.mono = mono          # ("electron" | "photon" | "positron", MeV) or None
 
     def source(self, decays: np.ndarray) -> Any:
+        from rptdose.physics.nuclides import Nuclide
         from rptdose.source import Source
 
         if self.mono is not None:
             return Source.monoenergetic(self.mono[0], self.mono[1], decays)
-        return Source(self.nuclide, decays)
+        # a Nuclide is exactly what decays (its chain, if any, is a DecayChain emitter)
+        return Source(self.nuclide, decays, chain="parent" if isinstance(self.nuclide, Nuclide) else None)
 
     def energy_split(self) -> dict[str, float]:
-        """Mean electron and photon energy per decay (MeV; ICRP-107 for nuclides)."""
+        """Mean electron, photon and alpha (+ recoil) energy per decay (MeV; ICRP-107 for
+        nuclides, summed over a chain's members per parent decay)."""
         if self.mono is not None:
             kind, e = self.mono
-            return {"electrons": e if kind == "electron" else 0.0, "photons": e if kind == "photon" else 0.0}
+            return {"electrons": e if kind in ("electron", "positron") else 0.0,
+                    "photons": e if kind == "photon" else 0.0, "alpha": 0.0}
         return {"electrons": float(self.nuclide.electron_mev_per_decay),
-                "photons": float(self.nuclide.photon_mev_per_decay)}
+                "photons": float(self.nuclide.photon_mev_per_decay),
+                "alpha": float(self.nuclide.alpha_recoil_mev_per_decay)}
 
 
 def emitter_of(spec: Any) -> Emitter:
-    """An :class:`Emitter` from a nuclide name, a Nuclide, ``("electron"|"photon", MeV)`` or a
-    :class:`rptdose.Source` (its nuclide or monoenergetic particle)."""
+    """An :class:`Emitter` from a nuclide name (with its default decay chain), a Nuclide (alone),
+    a DecayChain, ``("electron"|"photon"|"positron", MeV)`` or a :class:`rptdose.Source` (its
+    nuclide and chain, or monoenergetic particle). A chain with daughters is labelled
+    ``"<parent>+chain"`` (so a kernel of the parent alone is never taken for it)."""
+    from rptdose.physics.chains import DecayChain, decay_chain
     from rptdose.physics.nuclides import Nuclide, load_nuclide
     from rptdose.source import Source
 
@@ -185,8 +193,19 @@ def emitter_of(spec: Any) -> Emitter:
         else:
             spec = spec._nuclide
     if isinstance(spec, str):
-        nuc = load_nuclide(spec)  # InputError naming the nuclide when unknown
-        return Emitter(nuc.name, {"nuclide": nuc.name, "data": nuc.source}, nuclide=nuc)
+        chain = decay_chain(spec)  # InputError naming the nuclide when unknown
+        spec = chain if chain.has_daughters else chain.parent
+    if isinstance(spec, DecayChain):
+        if not spec.has_daughters:
+            spec = spec.parent
+        else:
+            key = {"nuclide": spec.name, "chain": spec.mode, "data": spec.source,
+                   "members": [[n.name, repr(float(k))] for n, k in spec.members]}
+            standard = all(load_nuclide(n.name) == n for n, _ in spec.members)
+            if not standard:
+                key["custom_sha256"] = hashlib.sha256(repr(spec.members).encode()).hexdigest()
+            return Emitter(f"{spec.name}+chain" + ("" if standard else f"-custom-{key['custom_sha256'][:8]}"), key,
+                           nuclide=spec)
     if isinstance(spec, Nuclide):
         try:
             standard = load_nuclide(spec.name) == spec
@@ -199,9 +218,9 @@ def emitter_of(spec: Any) -> Emitter:
                        nuclide=spec)
     if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
         kind = spec[0].strip().lower()
-        if kind not in ("electron", "photon"):
-            raise InputError(f"emitter {spec!r} (unknown particle {spec[0]!r}): expected ('electron' or "
-                             "'photon', energy in MeV)")
+        if kind not in ("electron", "photon", "positron"):
+            raise InputError(f"emitter {spec!r} (unknown particle {spec[0]!r}): expected ('electron', 'photon' "
+                             "or 'positron', energy in MeV)")
         try:
             energy = float(spec[1])
         except (TypeError, ValueError):

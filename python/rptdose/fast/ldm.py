@@ -6,13 +6,15 @@ phantom's density, i.e. the CT)::
 
     D_i = N_i * E_local * 1.602176634e-13 J/MeV / m_i
 
-    E_local = E_beta + E_IE + E_Auger                  (photons="ignore", the default)
-            = E_beta + E_IE + E_Auger + E_gamma + E_X  (photons="local")
+    E_local = E_beta + E_IE + E_Auger + E_alpha                 (photons="ignore", the default)
+            = E_beta + E_IE + E_Auger + E_alpha + E_gamma + E_X  (photons="local")
 
-with the mean energies per decay of ICRP Publication 107 (beta: branch mean energy x intensity;
-conversion and Auger electrons: sum of yield x energy; see
-:class:`rptdose.physics.nuclides.Nuclide`). A monoenergetic source contributes its energy to the
-electron or the photon part according to its kind.
+with the mean energies per decay of ICRP Publication 107 (beta: branch mean energy x intensity,
+beta+ kinetic energy included; conversion and Auger electrons: sum of yield x energy; alphas
+with their recoil nuclei; see :class:`rptdose.physics.nuclides.Nuclide`), summed over the decay
+chain's members (decays per parent decay) for a source with daughters. Annihilation photons
+count as photons. A monoenergetic source contributes its energy to the electron or the photon
+part according to its kind (a positron's kinetic energy to the electrons).
 
 The method is exact where charged-particle equilibrium holds and photons escape (or deposit
 locally); it ignores electron transport across voxel boundaries (blurring at the edges of hot
@@ -45,15 +47,16 @@ def emitted_energy_split(source: Any) -> dict[str, float]:
     Nuclides: ICRP-107 means (``electrons`` = beta + conversion + Auger; ``photons`` = gamma +
     X). Monoenergetic sources: their one particle.
     """
-    nuclide = getattr(source, "_nuclide", None)  # Source keeps the Nuclide (or None if mono)
+    nuclide = getattr(source, "_nuclide", None)  # Nuclide or DecayChain (None if mono)
     if nuclide is not None:
         return {"electrons": float(nuclide.electron_mev_per_decay),
                 "photons": float(nuclide.photon_mev_per_decay),
+                "alpha": float(nuclide.alpha_recoil_mev_per_decay),
                 "beta": float(nuclide.beta_mev_per_decay), "IE": float(nuclide.ie_mev_per_decay),
                 "auger": float(nuclide.auger_mev_per_decay)}
     kind, energy = source._mono
-    return {"electrons": energy if kind == "electron" else 0.0,
-            "photons": energy if kind == "photon" else 0.0}
+    return {"electrons": energy if kind in ("electron", "positron") else 0.0,
+            "photons": energy if kind == "photon" else 0.0, "alpha": 0.0}
 
 
 def local_deposition(phantom: Any, source: Any, *, photons: str = "ignore", regions: Any = None,
@@ -85,7 +88,7 @@ def local_deposition(phantom: Any, source: Any, *, photons: str = "ignore", regi
         raise InputError(f"photons {photons!r} (unknown): expected one of {', '.join(PHOTON_MODES)}")
     masks = normalize_regions(regions, phantom.shape, label_names=label_names)
     split = emitted_energy_split(source)
-    e_local = split["electrons"] + (split["photons"] if photons == "local" else 0.0)
+    e_local = split["electrons"] + split["alpha"] + (split["photons"] if photons == "local" else 0.0)
 
     # Gy = decays * MeV * J/MeV / (density [g/cm3] * volume [mm3] * 1e-6 kg/(g/cm3 mm3))
     sx, sy, sz = phantom.spacing_mm

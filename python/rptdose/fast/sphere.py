@@ -3,10 +3,12 @@
 For a region of mass m (kg, from the phantom's densities) holding N decays (time-integrated
 activity, Bq s)::
 
-    D = N * sum_c E_c * phi_c(m) * 1.602176634e-13 J/MeV / m,     c in {electrons, photons}
+    D = N * (sum_c E_c * phi_c(m) + E_alpha) * 1.602176634e-13 J/MeV / m,   c in {electrons, photons}
 
 E_c is the mean energy per decay of the nuclide's electrons (beta + conversion + Auger) and
-photons (gamma + X) from ICRP Publication 107, phi_c(m) the self-absorbed fraction of that
+photons (gamma + X) from ICRP Publication 107 (summed over a decay chain's members per parent
+decay), E_alpha that of its alphas and recoil nuclei, absorbed where they are emitted (phi = 1:
+ranges 40-100 um), phi_c(m) the self-absorbed fraction of that
 component in a sphere of mass m, interpolated linearly in ln(m) between tabulated masses (and
 held constant beyond the table's ends, which the result flags as ``extrapolated``).
 
@@ -15,7 +17,8 @@ sphere of the medium (ICRP soft tissue by default, at unit density, as in the sp
 & Konijnenberg, J Nucl Med 41:149, 2000, used by OLINDA/EXM) voxelised with ``voxels_across``
 voxels over its diameter, surrounded by one voxel of air, the decays uniform in the sphere.
 The electron and the photon emissions of the nuclide are simulated apart (two Nuclide objects
-holding the one or the other). phi = energy deposited in the (voxelised) sphere / energy
+holding the one or the other; for a chain, two chains of such members). Positron emitters are
+refused (their annihilation photons belong to neither component): use ``mc`` or ``vsv``. phi = energy deposited in the (voxelised) sphere / energy
 emitted, per decay, against the voxelised sphere's mass; uncertainty from the batch method.
 Tables are cached like the kernels: ``<cache root>/spheres/<nuclide>_<key>.h5``.
 
@@ -148,13 +151,35 @@ def _component_nuclides(emitter: Emitter) -> dict[str, Any]:
         kind = emitter.mono[0]
         return {"electrons": emitter.mono if kind == "electron" else None,
                 "photons": emitter.mono if kind == "photon" else None}
+    from rptdose.physics.chains import DecayChain
+
     nuc = emitter.nuclide
+    if nuc.positron_yield > 0:
+        raise InputError(f"nuclide {emitter.label} (a positron emitter, {nuc.positron_yield:.4g} beta+ per decay): the "
+                         "sphere model's electron/photon absorbed fractions do not hold its annihilation photons; "
+                         "expected a beta-/alpha emitter, or use method 'mc' or 'vsv'")
+    if isinstance(nuc, DecayChain):
+        parts = [_split_components(n) for n, _ in nuc.members]
+        out = {}
+        for i, c in enumerate(COMPONENTS):
+            members = tuple((p[i], k) for p, (_, k) in zip(parts, nuc.members) if p[i] is not None)
+            out[c] = dataclasses.replace(nuc, members=members) if members else None
+        return out
+    electrons, photons = _split_components(nuc)
+    return {"electrons": electrons, "photons": photons}
+
+
+def _split_components(nuc: Any) -> tuple[Any, Any]:
+    """(electron-only, photon-only) variants of a Nuclide (None where it has none); alphas in
+    neither (absorbed where emitted)."""
     el_lines = tuple(line for line in nuc.lines if line[2] in ("IE", "auger"))
     ph_lines = tuple(line for line in nuc.lines if line[2] in ("gamma", "X"))
-    electrons = dataclasses.replace(nuc, lines=el_lines) if (nuc.beta_yield > 0 or el_lines) else None
-    photons = (dataclasses.replace(nuc, beta_yield=0.0, beta_mean_mev=0.0, beta_spectrum=(), lines=ph_lines)
+    electrons = (dataclasses.replace(nuc, lines=el_lines, alphas=(), recoils=())
+                 if (nuc.beta_yield > 0 or el_lines) else None)
+    photons = (dataclasses.replace(nuc, beta_yield=0.0, beta_mean_mev=0.0, beta_spectrum=(), lines=ph_lines,
+                                   alphas=(), recoils=(), beta_branches=())
                if ph_lines else None)
-    return {"electrons": electrons, "photons": photons}
+    return electrons, photons
 
 
 def _check_masses(masses_g: Any) -> tuple[float, ...]:
@@ -339,7 +364,7 @@ def sphere_dose(phantom: Any, source: Any, *, regions: Any, label_names: dict[in
         mass = float(np.sum(mass_map[m]))
         n = float(np.sum(source.decays[m]))
         ip = table.interpolate(mass)
-        e_abs = sum(energy[c] * ip[c] for c in COMPONENTS)                     # MeV per decay
+        e_abs = sum(energy[c] * ip[c] for c in COMPONENTS) + energy.get("alpha", 0.0)  # MeV per decay
         sigma = math.sqrt(sum((energy[c] * ip[c + "_sigma"]) ** 2 for c in COMPONENTS))
         d = n * e_abs * J_PER_MEV / mass
         region_means[name] = {"mean_dose_gy": d, "rel_uncertainty": sigma / e_abs if e_abs > 0 else None,
@@ -351,7 +376,8 @@ def sphere_dose(phantom: Any, source: Any, *, regions: Any, label_names: dict[in
         dose[masks[name]] = region_means[name]["mean_dose_gy"]
     settings = {"table_cache_key": table.cache_key, "table_file": None if table.path is None else str(table.path),
                 "table_masses_kg": table.masses_kg.tolist(), "energy_mev_per_decay": energy,
-                "model": "self-dose only: N * sum_c E_c phi_c(m) / m, phi linear in ln m"}
+                "model": "self-dose only: N * (sum_c E_c phi_c(m) + E_alpha) / m, phi linear in ln m, alphas "
+                         "absorbed where emitted"}
     prov = base_provenance("sphere", phantom, source, settings)
     prov["absorbed_fractions"] = table.provenance
     prov["seed"] = table.provenance.get("seed")

@@ -20,6 +20,9 @@ name                   kind       type                content
 ``direction``          attr       float64 (9,)        direction cosines, row-major
 ``dose_gy``            dataset    float64 [z, y, x]   absorbed dose to medium (Gy), gzip
 ``rel_uncertainty``    dataset    float64 [z, y, x]   relative 1-sigma standard error, gzip
+``alpha_dose_gy``      dataset    float64 [z, y, x]   optional: the part of dose_gy from alphas
+                                                      and recoil nuclei (Gy), gzip; absent for
+                                                      sources without alphas
 =====================  =========  ==================  ========================================
 
 Writes are atomic (:func:`atomic_h5`, built on :mod:`rptdose.io.atomic`): the file is built in
@@ -134,6 +137,11 @@ def write_result(path: Any, fields: dict[str, Any], extra: Any = None) -> Path:
             ds = f.create_dataset(key, data=data, compression="gzip", compression_opts=4, shuffle=True,
                                   chunks=True)
             ds.attrs["units"] = units[key]
+            ds.attrs["axes"] = "z, y, x"
+        if fields.get("alpha_dose_gy") is not None:
+            ds = f.create_dataset("alpha_dose_gy", data=np.ascontiguousarray(fields["alpha_dose_gy"], dtype=np.float64),
+                                  compression="gzip", compression_opts=4, shuffle=True, chunks=True)
+            ds.attrs["units"] = "Gy (alpha particles and recoil nuclei, deposited at the decay site)"
             ds.attrs["axes"] = "z, y, x"
         if extra is not None:
             extra(f)
@@ -285,6 +293,8 @@ def read_result(path: Any) -> dict[str, Any]:
             }
             for key in _DATASETS:
                 out[key] = np.asarray(f[key][()], dtype=np.float64)
+            if "alpha_dose_gy" in f:
+                out["alpha_dose_gy"] = np.asarray(f["alpha_dose_gy"][()], dtype=np.float64)
         except (ValueError, TypeError, KeyError, OSError) as exc:
             raise InputError(f"result file '{p}' (unreadable content: {exc}): expected an rptdose result; "
                              "the file is damaged") from None

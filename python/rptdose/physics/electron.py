@@ -100,6 +100,7 @@ __all__ = [
     "total_stopping_power",
     "csda_range",
     "moller_cross_section",
+    "bhabha_cross_section",
     "transport_cross_section",
     "hard_elastic_parameters",
     "density_effect",
@@ -219,27 +220,53 @@ def _bethe_bracket(material: Material, e: np.ndarray, cut_mev) -> tuple[np.ndarr
     return br, beta2
 
 
+def _bethe_bracket_positron(material: Material, e: np.ndarray, cut_mev) -> tuple[np.ndarray, np.ndarray]:
+    """(bracket, beta2) of the restricted Bethe formula for positrons: the Bhabha cross section
+    integrated up to the cut (the positron can lose all its energy, so the cut is min(W_cut, T));
+    the form of Geant4's G4MollerBhabhaModel::ComputeDEDXPerVolume. Unrestricted (cut = T) it is
+    the ICRU 37 positron formula with F+(tau) = 2 ln 2 - (beta^2/12) [23 + 14/(tau+2) +
+    10/(tau+2)^2 + 4/(tau+2)^3] (ICRU Report 37, eq. 2.2 with 2.5), checked in the tests."""
+    tau = e / MEC2_MEV
+    gam = tau + 1.0
+    beta2 = tau * (tau + 2.0) / (gam * gam)
+    eexc2 = (material.i_ev * 1e-6 / MEC2_MEV) ** 2
+    d = tau if cut_mev is None else np.minimum(float(cut_mev), e) / MEC2_MEV
+    d2 = 0.5 * d * d
+    d3 = d2 * d / 1.5
+    d4 = d3 * d * 0.75
+    y = 1.0 / (1.0 + gam)
+    br = (np.log(2.0 * (tau + 2.0) / eexc2) + np.log(tau * d)
+          - beta2 * (tau + 2.0 * d - y * (3.0 * d2 + y * (d - d3 + y * (d2 - tau * d3 + d4)))) / tau)
+    br = br - density_effect(material, e)
+    return br, beta2
+
+
 _BRACKET_MIN = 2.0  # below this the Bethe formula is outside its validity (low E, high I)
 
 
-def collision_stopping_power(material: Union[Material, str], energy_mev, cut_mev: float | None = None) -> np.ndarray:
-    """Mass collision stopping power (MeV cm2/g) for electrons; restricted to energy transfers
-    below `cut_mev` if given. Where the Bethe bracket falls below 2 (only at the lowest energies
-    in high-I materials, never for tissues above 1 keV) S is continued as S(E*) sqrt(E*/E)."""
+def collision_stopping_power(material: Union[Material, str], energy_mev, cut_mev: float | None = None,
+                             particle: str = "electron") -> np.ndarray:
+    """Mass collision stopping power (MeV cm2/g) for electrons (or ``particle="positron"``);
+    restricted to energy transfers below `cut_mev` if given. Where the Bethe bracket falls below 2
+    (only at the lowest energies in high-I materials, never for tissues above 1 keV) S is
+    continued as S(E*) sqrt(E*/E)."""
     m = get_material(material)
     e = _energies(energy_mev)
     if cut_mev is not None and not float(cut_mev) > 0.0:
         raise InputError(f"cut_mev={cut_mev!r} (invalid): expected a Moller cut > 0 MeV")
-    br, beta2 = _bethe_bracket(m, e, cut_mev)
+    if particle not in ("electron", "positron"):
+        raise InputError(f"particle={particle!r} (unknown): expected 'electron' or 'positron'")
+    bracket = _bethe_bracket if particle == "electron" else _bethe_bracket_positron
+    br, beta2 = bracket(m, e, cut_mev)
     s = TWOPI_RE2_MC2 * m.electrons_per_gram / beta2 * br
     bad = br < _BRACKET_MIN
     if np.any(bad):
         # lowest energy above which the bracket is healthy, computed on a fixed fine grid
         eg = np.geomspace(1e-4, 0.1, 400)
-        bg, b2g = _bethe_bracket(m, eg, cut_mev)
+        bg, b2g = bracket(m, eg, cut_mev)
         ok = np.flatnonzero(bg >= _BRACKET_MIN)
         estar = eg[ok[0]] if ok.size else 0.1
-        br_s, b2_s = _bethe_bracket(m, np.array([estar]), cut_mev)
+        br_s, b2_s = bracket(m, np.array([estar]), cut_mev)
         sstar = TWOPI_RE2_MC2 * m.electrons_per_gram / b2_s[0] * br_s[0]
         low = e < estar
         s = np.where(low, sstar * np.sqrt(estar / e), s)
@@ -299,9 +326,11 @@ def radiative_stopping_power(material: Union[Material, str], energy_mev) -> np.n
     return AVOGADRO * ALPHA * R_E_CM**2 * zz * (e + MEC2_MEV) * phi_rad_born(e)
 
 
-def total_stopping_power(material: Union[Material, str], energy_mev) -> np.ndarray:
-    """Collision + radiative mass stopping power (MeV cm2/g)."""
-    return collision_stopping_power(material, energy_mev) + radiative_stopping_power(material, energy_mev)
+def total_stopping_power(material: Union[Material, str], energy_mev, particle: str = "electron") -> np.ndarray:
+    """Collision + radiative mass stopping power (MeV cm2/g); the radiative part is the
+    electron's for positrons too (module docstring: positrons)."""
+    return (collision_stopping_power(material, energy_mev, particle=particle)
+            + radiative_stopping_power(material, energy_mev))
 
 
 def _range_integral(e: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -314,13 +343,13 @@ def _range_integral(e: np.ndarray, s: np.ndarray) -> np.ndarray:
     return r0 + np.concatenate([[0.0], np.cumsum(seg)])
 
 
-def csda_range(material: Union[Material, str], energy_mev) -> np.ndarray:
-    """CSDA range (g/cm2): integral of 1/S_tot from 0 to E (E >= 1 keV)."""
+def csda_range(material: Union[Material, str], energy_mev, particle: str = "electron") -> np.ndarray:
+    """CSDA range (g/cm2): integral of 1/S_tot from 0 to E (E >= 1 keV) of electrons or positrons."""
     e = _energies(energy_mev)
     if np.any(e < _E_MIN_MEV * (1 - 1e-12)):
         raise InputError(f"energy_mev (min {e.min():g}): expected energies >= {_E_MIN_MEV:g} MeV")
     fine = np.geomspace(_E_MIN_MEV, max(float(e.max()), _E_MIN_MEV * 1.01), 4096)
-    r = _range_integral(fine, total_stopping_power(material, fine))
+    r = _range_integral(fine, total_stopping_power(material, fine, particle=particle))
     return np.exp(np.interp(np.log(e), np.log(fine), np.log(r)))
 
 
@@ -346,6 +375,38 @@ def moller_cross_section(material: Union[Material, str], energy_mev, cut_mev: fl
     gg = (2.0 * gam - 1.0) / g2
     cross = ((xmax - xmin) * (1.0 - gg + 1.0 / (xmin * xmax) + 1.0 / ((1.0 - xmin) * (1.0 - xmax)))
              - gg * np.log(xmax * (1.0 - xmin) / (xmin * (1.0 - xmax)))) / beta2
+    out[ok] = cross * TWOPI_RE2_MC2 / t * m.electrons_per_gram
+    return out
+
+
+def bhabha_cross_section(material: Union[Material, str], energy_mev, cut_mev: float) -> np.ndarray:
+    """Bhabha cross section per gram (cm2/g) of a positron for energy transfers W to an atomic
+    electron in (cut_mev, T] (Bhabha, Proc R Soc A 154:195, 1936; integrated form as in
+    G4MollerBhabhaModel::ComputeCrossSectionPerElectron); 0 where T <= cut_mev."""
+    m = get_material(material)
+    e = _energies(energy_mev)
+    cut = float(cut_mev)
+    if not cut > 0.0:
+        raise InputError(f"cut_mev={cut_mev!r} (invalid): expected a Bhabha cut > 0 MeV")
+    out = np.zeros_like(e)
+    ok = e > cut
+    t = e[ok]
+    xmin = cut / t
+    xmax = 1.0
+    tau = t / MEC2_MEV
+    gam = tau + 1.0
+    beta2 = tau * (tau + 2.0) / (gam * gam)
+    y = 1.0 / (1.0 + gam)
+    y2 = y * y
+    y12 = 1.0 - 2.0 * y
+    b1 = 2.0 - y2
+    b2 = y12 * (3.0 + y2)
+    y122 = y12 * y12
+    b4 = y122 * y12
+    b3 = b4 + y122
+    cross = ((xmax - xmin) * (1.0 / (beta2 * xmin * xmax) + b2 - 0.5 * b3 * (xmin + xmax)
+                              + b4 * (xmin * xmin + xmin * xmax + xmax * xmax) / 3.0)
+             - b1 * np.log(xmax / xmin))
     out[ok] = cross * TWOPI_RE2_MC2 / t * m.electrons_per_gram
     return out
 
@@ -493,7 +554,8 @@ def electron_tables(materials: Sequence[Union[Material, str]], energy_mev: np.nd
     idx = np.arange(ne) * _RANGE_REFINE
     out = {k: np.zeros((nm, ne)) for k in ("el_dedx_cont", "el_range_cont", "el_sigma_hard", "el_tr1",
                                             "el_csda_range", "el_sigma_el", "el_el_inv_lo", "el_el_inv_hi",
-                                            "el_el_eta", "el_mott_b", "el_mott_c")}
+                                            "el_el_eta", "el_mott_b", "el_mott_c", "pos_dedx_cont",
+                                            "pos_range_cont", "pos_sigma_hard", "pos_csda_range")}
     for k, m in enumerate(mats):
         srad = radiative_stopping_power(m, fine)
         s_cont = collision_stopping_power(m, fine, cut_mev=wcc) + srad
@@ -502,6 +564,14 @@ def electron_tables(materials: Sequence[Union[Material, str]], energy_mev: np.nd
         out["el_range_cont"][k] = _range_integral(fine, s_cont)[idx]
         out["el_csda_range"][k] = _range_integral(fine, s_tot)[idx]
         out["el_sigma_hard"][k] = moller_cross_section(m, e, wcc)
+        # positrons: Bhabha instead of Moller (restricted stopping power and hard collisions);
+        # radiative loss and elastic scattering are the electron's (module docstring)
+        p_cont = collision_stopping_power(m, fine, cut_mev=wcc, particle="positron") + srad
+        p_tot = collision_stopping_power(m, fine, particle="positron") + srad
+        out["pos_dedx_cont"][k] = p_cont[idx]
+        out["pos_range_cont"][k] = _range_integral(fine, p_cont)[idx]
+        out["pos_csda_range"][k] = _range_integral(fine, p_tot)[idx]
+        out["pos_sigma_hard"][k] = bhabha_cross_section(m, e, wcc)
         hel = hard_elastic_parameters(m, e, cut_mev=wcc)
         out["el_tr1"][k] = hel["tr1_soft"]
         out["el_sigma_el"][k] = hel["sigma"]

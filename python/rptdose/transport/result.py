@@ -11,6 +11,9 @@ attribute              layout                  unit   meaning
 ``energy_balance``     dict of float           MeV    ``emitted_mev``, ``deposited_mev``,
                                                       ``escaped_mev`` per simulated decay;
                                                       emitted = deposited + escaped
+``alpha_dose_gy``      float64 [z, y, x]       Gy     the part of ``dose_gy`` from alpha particles
+                                                      and recoil nuclei (deposited at the decay
+                                                      site, exact); zeros without alphas
 ``region_means``       dict or None            Gy     per region: ``mean_dose_gy`` (energy /
                                                       mass), ``rel_uncertainty`` (from the
                                                       batch means), ``mass_kg``, ``voxels``
@@ -84,8 +87,14 @@ class SimulationResult(DoseOnGrid):
                  backend: str, histories: int, seed: int, batches: int, elapsed_s: float,
                  provenance: dict[str, Any], spacing_mm: tuple[float, float, float],
                  origin_mm: tuple[float, float, float], direction: tuple[float, ...],
-                 region_means: dict[str, dict[str, float]] | None = None):
+                 region_means: dict[str, dict[str, float]] | None = None, alpha_dose_gy: np.ndarray | None = None):
         self._dose_gy = frozen(np.ascontiguousarray(dose_gy, dtype=np.float64))
+        self._alpha_dose_gy = None
+        if alpha_dose_gy is not None:
+            a = np.ascontiguousarray(alpha_dose_gy, dtype=np.float64)
+            if a.shape != self._dose_gy.shape:
+                raise InputError(f"alpha_dose_gy (shape {a.shape}): expected the dose's shape {self._dose_gy.shape}")
+            self._alpha_dose_gy = frozen(a)
         self._rel_uncertainty = frozen(np.ascontiguousarray(rel_uncertainty, dtype=np.float64))
         self._energy_balance = {k: float(v) for k, v in energy_balance.items()}
         self.backend = str(backend)
@@ -106,6 +115,15 @@ class SimulationResult(DoseOnGrid):
         return self._dose_gy
 
     @property
+    def alpha_dose_gy(self) -> np.ndarray:
+        """The part of :attr:`dose_gy` from alpha particles and recoil nuclei (Gy), float64
+        [z, y, x], read-only: deposited in the decay voxels, computed exactly (not sampled); all
+        zeros for a source without alphas."""
+        if self._alpha_dose_gy is None:
+            return np.broadcast_to(np.float64(0.0), self._dose_gy.shape)
+        return self._alpha_dose_gy
+
+    @property
     def rel_uncertainty(self) -> np.ndarray:
         """Relative 1-sigma standard error of each voxel's dose, float64 [z, y, x], read-only."""
         return self._rel_uncertainty
@@ -120,6 +138,11 @@ class SimulationResult(DoseOnGrid):
         """``"dose_gy"`` or ``"rel_uncertainty"`` as a SimpleITK image on the phantom's grid."""
         from rptdose.phantom import grid_to_sitk
 
+        if name == "alpha_dose_gy":
+            from rptdose.phantom import grid_to_sitk
+
+            return grid_to_sitk(np.ascontiguousarray(self.alpha_dose_gy), self.shape, self.spacing_mm, self.origin_mm,
+                                self.direction, name=name)
         if name not in _ARRAYS:
             raise InputError(f"name {name!r} (unknown array): expected one of {', '.join(_ARRAYS)}")
         return grid_to_sitk(getattr(self, name), self.shape, self.spacing_mm, self.origin_mm, self.direction,
@@ -136,7 +159,7 @@ class SimulationResult(DoseOnGrid):
 
     def _fields(self) -> dict[str, Any]:
         return {"dose_gy": self._dose_gy, "rel_uncertainty": self._rel_uncertainty,
-                "energy_balance": self._energy_balance, "region_means": self._region_means,
+                "alpha_dose_gy": self._alpha_dose_gy, "energy_balance": self._energy_balance, "region_means": self._region_means,
                 "backend": self.backend, "histories": self.histories, "seed": self.seed,
                 "batches": self.batches, "elapsed_s": self.elapsed_s, "provenance": self._provenance,
                 "spacing_mm": self.spacing_mm, "origin_mm": self.origin_mm, "direction": self.direction}

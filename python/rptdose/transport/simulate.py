@@ -31,6 +31,19 @@ Dose from energy (all in float64)::
 so the dose is that of *all* the source's decays, estimated from the simulated ones.
 A region's mean dose is its energy over its mass (the MIRD mean absorbed dose), and its
 uncertainty comes from the per-batch region energies.
+
+Alpha particles and recoil nuclei (``source.alpha_mev_per_decay``, all chain members) are not
+sampled: they deposit their energy in the decay voxel (ranges 40-100 um), so their dose is
+computed exactly as its expected value, ``alpha_dose_gy = decays * E_alpha * J/MeV /
+voxel_mass_kg`` (:func:`rptdose.source.alpha_dose_gy`), and added to the transported part::
+
+    dose_gy = transported dose + alpha_dose_gy        (result.alpha_dose_gy holds the second)
+
+Consistently, ``E_alpha`` (quantised to the tallies' 1e-8 MeV) is added to the emitted and the
+deposited energy of every simulated decay (emitted = deposited + escaped stays exact in the
+integer units), a region's alpha energy is added to each batch's region sum (so its uncertainty
+is that of the transported part, over the larger mean), and a voxel's relative uncertainty is
+the transported part's standard error over the total dose (0 where only alphas deposited).
 """
 
 from __future__ import annotations
@@ -50,7 +63,7 @@ from rptdose._validate import as_grid_array, as_int, describe
 from rptdose.analysis.regions import normalize_regions
 from rptdose.errors import InputError
 from rptdose.phantom import Phantom
-from rptdose.source import Source, max_mev_per_decay, mean_mev_per_decay
+from rptdose.source import Source, alpha_dose_gy, max_mev_per_decay, mean_mev_per_decay
 from rptdose.transport.backends import check_backend_name, max_histories, select_backend
 from rptdose.transport.result import SimulationResult
 
@@ -141,16 +154,23 @@ def _regions_from_atoms(atom_values: np.ndarray, membership: np.ndarray) -> np.n
 
 
 def _region_means(reg: _Regions, edep_mev: np.ndarray, batch_edep_mev: np.ndarray, histories: int,
-                  batches: int, total_decays: float) -> dict[str, dict[str, float]]:
+                  batches: int, total_decays: float, alpha_mev_per_history: np.ndarray | None = None
+                  ) -> dict[str, dict[str, float]]:
     """Mean dose (energy / mass) and batch-method relative uncertainty of each region.
 
     The mean comes from the voxel energies (exact tallies, summed in a fixed order: the same
     bits whatever the thread count); the uncertainty from the core's per-batch region sums.
+    ``alpha_mev_per_history`` [A]: the exact alpha energy per simulated history of each atom
+    (module docstring), added to the energies and to every batch's sums.
     """
     energy = _regions_from_atoms(_atom_sums(reg.labels, edep_mev, reg.membership.shape[0]), reg.membership)
     per_region = np.asarray(batch_edep_mev, dtype=np.float64) @ reg.membership  # [B, R]
     b = np.arange(batches)
     n_b = histories // batches + (b < histories % batches)  # the core's split of histories
+    if alpha_mev_per_history is not None:
+        alpha_region = _regions_from_atoms(alpha_mev_per_history, reg.membership)  # [R] per history
+        energy = energy + histories * alpha_region
+        per_region = per_region + n_b[:, None] * alpha_region[None, :]
     x = per_region / n_b[:, None]              # mean energy per history in each batch
     total = per_region.sum(axis=0)
     mean = total / histories                   # per-history mean over all batches
@@ -274,11 +294,18 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
 
     # ---- energy -> dose --------------------------------------------------------------------
     decays_per_history = source.total_decays / histories
+    alpha_mev = float(emissions.get("alpha_mev_per_decay", 0.0))
     energy_balance = {k: float(out[k]) / histories for k in ("emitted_mev", "deposited_mev", "escaped_mev")}
+    if alpha_mev > 0.0:  # alphas at the decay site: the same energy emitted and deposited per decay
+        energy_balance = _balance_with_alphas(out, alpha_mev, histories)
     region_means = None
     if reg is not None:
+        alpha_atoms = None
+        if alpha_mev > 0.0:
+            atom_decays = _atom_sums(reg.labels, source.decays, reg.membership.shape[0])
+            alpha_atoms = alpha_mev * atom_decays / source.total_decays
         region_means = _region_means(reg, out["edep_mev"], out["region_batch_edep_mev"], histories, batches,
-                                     source.total_decays)
+                                     source.total_decays, alpha_atoms)
     # the backend's buffer is ours: convert it in place (no second voxel-sized array)
     dose_gy = np.asarray(out.pop("edep_mev"), dtype=np.float64)
     if not dose_gy.flags.writeable:
@@ -287,14 +314,37 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
     sx, sy, sz = phantom.spacing_mm
     dose_gy *= decays_per_history * J_PER_MEV / (sx * sy * sz * 1e-6)
     dose_gy /= phantom.density
+    rel = out["rel_uncertainty"]
+    alpha_gy = None
+    if alpha_mev > 0.0:
+        alpha_gy = alpha_dose_gy(source.decays, alpha_mev, phantom.density, phantom.spacing_mm)
+        total = dose_gy + alpha_gy
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(total > 0.0, np.asarray(rel) * dose_gy / total, 1.0)
+        dose_gy = total
 
     provenance = _provenance(phantom, source, reg, tables, emissions, out, backend_name, backend, histories,
                              seed, batches, threads, electron_transport, max_mev, t_tables, elapsed_s)
-    return SimulationResult(dose_gy=dose_gy, rel_uncertainty=out["rel_uncertainty"],
+    return SimulationResult(dose_gy=dose_gy, rel_uncertainty=rel,
                             energy_balance=energy_balance, backend=backend_name, histories=histories, seed=seed,
                             batches=batches, elapsed_s=elapsed_s, provenance=provenance,
                             spacing_mm=phantom.spacing_mm, origin_mm=phantom.origin_mm,
-                            direction=phantom.direction, region_means=region_means)
+                            direction=phantom.direction, region_means=region_means, alpha_dose_gy=alpha_gy)
+
+
+def _balance_with_alphas(out: dict, alpha_mev: float, histories: int) -> dict[str, float]:
+    """Energy balance per decay with the alphas' energy (quantised like every tallied energy)
+    added to the emitted and the deposited energy of each decay; computed from the integer units
+    so that emitted = deposited + escaped holds exactly in them."""
+    unit = float(out.get("energy_unit_mev", 1e-8))
+    qa = int(alpha_mev / unit + 0.5) * int(histories)
+    if all(k in out for k in ("emitted_units", "deposited_units", "escaped_units")):
+        units = {"emitted_mev": int(out["emitted_units"]) + qa, "deposited_mev": int(out["deposited_units"]) + qa,
+                 "escaped_mev": int(out["escaped_units"])}
+        return {k: float(v) * unit / histories for k, v in units.items()}
+    return {"emitted_mev": (float(out["emitted_mev"]) + qa * unit) / histories,
+            "deposited_mev": (float(out["deposited_mev"]) + qa * unit) / histories,
+            "escaped_mev": float(out["escaped_mev"]) / histories}
 
 
 def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: dict, emissions: dict,
@@ -314,6 +364,15 @@ def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: 
                                "monoenergetic": source.is_monoenergetic}
     if not source.is_monoenergetic:
         nuclide["data_source"] = str(getattr(source._nuclide, "source", ""))
+        if source.decay_chain is not None:
+            nuclide["chain"] = source.decay_chain.summary()
+    alpha_mev = float(emissions.get("alpha_mev_per_decay", 0.0))
+    nuclide["alpha_recoil_mev_per_decay"] = alpha_mev
+    if alpha_mev > 0.0:
+        nuclide["alpha_method"] = ("alphas and recoil nuclei deposited in the decay voxel (ranges 40-100 um in tissue, "
+                                   "far below a voxel) as the exact expected value decays x E / voxel mass; "
+                                   "result.alpha_dose_gy")
+    nuclide["above_table_mev_per_decay"] = float(emissions.get("above_table_mev_per_decay", 0.0))
     inputs = input_hashes(phantom, source)
     if reg is not None:
         inputs["region_labels"] = array_sha256(reg.labels)
