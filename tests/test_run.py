@@ -308,6 +308,17 @@ def test_demo_patient_small(tmp_path):
     doc = json.loads((tmp_path / "out" / "regions.json").read_text())
     assert {r["kind"] for r in doc["regions"]} == {"kidney", "marrow", "tumour", "organ"}
     assert doc["histories"] == 20_000
+    # the whole quantitative chain: the sensitivity from the calibration phantom written beside the
+    # patient (counting statistics of ~4e6 counts: 0.05 %) and the recovery correction
+    from rptdose.demo import SENSITIVITY_CPS_PER_MBQ, SPECT_FWHM_MM
+
+    cal = outcome.study.settings["calibration"]
+    assert cal["mode"] == "phantom" and cal["sensitivity_cps_per_mbq"] == pytest.approx(SENSITIVITY_CPS_PER_MBQ,
+                                                                                         rel=0.003)
+    assert outcome.study.recovery is not None and outcome.study.recovery.psf_fwhm_mm == (SPECT_FWHM_MM,) * 3
+    for r in doc["regions"]:   # the budget: the dose calibrator's 2 % and counting statistics in u_calibration
+        assert r["u_calibration"] == pytest.approx(0.02, rel=0.01)
+        assert r["u_total"] >= max(r[k] for k in ("u_calibration", "u_tia_fit", "u_statistical") if r[k] is not None)
     for tp in outcome.study.timepoints:
         assert tp.total_activity_fov_bq == pytest.approx(float(p.activity_bq(tp.time_s).sum()), rel=0.005)
     # the true TIA is the sum over the compartments of A0 f T_eff / ln 2

@@ -6,6 +6,10 @@
     folder/tp<k>/ct/ct*.dcm      CT of each SPECT/CT (int16 HU, one file per slice)
     folder/tp<k>/spect.dcm       SPECT in counts (multi-frame NM, calibration factor in study.toml)
     folder/rtstruct.dcm          the organs on the first CT
+    folder/calibration/spect.dcm a uniform cylinder scanned like the patient the day before: the
+                                 study derives the camera's sensitivity from it
+                                 (calibration.mode = "phantom"); the study also corrects the
+                                 regions for the SPECT's resolution ([recovery])
 
 Anatomy (analytic shapes in patient coordinates, LPS: +x to the patient's left, +y posterior,
 +z head; mm from the centre of the grid): an elliptic-cylinder body, two lungs, the spine
@@ -339,13 +343,21 @@ def gaussian_blur(a: np.ndarray, fwhm_mm: float, spacing: tuple[float, float, fl
 
 def write_demo_study(folder: str | Path, patient: DemoPatient | None = None, *, times_h=TIMES_H,
                      shifts: dict[int, tuple] | None = None, histories: int = DEMO_HISTORIES,
-                     administration: _dt.datetime | None = None, nuclide: str | None = None) -> Path:
+                     administration: _dt.datetime | None = None, nuclide: str | None = None,
+                     calibration: str = "phantom", recovery: bool = True) -> Path:
     """Write the demo patient's DICOM and study.toml into ``folder``; returns the study file.
 
     ``administration``: the date-time of the administration (default :data:`ADMINISTRATION`);
     the scans follow it at ``times_h``. ``nuclide``: the demo's nuclide (default Lu-177, or the
-    ``patient``'s), e.g. "Ac-225" (module docstring).
+    ``patient``'s), e.g. "Ac-225" (module docstring). ``calibration``: "phantom" (default: a
+    uniform-cylinder calibration scan is written beside the patient, :func:`write_calibration_phantom`,
+    and the study derives the sensitivity from it) or "sensitivity" (the true value typed in).
+    ``recovery``: a ``[recovery]`` table with the SPECT's resolution (:data:`SPECT_FWHM_MM`).
     """
+    if calibration not in ("phantom", "sensitivity"):
+        from rptdose.errors import InputError
+
+        raise InputError(f"calibration {calibration!r} (unknown): expected 'phantom' or 'sensitivity'")
     from pydicom.uid import generate_uid
 
     from rptdose.io.dicom_write import Identity, write_ct_series, write_nm_counts, write_rtstruct
@@ -391,6 +403,15 @@ def write_demo_study(folder: str | Path, patient: DemoPatient | None = None, *, 
     kinds = {"body": "EXTERNAL", "tumour_1": "GTV", "tumour_2": "GTV"}
     write_rtstruct(root / "rtstruct.dcm", regions, p.spacing, p.origin, ident=ident, for_uid=first_for,
                    when=adm, kinds=kinds)
+    if calibration == "phantom":
+        reading = write_calibration_phantom(root / "calibration", p.voxel_mm, nuc_name, code_meaning=code_meaning,
+                                            scan=adm - _dt.timedelta(hours=20), seed=p.seed)
+        cal_text = ('\n[calibration]\n# the sensitivity from a uniform cylinder scanned and reconstructed like the '
+                    'patient\nmode = "phantom"\nphantom_spect = "calibration/spect.dcm"\n'
+                    f'phantom_activity_mbq = {reading[0]:g}\nphantom_time = {reading[1].isoformat()}\n'
+                    'phantom_activity_uncertainty_pct = 2\n\n')
+    else:
+        cal_text = f'\n[calibration]\nmode = "sensitivity"\nsensitivity_cps_per_mbq = {SENSITIVITY_CPS_PER_MBQ:g}\n\n'
     label = demo_label(nuc_name)
     chain_line = 'chain = "equilibrium"\n' if with_chain else ""
     text = (f'# A synthetic {label} patient (rptdose demo): see rptdose/demo.py for the anatomy and\n'
@@ -398,10 +419,53 @@ def write_demo_study(folder: str | Path, patient: DemoPatient | None = None, *, 
             f'[study]\nnuclide = "{nuc_name}"\nname = "demo {label}"\n{chain_line}\n'
             f'[administration]\nactivity_mbq = {activity_mbq:.6g}\ntime = {adm.isoformat()}\n\n'
             + "\n".join(tables)
-            + f'\n[calibration]\nmode = "sensitivity"\nsensitivity_cps_per_mbq = {SENSITIVITY_CPS_PER_MBQ:g}\n\n'
-            '[segmentation]\nrtstruct = "rtstruct.dcm"\n\n'
+            + cal_text
+            + '[segmentation]\nrtstruct = "rtstruct.dcm"\n\n'
             f'[dose]\ngrid = "spect"\nmethod = "mc"\nhistories = {int(histories)}\nseed = 1\n\n'
-            '[tia]\nmodel = "auto"\n\n[registration]\nmethod = "rigid"\n')
+            '[tia]\nmodel = "auto"\n\n[registration]\nmethod = "rigid"\n'
+            + (f'\n[recovery]\n# the reconstructed SPECT\'s resolution (FWHM, mm) and its standard uncertainty (%)\n'
+               f'psf_fwhm_mm = {SPECT_FWHM_MM:g}\npsf_fwhm_uncertainty_pct = 10\n' if recovery else ""))
     study = root / "study.toml"
     study.write_text(text, encoding="utf-8")
     return study
+
+
+#: The calibration phantom: a uniform water cylinder (radius, half-length in mm) and the
+#: dose-calibrator reading (MBq), taken an hour before its scan.
+PHANTOM_RADIUS_MM, PHANTOM_HALF_LENGTH_MM = 100.0, 100.0
+PHANTOM_ACTIVITY_MBQ = 250.0
+
+
+def write_calibration_phantom(folder: str | Path, voxel_mm: float, nuclide: str, *, code_meaning: str,
+                              scan: _dt.datetime, seed: int = 1) -> tuple[float, _dt.datetime]:
+    """A calibration scan of a uniform cylinder (:data:`PHANTOM_RADIUS_MM`, ...) filled with
+    :data:`PHANTOM_ACTIVITY_MBQ` of ``nuclide`` measured an hour before ``scan``, imaged like the
+    patient (the same blur, sensitivity, acquisition and camera), into ``folder/spect.dcm``.
+    Returns the dose-calibrator reading (MBq, date-time) for the study file."""
+    from pydicom.uid import generate_uid
+
+    from rptdose.io.dicom_write import Identity, write_nm_counts
+    from rptdose.physics.nuclides import load_nuclide
+
+    v = float(voxel_mm)
+    n = int(math.ceil((2 * PHANTOM_RADIUS_MM + 6 * SPECT_FWHM_MM) / v))
+    shape = (int(math.ceil((2 * PHANTOM_HALF_LENGTH_MM + 6 * SPECT_FWHM_MM) / v)), n, n)
+    origin = tuple(-0.5 * (k - 1) * v for k in (shape[2], shape[1], shape[0]))
+    z, y, x = (origin[2] + v * np.arange(shape[0]))[:, None, None], (origin[1] + v * np.arange(shape[1]))[None, :, None], \
+        (origin[0] + v * np.arange(shape[2]))[None, None, :]
+    inside = (x ** 2 + y ** 2 < PHANTOM_RADIUS_MM ** 2) & (np.abs(z) < PHANTOM_HALF_LENGTH_MM)
+    reading = scan - _dt.timedelta(hours=1)
+    half_life_s = load_nuclide(nuclide).half_life_s
+    lam = math.log(2.0) / half_life_s
+    at_scan = PHANTOM_ACTIVITY_MBQ * 1e6 * math.exp(-lam * 3600.0)
+    activity = np.where(inside, at_scan / inside.sum(), 0.0)
+    duration_s = VIEWS * MS_PER_VIEW / 1000.0
+    blurred = gaussian_blur(activity, SPECT_FWHM_MM, (v, v, v))
+    mean = np.maximum(blurred, 0.0) * SENSITIVITY_CPS_PER_MBQ * 1e-6 * (-math.expm1(-lam * duration_s)) / lam
+    counts = np.random.default_rng([seed, 1000]).poisson(mean).astype(np.float64)
+    ident = Identity("RPTCALIB01", "Calibration^Phantom", generate_uid())
+    write_nm_counts(Path(folder) / "spect.dcm", counts, (v, v, v), origin, ident=ident, for_uid=generate_uid(),
+                    acquisition=scan, views=VIEWS, ms_per_view=MS_PER_VIEW, nuclide_code_meaning=code_meaning,
+                    total_dose_mbq=PHANTOM_ACTIVITY_MBQ, radiopharm_start=reading, half_life_s=half_life_s,
+                    description=f"SPECT calibration phantom {nuclide}")
+    return PHANTOM_ACTIVITY_MBQ, reading
