@@ -434,7 +434,10 @@ HostRun::HostRun(const RunInputs& in) {
   if (in.n_line_photon != nl || (nl > 0 && !in.line_photon))
     fail("emissions['line_is_photon']: expected an int32 array as long as line_energy_mev");
   lines.split(line_y.data, nl);  // checks the yields
-  const double e_top = egrid_data[ne - 1];
+  // Particles above the tables' top are accepted up to twice it and transported with the
+  // tables' values at the top (the look-ups clamp; rptdose.physics.nuclides says what that means
+  // and records the energy concerned).
+  const double e_top = 2.0 * egrid_data[ne - 1];
   max_mev_per_decay = s.local_mev;
   mean_mev_per_decay = s.local_mev;
   if (s.beta_yield > 0.0) {

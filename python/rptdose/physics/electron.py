@@ -79,6 +79,22 @@ eta_eff and Z_eff the Z^2-weighted means of the elements' eta and Z; the soft fi
 cross section is the exact total (above) minus the first moment of this hard part, so the
 first moment per path length is exact whatever the split.
 
+Positrons (``particle="positron"``, the ``pos_*`` tables): what differs from electrons is
+modelled where it matters for the dose: the collision stopping power uses the Bhabha cross
+section (ICRU 37's positron function F+(tau); +10 % at 10 keV, +4 % at 100 keV, -1 % at 500 keV,
+-2 % at 1 MeV against the electron's in water), restricted below the same cut in the form of
+G4MollerBhabhaModel, and the hard collisions above it are Bhabha events in which the positron can
+give the atomic electron all its energy (:func:`bhabha_cross_section`). Approximated: the
+radiative stopping power is the electron's (positron bremsstrahlung is a few % lower, < 0.02 %
+of the total loss in tissue below 1 MeV), elastic scattering uses the electron's cross sections
+(the McKinley-Feshbach factor of a positron has the opposite sign of its pi alpha Z beta term:
+at most ~5 % of the large-angle cross section in tissue), annihilation in flight is not
+simulated (Heitler's cross section along the CSDA path in water: 0.8 % of 250 keV positrons,
+F-18's mean, and 3 % at 830 keV, Ga-68's, annihilate before they stop, sending T + 1.022 MeV
+as photons instead of depositing T and emitting 1.022 MeV at the end of the track), and
+at rest a positron always annihilates into two back-to-back 511 keV photons (positronium's
+three-photon decay and the 0.5 degree acollinearity neglected; csrc/physics/electron.hpp).
+
 Units: MeV, cm2/g, MeV cm2/g, g/cm2.
 """
 
