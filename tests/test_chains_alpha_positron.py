@@ -104,6 +104,15 @@ def test_chain_option_without_daughters_is_accepted_and_said():
     rd.Source("Lu-177", d, chain="parent")  # the parent alone: nothing to say (no warning: -W error)
 
 
+def test_modified_nuclide_is_taken_as_given():
+    import dataclasses
+
+    betas_only = dataclasses.replace(nc.load_nuclide("Bi-213"), lines=())
+    s = rd.Source(betas_only, np.ones((2, 2, 2)))
+    assert s.chain == "parent" and s.alpha_mev_per_decay == pytest.approx(betas_only.alpha_recoil_mev_per_decay)
+    assert rd.Source(nc.load_nuclide("Bi-213"), np.ones((2, 2, 2))).chain_members[1][0] == "Po-213"
+
+
 @pytest.mark.parametrize("bad", ["secular", "", 1, "daughters"])
 def test_unknown_chain_keyword(bad):
     with pytest.raises(InputError, match="chain") as err:

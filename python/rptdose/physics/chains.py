@@ -303,7 +303,9 @@ def _mixture_inv_cdf(parts: list[tuple[float, np.ndarray, np.ndarray]], nb: int 
 
 def decay_chain(nuclide: Any, chain: Any = None) -> DecayChain:
     """The :class:`DecayChain` of ``nuclide`` (a name or a Nuclide) for ``chain`` (None:
-    :data:`DEFAULT_CHAIN`; "equilibrium"; "parent"): the module docstring says what each holds.
+    :data:`DEFAULT_CHAIN`, except for a modified Nuclide, e.g. one holding its betas only, which
+    is taken as given: "parent"; "equilibrium"; "parent"): the module docstring says what each
+    holds.
 
     Raises InputError for an unknown chain keyword or nuclide, or a member whose ICRP-107 data
     cannot be transported (naming it).
@@ -311,9 +313,19 @@ def decay_chain(nuclide: Any, chain: Any = None) -> DecayChain:
     mode = check_chain_option(chain)
     parent = nuclide if isinstance(nuclide, Nuclide) else load_nuclide(nuclide)
     resolved = mode or DEFAULT_CHAIN
+    if mode is None and isinstance(nuclide, Nuclide) and not _is_standard(nuclide):
+        resolved = "parent"  # a modified Nuclide (e.g. its betas only) is taken as given
     if resolved == "parent":
         return DecayChain(parent, "parent", ((parent, 1.0),), (), mode)
     return _equilibrium(parent, mode)
+
+
+def _is_standard(nuc: Nuclide) -> bool:
+    """True when ``nuc`` is ICRP-107's data for its name (not a modified copy)."""
+    try:
+        return load_nuclide(nuc.name) == nuc
+    except InputError:
+        return False
 
 
 def _equilibrium(parent: Nuclide, requested: str | None) -> DecayChain:
