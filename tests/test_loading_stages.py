@@ -135,3 +135,14 @@ def test_recovery_bad_keys(demo_study, table, words):
     with pytest.raises(InputError, match=words) as err:
         read_study_file(path)
     assert str(path) in str(err.value)
+
+
+def test_study_chain_reaches_the_source(study_file, tmp_path):
+    """study.chain is passed to the Source the loader builds (Lu-177 has no daughters: 'parent'
+    and 'equilibrium' hold the same emissions; what matters here is that the choice arrives)."""
+    text = study_file.read_text().replace("[study]\n", '[study]\nchain = "parent"\n', 1)
+    assert 'chain = "parent"' in text
+    path = study_file.parent / "parent.toml"
+    path.write_text(text)
+    st = load_study(path)
+    assert st.source.decay_chain.mode == "parent"

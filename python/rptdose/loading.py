@@ -650,7 +650,7 @@ def assemble(spec: StudySpec, scans: Scans, acts: list[ScanActivity], registered
     return Study(path=spec.path, name=spec.name, nuclide=scans.nuclide, half_life_s=scans.half_life_s,
                  administered_activity_bq=scans.activity_bq, administration_time=scans.administration_time,
                  timepoints=registered.timepoints, geometry=registered.geometry, phantom=anatomy.phantom,
-                 source=Source(scans.nuclide, integrated.tia), tia=integrated.tia,
+                 source=Source(scans.nuclide, integrated.tia, chain=spec.chain), tia=integrated.tia,
                  tia_rel_uncertainty=integrated.tia_rel_uncertainty, voxel_fit=integrated.voxel.fit,
                  region_fit=integrated.region_fit, region_names=integrated.region_names, masks=masks,
                  activity=registered.activity, quant_report=quant_report(spec, scans, registered),

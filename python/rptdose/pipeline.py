@@ -179,7 +179,7 @@ def _integrate_dose_rate(study: Any, method: str, regions: dict, opts: dict, pro
         if not float(tp.activity_bq.sum()) > 0:
             raise InputError(f"spect '{tp.spect_path}' (no activity on the dose grid at time point {tp.label}): "
                              "expected activity for --dose-rate")
-        src = Source(study.nuclide, np.maximum(tp.activity_bq, 0.0))   # Bq x 1 s: the dose is Gy/s
+        src = Source(study.source.decay_chain, np.maximum(tp.activity_bq, 0.0))   # Bq x 1 s: the dose is Gy/s
         part = _dose_of(method, study.phantom, src, regions, dict(opts, histories=per_tp, seed=opts["seed"] + k),
                         progress)
         rates.append(part.dose_gy)
