@@ -228,3 +228,23 @@ def test_seg_and_label_map(tmp_path):
     sitk.WriteImage(far, str(tmp_path / "far.nii.gz"))
     with pytest.raises(InputError, match="far.nii.gz.*does not overlap the reference CT"):
         read_label_map(tmp_path / "far.nii.gz", reference_image(), {"liver": 3})
+
+
+def test_nuclide_codes_alpha_emitters():
+    # RadionuclideCodeSequence CodeMeanings as written for the alpha therapies (SNOMED/DICOM CID 4020 style)
+    assert nuclide_from_code_meaning("^225^Actinium") == "Ac-225"
+    assert nuclide_from_code_meaning("Actinium-225") == "Ac-225"
+    assert nuclide_from_code_meaning("225Ac") == "Ac-225"
+    assert nuclide_from_code_meaning("^212^Lead") == "Pb-212"
+    assert nuclide_from_code_meaning("Lead-212") == "Pb-212"
+    assert nuclide_from_code_meaning("^68^Gallium") == "Ga-68"
+    assert nuclide_from_code_meaning("^18^Fluorine") == "F-18"
+
+
+@pytest.mark.parametrize("correction", ["ADMIN", "NONE", None])
+def test_pet_decay_correction_recorded(tmp_path, correction):
+    conc = SMALL[:3] + 5.0
+    folder = S.write_pet_series(tmp_path / "pt", conc, SP, ORG, acquisition=WHEN, decay_correction=correction)
+    v = read_nm(folder)
+    assert v.units == "bq_per_ml" and v.modality == "PT"
+    assert v.decay_correction == (correction or "START")   # absent: START (DICOM PET default)
