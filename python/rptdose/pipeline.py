@@ -141,10 +141,10 @@ def _regions_for_transport(study: Any) -> dict[str, np.ndarray]:
 
 def _dose_of(method: str, phantom: Any, source: Any, regions: dict, opts: dict, progress: Any) -> DoseEstimate:
     """One dose computation of ``source`` by ``method``."""
-    import rptdose as rd
+    from rptdose.transport.simulate import simulate
 
     if method == "mc":
-        res = rd.simulate(phantom, source, histories=opts["histories"], seed=opts["seed"], backend=opts["backend"],
+        res = simulate(phantom, source, histories=opts["histories"], seed=opts["seed"], backend=opts["backend"],
                           threads=opts["threads"], batches=opts["batches"],
                           electron_transport=opts["electron_transport"], regions=regions, progress=progress)
         return DoseEstimate("mc", np.asarray(res.dose_gy), np.asarray(res.rel_uncertainty), res.region_means,
@@ -420,10 +420,10 @@ def _dvh_table(dose_gy: np.ndarray, regions: dict[str, np.ndarray], points: int 
 
 
 def _provenance(study: Any, dose: DoseEstimate, opts: dict, timings: dict) -> dict:
-    import rptdose
+    from rptdose._provenance import rptdose_version
 
     text = Path(study.path).read_text(encoding="utf-8", errors="replace")
-    return {"rptdose_version": rptdose.__version__,
+    return {"rptdose_version": rptdose_version(),
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
             "study_file": str(study.path), "study_file_text": text, "study": study.provenance,
             "dose": {"method": dose.method, "dose_rate_integration": "dose_rate" in dose.provenance,

@@ -33,11 +33,11 @@ The environment variable ``RPTDOSE_NO_RESOURCE_CHECK=1`` turns both checks off.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from rptdose.errors import InputError
+from rptdose.io.outdir import active, checks_disabled
 
 #: Peak memory per dose-grid voxel of ``rptdose run`` (B): 300 measured (peak resident set over
 #: voxels at 1.6 mm, 7.47 M voxels, 2.09 GiB; slopes 150-266 B/voxel between the larger grids), with
@@ -101,11 +101,6 @@ def available_memory_bytes() -> int | None:
     return min(values) if values else None
 
 
-def checks_disabled() -> bool:
-    """Whether RPTDOSE_NO_RESOURCE_CHECK turns the checks off."""
-    return os.environ.get("RPTDOSE_NO_RESOURCE_CHECK", "").strip() not in ("", "0")
-
-
 def _coarser(spacing_mm: tuple[float, float, float], factor: float) -> str:
     """A spacing ``factor`` (> 1) times fewer voxels would fit, as a hint."""
     s = [v * factor ** (1.0 / 3.0) for v in spacing_mm]
@@ -121,7 +116,7 @@ def check_dose_grid(size_xyz: Any, spacing_mm: Any, setting: Any, *, memory: boo
     False checks the disk only (a study already loaded)."""
     if checks_disabled():
         return
-    from rptdose.io.outdir import active
+
 
     nx, ny, nz = (int(v) for v in size_xyz)
     spacing = tuple(float(v) for v in spacing_mm)

@@ -372,13 +372,13 @@ def symmetrize(s: np.ndarray, var: np.ndarray, voxel_mm: tuple[float, float, flo
 
 # ---- computing and caching -----------------------------------------------------------------
 def _cache_key(emitter: Emitter, voxel_mm, half_width, medium, margin_mm, histories, seed, symmetrized) -> str:
-    from rptdose import __version__
+    from rptdose._provenance import rptdose_version
     from rptdose.physics.tables import TABLE_VERSION
 
     payload = json.dumps({"format": KERNEL_FORMAT_VERSION, "emitter": emitter.key,
                           "voxel_mm": [repr(float(v)) for v in voxel_mm], "half_width": list(half_width),
                           "medium": medium, "margin_mm": repr(float(margin_mm)), "histories": int(histories),
-                          "seed": int(seed), "symmetrized": bool(symmetrized), "rptdose_version": __version__,
+                          "seed": int(seed), "symmetrized": bool(symmetrized), "rptdose_version": rptdose_version(),
                           "table_version": TABLE_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -396,8 +396,10 @@ def compute_kernel(nuclide: Any, voxel_mm: Any, *, half_width: Any = DEFAULT_HAL
                    backend: str = "auto", progress: Any = None) -> VoxelSKernel:
     """Compute a kernel by Monte Carlo (no cache); see the module docstring and
     :func:`voxel_s_kernel` for the arguments."""
-    import rptdose as rd
+    from rptdose._provenance import rptdose_version
+    from rptdose.phantom import Phantom
     from rptdose.physics.materials import get_material
+    from rptdose.transport.simulate import simulate
 
     emitter = emitter_of(nuclide)
     voxel = check_voxel_mm(voxel_mm)
@@ -416,11 +418,11 @@ def compute_kernel(nuclide: Any, voxel_mm: Any, *, half_width: Any = DEFAULT_HAL
                          "margin_mm for voxel {voxel} mm")
     centre = tuple(n // 2 for n in shape)
     density = np.full(shape, mat.density_g_cm3, dtype=np.float32)
-    phantom = rd.Phantom.from_arrays(density, np.zeros(shape, dtype=np.int32), [mat], voxel)
+    phantom = Phantom.from_arrays(density, np.zeros(shape, dtype=np.int32), [mat], voxel)
     decays = np.zeros(shape)
     decays[centre] = 1.0
     t0 = time.perf_counter()
-    res = rd.simulate(phantom, emitter.source(decays), histories=histories, seed=seed, backend=backend,
+    res = simulate(phantom, emitter.source(decays), histories=histories, seed=seed, backend=backend,
                       threads=threads, progress=progress)
     sl = tuple(slice(c - kk, c + kk + 1) for c, kk in zip(centre, (k[2], k[1], k[0])))
     s = np.array(res.dose_gy[sl], dtype=np.float64)       # Gy per decay (one decay in the map)
@@ -448,7 +450,7 @@ def compute_kernel(nuclide: Any, voxel_mm: Any, *, half_width: Any = DEFAULT_HAL
         "batches": res.batches, "backend": res.backend, "electron_transport": True,
         "symmetrized": bool(symmetrized),
         "symmetry_operations": len(symmetry_ops(s.shape, voxel)) if symmetrized else 1,
-        "rptdose_version": rd.__version__, "cache_key": key,
+        "rptdose_version": rptdose_version(), "cache_key": key,
         "statistical_uncertainty": {
             "centre_voxel_rel": float(rel[kc]),
             "first_neighbour_rel_x": None if neighbours[0] is None else float(neighbours[0]),

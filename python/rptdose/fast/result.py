@@ -110,10 +110,10 @@ def base_provenance(method: str, phantom: Any, source: Any, settings: dict[str, 
     import platform
     from datetime import datetime, timezone
 
-    from rptdose import __version__
+    from rptdose._provenance import rptdose_version
 
     return {
-        "rptdose_version": __version__,
+        "rptdose_version": rptdose_version(),
         "method": method,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "nuclide": {"name": source.nuclide, "half_life_s": source.half_life_s,

@@ -194,7 +194,7 @@ def _check_masses(masses_g: Any) -> tuple[float, ...]:
 
 
 def _sphere_phantom(mass_g: float, medium: str, density: float, voxels_across: int):
-    import rptdose as rd
+    from rptdose.phantom import Phantom
     from rptdose.physics.materials import get_material
 
     radius_mm = (3.0 * mass_g / (4.0 * math.pi * density)) ** (1.0 / 3.0) * 10.0
@@ -205,18 +205,18 @@ def _sphere_phantom(mass_g: float, medium: str, density: float, voxels_across: i
     air = get_material("air")
     dens = np.where(inside, density, air.density_g_cm3).astype(np.float32)
     index = np.where(inside, 0, 1).astype(np.int32)
-    ph = rd.Phantom.from_arrays(dens, index, [get_material(medium), air], (a, a, a))
+    ph = Phantom.from_arrays(dens, index, [get_material(medium), air], (a, a, a))
     return ph, inside, radius_mm
 
 
 def _cache_key(emitter: Emitter, masses, medium, density, voxels_across, histories, seed) -> str:
-    from rptdose import __version__
+    from rptdose._provenance import rptdose_version
     from rptdose.physics.tables import TABLE_VERSION
 
     payload = json.dumps({"format": SPHERE_FORMAT_VERSION, "emitter": emitter.key,
                           "masses_g": [repr(v) for v in masses], "medium": medium, "density": repr(density),
                           "voxels_across": voxels_across, "histories": histories, "seed": seed,
-                          "rptdose_version": __version__, "table_version": TABLE_VERSION}, sort_keys=True)
+                          "rptdose_version": rptdose_version(), "table_version": TABLE_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -227,7 +227,8 @@ def sphere_absorbed_fractions(nuclide: Any, *, masses_g: Sequence[float] = DEFAU
                               use_cache: bool = True) -> SphereAbsorbedFractions:
     """Self-absorbed fractions of ``nuclide``'s electrons and photons in spheres of ``masses_g``
     (cached; see the module docstring)."""
-    import rptdose as rd
+    from rptdose._provenance import rptdose_version
+    from rptdose.transport.simulate import simulate
 
     emitter = emitter_of(nuclide)
     masses = _check_masses(masses_g)
@@ -273,7 +274,7 @@ def sphere_absorbed_fractions(nuclide: Any, *, masses_g: Sequence[float] = DEFAU
             if part is None:
                 continue
             src = emitter_of(part).source(decays)
-            res = rd.simulate(ph, src, histories=histories, seed=seed + i, backend=backend, threads=threads,
+            res = simulate(ph, src, histories=histories, seed=seed + i, backend=backend, threads=threads,
                               regions={"sphere": inside}, progress=False)
             r = res.region_means["sphere"]
             actual[i] = r["mass_kg"]
@@ -293,7 +294,7 @@ def sphere_absorbed_fractions(nuclide: Any, *, masses_g: Sequence[float] = DEFAU
         "seed": seed, "seeds": f"seed + sphere index ({seed}..{seed + len(masses) - 1})",
         "emitted_mev_per_decay_mc": {c: emitted[c][order].tolist() for c in COMPONENTS},
         "energy_data": "ICRP Publication 107 mean energies per decay",
-        "rptdose_version": rd.__version__, "cache_key": key, "elapsed_s": time.perf_counter() - t0,
+        "rptdose_version": rptdose_version(), "cache_key": key, "elapsed_s": time.perf_counter() - t0,
     }
     table = SphereAbsorbedFractions(masses_kg=actual[order], phi={c: phi[c][order] for c in COMPONENTS},
                                     rel_uncertainty={c: rel[c][order] for c in COMPONENTS},

@@ -89,6 +89,12 @@ LEGACY = {
 _ACTIVE: list[OutputFolder] = []
 
 
+def checks_disabled() -> bool:
+    """Whether RPTDOSE_NO_RESOURCE_CHECK turns the resource checks (free disk here, memory and
+    output size in rptdose.resources) off."""
+    return os.environ.get("RPTDOSE_NO_RESOURCE_CHECK", "").strip() not in ("", "0")
+
+
 def active() -> list[OutputFolder]:
     """The output folders open (not yet committed or closed) in this process."""
     return list(_ACTIVE)
@@ -374,8 +380,6 @@ class OutputFolder:
         except OSError as exc:
             raise InputError(f"{self.option} '{self.requested}' (cannot write in '{self.parent}': {_why(exc)}): "
                              "expected a writable folder with free space") from None
-        from rptdose.resources import checks_disabled
-
         free = shutil.disk_usage(self.staging).free
         if free < MIN_FREE_BYTES and not checks_disabled():
             raise InputError(f"{self.option} '{self.requested}' ({free / 2**20:.2f} MiB free on its disk): expected at "

@@ -130,7 +130,7 @@ def write_rtdose(path: str | os.PathLike, values_gy: np.ndarray, geometry: dict,
     from pydicom.uid import generate_uid
     from pydicom.valuerep import DSfloat
 
-    import rptdose
+    from rptdose._provenance import rptdose_version
     from rptdose.io.dicom_write import Identity, new_dataset
     from rptdose.io.atomic import atomic_path
 
@@ -156,7 +156,7 @@ def write_rtdose(path: str | os.PathLike, values_gy: np.ndarray, geometry: dict,
         if ref.get(k):
             setattr(ds, k, ref[k])
     ds.Manufacturer = "rptdose"
-    ds.SoftwareVersions = str(rptdose.__version__)
+    ds.SoftwareVersions = rptdose_version()
     ds.PositionReferenceIndicator = ""
     ds.InstanceCreationDate = ds.ContentDate = now.strftime("%Y%m%d")
     ds.InstanceCreationTime = ds.ContentTime = now.strftime("%H%M%S")

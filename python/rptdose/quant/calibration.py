@@ -118,7 +118,6 @@ class Calibration:
         ``calibration.u_rel`` (NaN when unknown), ``calibration.nuclide``, ``calibration.source``,
         ``calibration.camera`` (a one-line description, "" when unknown) and
         ``calibration.created`` (when the phantom calibration was made, "" otherwise)."""
-        from rptdose.quant.phantom_calibration import describe_camera  # no cycle: imported when called
 
         created = str((self.record or {}).get("created", "") or "")
         return {"calibration.mode": self.mode, "calibration.sensitivity_cps_per_mbq": self.sensitivity_cps_per_mbq,
@@ -184,3 +183,27 @@ def check_fov_total(decay_corrected_bq: float, administered_bq: float, where: st
                       f"administration, {100 * decay_corrected_bq / administered_bq:.1f} % of the administered "
                       f"{administered_bq / 1e6:.4g} MBq: check the calibration factor and the acquisition duration",
                       QuantWarning, stacklevel=3)
+
+
+def describe_camera(camera: Mapping[str, Any] | None) -> str:
+    """One line: manufacturer model (serial), collimator, energy windows, reconstruction."""
+    if not camera:
+        return ""
+    c = camera
+    parts = []
+    name = " ".join(str(c[k]) for k in ("manufacturer", "model") if c.get(k))
+    if c.get("device_serial_number"):
+        name += f" (serial {c['device_serial_number']})"
+    if name:
+        parts.append(name.strip())
+    coll = " ".join(str(c[k]) for k in ("collimator", "collimator_type") if c.get(k))
+    if coll:
+        parts.append(f"collimator {coll}")
+    if c.get("energy_windows_kev"):
+        parts.append("energy window " + ", ".join(f"{lo:g}-{hi:g} keV" for lo, hi in c["energy_windows_kev"]))
+    recon = "; ".join(str(c[k]) for k in ("reconstruction_method", "convolution_kernel") if c.get(k))
+    if c.get("corrected_image"):
+        recon = (recon + "; " if recon else "") + f"corrections {c['corrected_image']}"
+    if recon:
+        parts.append(f"reconstruction {recon}")
+    return ", ".join(parts)

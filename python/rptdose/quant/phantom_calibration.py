@@ -111,7 +111,7 @@ from typing import Any
 import numpy as np
 
 from rptdose.errors import InputError
-from rptdose.quant.calibration import Calibration, QuantWarning
+from rptdose.quant.calibration import Calibration, QuantWarning, describe_camera
 
 CALIBRATION_FORMAT = "rptdose-calibration"
 CALIBRATION_FORMAT_VERSION = 1
@@ -277,30 +277,6 @@ def camera_from_nm(nm: Any) -> dict[str, Any]:
     if image is not None:
         cam["pixel_spacing_mm"] = [round(float(s), 6) for s in image.GetSpacing()]
     return cam
-
-
-def describe_camera(camera: Mapping[str, Any] | None) -> str:
-    """One line: manufacturer model (serial), collimator, energy windows, reconstruction."""
-    if not camera:
-        return ""
-    c = camera
-    parts = []
-    name = " ".join(str(c[k]) for k in ("manufacturer", "model") if c.get(k))
-    if c.get("device_serial_number"):
-        name += f" (serial {c['device_serial_number']})"
-    if name:
-        parts.append(name.strip())
-    coll = " ".join(str(c[k]) for k in ("collimator", "collimator_type") if c.get(k))
-    if coll:
-        parts.append(f"collimator {coll}")
-    if c.get("energy_windows_kev"):
-        parts.append("energy window " + ", ".join(f"{lo:g}-{hi:g} keV" for lo, hi in c["energy_windows_kev"]))
-    recon = "; ".join(str(c[k]) for k in ("reconstruction_method", "convolution_kernel") if c.get(k))
-    if c.get("corrected_image"):
-        recon = (recon + "; " if recon else "") + f"corrections {c['corrected_image']}"
-    if recon:
-        parts.append(f"reconstruction {recon}")
-    return ", ".join(parts)
 
 
 def _norm(value: Any) -> Any:
@@ -502,7 +478,7 @@ def calibrate_from_phantom(phantom_spect: str | os.PathLike, activity_mbq: float
     names : mapping, optional
         How to name the inputs in messages (default: the study-file keys, :data:`STUDY_KEYS`).
     """
-    import rptdose
+    from rptdose._provenance import rptdose_version
     from rptdose.io.nm import read_nm
     from rptdose.quant.decay import acquisition_factor, decay_factor
 
@@ -616,7 +592,7 @@ def calibrate_from_phantom(phantom_spect: str | os.PathLike, activity_mbq: float
                "counts_region": region, "voi_margin_mm": float(margin) if region == "ct_voi" else None,
                "voi_fraction_of_fov": voi_fraction, "edge_fraction": edge_fraction,
                "uncertainty_components": {"dose_calibrator": u_dc, "counting": u_count}}
-    provenance = {"rptdose_version": rptdose.__version__, "method": "rptdose.quant.phantom_calibration",
+    provenance = {"rptdose_version": rptdose_version(), "method": "rptdose.quant.phantom_calibration",
                   "input_sha256": _input_hashes(inputs)}
     return CameraCalibration(sensitivity_cps_per_mbq=s_cps_per_bq * 1e6, rel_uncertainty=u, nuclide=nuclide_name,
                              camera=camera, phantom=phantom,

@@ -209,7 +209,7 @@ def write_transform(transform: Any, path: str | os.PathLike, provenance: dict | 
     header, ``#rptdose <key>: <value>`` (ITK's reader skips lines that start with ``#``)."""
     import SimpleITK as sitk
 
-    from rptdose.quant.outputs import atomic_path
+    from rptdose.io.atomic import atomic_path
 
     p = Path(path)
     with atomic_path(p) as tmp:

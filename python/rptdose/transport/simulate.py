@@ -49,11 +49,9 @@ the transported part's standard error over the total dose (0 where only alphas d
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import platform
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -212,10 +210,9 @@ def check_phantom_source(phantom: object, source: object) -> None:
 
 
 def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+    from rptdose._provenance import package_version
+
+    return package_version(dist)
 
 
 def available_cpus() -> int:
@@ -351,7 +348,7 @@ def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: 
                 out: dict, backend_name: str, backend_requested: str, histories: int, seed: int, batches: int,
                 threads: int | None, electron_transport: bool, max_mev: float, t_tables: float,
                 t_transport: float) -> dict[str, Any]:
-    from rptdose import __version__
+    from rptdose._provenance import now_utc, rptdose_version
 
     core_version = None
     try:
@@ -377,7 +374,7 @@ def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: 
     if reg is not None:
         inputs["region_labels"] = array_sha256(reg.labels)
     return {
-        "rptdose_version": __version__,
+        "rptdose_version": rptdose_version(),
         "core_version": core_version,
         "backend": backend_name,
         "backend_requested": backend_requested,
@@ -404,5 +401,5 @@ def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: 
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "h5py": _version("h5py"),
                      "SimpleITK": _version("SimpleITK"), "pydicom": _version("pydicom")},
         "platform": platform.platform(),
-        "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timestamp_utc": now_utc(),
     }
