@@ -54,6 +54,7 @@ python_add_library(_core_cuda MODULE
   csrc/host/params.cpp
   WITH_SOABI)
 target_include_directories(_core_cuda PRIVATE csrc)
+target_compile_definitions(_core_cuda PRIVATE RPTDOSE_VERSION="${SKBUILD_PROJECT_VERSION}")
 # Static CUDA runtime: the module imports without a CUDA installation; without a driver or a
 # device, device_count() is 0 and device_status() says why.
 set_target_properties(_core_cuda PROPERTIES CUDA_RUNTIME_LIBRARY Static)

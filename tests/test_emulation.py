@@ -157,7 +157,7 @@ def test_progress_and_abort(case):
 def test_emulated_rejects_bad_options(case):
     args = (case["density"], case["material"], case["spacing_mm"], case["decays"], case["tables"],
             case["emissions"])
-    with pytest.raises(ValueError, match="batches: expected >= 2"):
+    with pytest.raises(ValueError, match="batches: expected >= 10"):
         _core.simulate_emulated(*args, 100, 1, 1, 1, True, 2, 2)
     with pytest.raises(ValueError, match="histories: expected >= batches"):
         _core.simulate_emulated(*args, 5, 1, 10, 1, True, 2, 2)
@@ -165,7 +165,7 @@ def test_emulated_rejects_bad_options(case):
         _core.simulate_emulated(*args, 100, 1, 10, 1, True, 0, 2)
     with pytest.raises(ValueError, match="block_dim"):
         _core.simulate_emulated(*args, 100, 1, 10, 1, True, 2, 1025)
-    with pytest.raises(ValueError, match="batches: expected >= 2"):
+    with pytest.raises(ValueError, match="batches: expected >= 10"):
         cupy_backend.simulate_cupy_emulated(*args, 100, 1, 1, 1, True)
     with pytest.raises(ValueError, match="exceeds the tally capacity"):
         cupy_backend.simulate_cupy_emulated(*args, 2**62, 1, 10, 1, True)

@@ -199,9 +199,9 @@ def test_core_cuda_without_device_names_the_reason():
     em = load_nuclide("Lu-177").emission_arrays()
     with pytest.raises(RuntimeError, match="no CUDA device to run on"):
         _core_cuda.simulate_cuda(np.ones((2, 2, 2), np.float32), np.zeros((2, 2, 2), np.int32),
-                                 (1.0, 1.0, 1.0), np.ones((2, 2, 2)), tables, em, 10, 1, 2, 0, True)
+                                 (1.0, 1.0, 1.0), np.ones((2, 2, 2)), tables, em, 10, 1, 10, 0, True)
     # bad options are reported before any device is needed
-    with pytest.raises(ValueError, match="batches: expected >= 2"):
+    with pytest.raises(ValueError, match="batches: expected >= 10"):
         _core_cuda.simulate_cuda(np.ones((2, 2, 2), np.float32), np.zeros((2, 2, 2), np.int32),
                                  (1.0, 1.0, 1.0), np.ones((2, 2, 2)), tables, em, 10, 1, 1, 0, True)
 

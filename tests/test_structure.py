@@ -114,3 +114,13 @@ def test_no_module_imports_the_package_face():
 
 def test_the_checker_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_limits_and_version_written_once():
+    """The compiled core and the Python API agree on the fewest batches and on the version (the
+    core's comes from pyproject.toml through the build)."""
+    from rptdose import _core
+    from rptdose.transport.simulate import MIN_BATCHES
+
+    assert _core.MIN_BATCHES == MIN_BATCHES == 10
+    assert _core.version() == rptdose.__version__

@@ -94,6 +94,6 @@ PYBIND11_MODULE(_core_cuda, m) {
   m.def("device_info", &device_info, py::arg("device") = -1,
         "Name, compute capability and memory of a device (default: the current one); "
         "raises RuntimeError naming the failed CUDA call when there is none.");
-  m.def("version", []() { return std::string("0.1.0"); });
+  m.def("version", []() { return std::string(RPTDOSE_VERSION); });
   m.attr("ENERGY_UNIT_MEV") = rpt::kEnergyUnitMeV;
 }

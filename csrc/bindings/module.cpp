@@ -156,7 +156,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("electron_transport"), py::arg("regions") = py::none(),
         py::arg("progress") = py::none(),
         "Run `histories` decays on the CPU; see docs/core_contract.md.");
-  m.def("version", []() { return std::string("0.1.0"); });
+  m.def("version", []() { return std::string(RPTDOSE_VERSION); });
+  m.attr("MIN_BATCHES") = rpt::kMinBatches;
   m.def("_set_voxel_alias_max_bytes", &rpt::host::set_voxel_alias_max_bytes, py::arg("bytes"),
         "Test hook: the largest alias table over single voxels before the source draw uses "
         "blocks of voxels (default 256 MiB); returns the previous value.");

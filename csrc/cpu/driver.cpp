@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "host/chunking.hpp"
 #include "physics/history.hpp"
@@ -27,7 +28,8 @@ struct CpuTally {
 RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
   const Params& P = hr.params;
   const int64_t nv = hr.n_voxels;
-  if (opt.batches < 2) throw std::invalid_argument("batches: expected >= 2");
+  if (opt.batches < kMinBatches)
+    throw std::invalid_argument("batches: expected >= " + std::to_string(kMinBatches));
   if (opt.histories < opt.batches)
     throw std::invalid_argument("histories: expected >= batches (" + std::to_string(opt.batches) + ")");
   if (opt.histories > host::max_histories(hr.mean_mev_per_decay))

@@ -52,7 +52,8 @@ struct RunOutput {
 
 // The same argument checks, with the same messages, as the CPU driver.
 inline void validate_options(const host::HostRun& hr, const RunOptions& opt) {
-  if (opt.batches < 2) throw std::invalid_argument("batches: expected >= 2");
+  if (opt.batches < kMinBatches)
+    throw std::invalid_argument("batches: expected >= " + std::to_string(kMinBatches));
   if (opt.histories < opt.batches)
     throw std::invalid_argument("histories: expected >= batches (" + std::to_string(opt.batches) + ")");
   if (opt.histories > host::max_histories(hr.mean_mev_per_decay))

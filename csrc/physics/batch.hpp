@@ -11,6 +11,11 @@
 
 namespace rpt {
 
+// The fewest batches of the batch method: below ~10 the standard error of the mean is itself
+// too uncertain to report (the same limit as the Python API's rptdose.transport.simulate
+// MIN_BATCHES; a test checks that they agree).
+constexpr int32_t kMinBatches = 10;
+
 // First and one-past-last history of batch b when n histories are split in nb batches
 // (the first n % nb batches hold one history more).
 RPT_INLINE void batch_range(int64_t n, int32_t nb, int32_t b, int64_t& h0, int64_t& h1) {

@@ -8,6 +8,7 @@ function                   returns
                            that is not installed)
 :func:`package_version`    an installed distribution's version, or "not installed"
 :func:`package_versions`   {distribution: version} for several (default :data:`DEPENDENCIES`)
+:func:`sha256_file`        a file's SHA-256 (inputs and outputs are recorded by it)
 :func:`now_utc`            the time now in UTC, ISO 8601 with its offset
                            ("2026-03-02T09:00:00+00:00"): every record uses this one convention
 =========================  =====================================================================
@@ -18,7 +19,9 @@ Modules import this module (never the package face ``rptdose``) for their proven
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import importlib.metadata as _md
+import os
 from collections.abc import Iterable
 
 #: The distributions whose versions a result's provenance records.
@@ -47,3 +50,12 @@ def rptdose_version() -> str:
 def now_utc() -> str:
     """The time now, UTC, ISO 8601 to the second with the offset."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -34,7 +34,6 @@ The study file itself is read by :func:`rptdose.study.read_study_file` (rptdose/
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -663,15 +662,13 @@ def assemble(spec: StudySpec, scans: Scans, acts: list[ScanActivity], registered
 # ---- helpers ------------------------------------------------------------------------------------
 
 def _hash_inputs(paths: list[Path]) -> dict[str, str]:
+    from rptdose._provenance import sha256_file
+
     out = {}
     for p in paths:
         files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
         for f in files:
-            h = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            out[str(f)] = h.hexdigest()
+            out[str(f)] = sha256_file(f)
     return out
 
 

@@ -52,7 +52,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno as _errno
-import hashlib
 import json
 import os
 import re
@@ -205,11 +204,9 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from rptdose._provenance import sha256_file
+
+    return sha256_file(path)
 
 
 def _files(folder: Path) -> list[str]:

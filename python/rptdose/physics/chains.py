@@ -39,7 +39,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -79,10 +78,9 @@ def check_chain_option(chain: Any, what: str = "chain") -> str | None:
 
 
 def radioactivedecay_version() -> str:
-    try:
-        return metadata.version("radioactivedecay")
-    except metadata.PackageNotFoundError:  # pragma: no cover
-        return "not installed"
+    from rptdose._provenance import package_version
+
+    return package_version("radioactivedecay")
 
 
 @functools.lru_cache(maxsize=1)

@@ -98,7 +98,6 @@ and what was expected.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
@@ -343,11 +342,9 @@ def check_camera_match(calibration: Any, patient_nm: Any, where: str, nuclide: s
 # ---- calibration from a phantom -------------------------------------------------------------
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from rptdose._provenance import sha256_file
+
+    return sha256_file(path)
 
 
 def _input_hashes(paths: list[Path]) -> dict[str, str]:

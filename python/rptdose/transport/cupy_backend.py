@@ -218,8 +218,10 @@ def _compiled_module(params_size: int, device_id: int) -> Any:
 
 def _check_run_options(histories: int, batches: int, max_histories: int) -> None:
     """The CPU driver's checks, with its messages (ValueError, like the compiled backends)."""
-    if batches < 2:
-        raise ValueError("batches: expected >= 2")
+    from rptdose import _core   # the compiled drivers' limit, so that every backend refuses alike
+
+    if batches < _core.MIN_BATCHES:
+        raise ValueError(f"batches: expected >= {_core.MIN_BATCHES}")
     if histories < batches:
         raise ValueError(f"histories: expected >= batches ({batches})")
     if histories > max_histories:
