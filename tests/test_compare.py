@@ -498,3 +498,28 @@ def test_cli_compare_dose_h5(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "a.h5"), str(tmp_path / "b.h5"), "-o", str(tmp_path / "c3"),
                  "--normalisation", "-1"]) == 2
     assert "normalisation_gy -1.0" in capsys.readouterr().err
+
+
+def test_region_means_mass_weighted_from_the_reference_h5(tmp_path):
+    """A dose.h5 with the run's densities (density_g_cm3): region means are energy / mass, as the
+    run's regions.csv gives them, not volume means; without densities, volume means."""
+    a = dose_fn(*world())
+    m = masks()
+    rng = np.random.default_rng(7)
+    density = rng.uniform(0.3, 1.9, a.shape)
+
+    def with_density(h5):
+        h5.create_dataset("density_g_cm3", data=density)
+
+    write_dose_h5(tmp_path / "a.h5", a, masks={"core": m["core"]}, extra_fn=with_density)
+    write_dose_h5(tmp_path / "a_nodens.h5", a, masks={"core": m["core"]})
+    write_dose_h5(tmp_path / "b.h5", 1.02 * a)
+    core = m["core"]
+    mass_mean = float((a[core] * density[core]).sum() / density[core].sum())
+    vol_mean = float(a[core].mean())
+    assert abs(mass_mean / vol_mean - 1) > 1e-3              # the two differ on this dose
+    comp = rd.compare(tmp_path / "a.h5", tmp_path / "b.h5", gamma=())
+    assert comp.regions[0]["mean_a_gy"] == pytest.approx(mass_mean, rel=1e-12)
+    assert any("mass-weighted" in n for n in comp.notes)
+    plain = rd.compare(tmp_path / "a_nodens.h5", tmp_path / "b.h5", gamma=())
+    assert plain.regions[0]["mean_a_gy"] == pytest.approx(vol_mean, rel=1e-12)

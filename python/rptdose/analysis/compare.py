@@ -358,6 +358,23 @@ def reference_dose(dose: np.ndarray, body: np.ndarray | None = None,
     return float("nan"), "; ".join(skipped) or "no voxel with a dose"
 
 
+def _h5_voxel_mass_kg(dm: DoseMap, shape: tuple) -> np.ndarray | None:
+    """Voxel masses (kg) from the ``density_g_cm3`` of the rptdose .h5 a dose map was read from
+    (None when it is not such a file, has no densities, or they are not on ``shape``)."""
+    if not dm.source or not str(dm.source).lower().endswith((".h5", ".hdf5")) or dm.spacing_mm is None:
+        return None
+    import h5py
+
+    try:
+        with h5py.File(dm.source, "r") as f:
+            if "density_g_cm3" not in f or f["density_g_cm3"].shape != tuple(shape):
+                return None
+            density = np.asarray(f["density_g_cm3"][()], dtype=np.float64)
+    except OSError:
+        return None
+    return density * float(np.prod(dm.spacing_mm)) * 1e-6   # g/cm3 x mm3 -> kg
+
+
 def _region_unc(dm: DoseMap, name: str, mask: np.ndarray, weights: Any, resampled: bool) -> tuple[float, str]:
     """Relative 1-sigma uncertainty of a region mean and how it was obtained."""
     rm = dm.region_means or {}
@@ -447,6 +464,11 @@ def compare(dose_a: Any, dose_b: Any, masks: Any = None, spacing_mm: Any = None,
             raise InputError(f"{label} '{dm.label}' (NaN or infinite doses): expected finite doses in Gy")
     name_a, name_b = names if names is not None else (a.label, b.label)
     notes: list[str] = []
+    if weights is None:   # the reference's voxel masses from its rptdose result: region means = energy / mass
+        weights = _h5_voxel_mass_kg(a, shape)
+        if weights is not None:
+            notes.append(f"region means mass-weighted with the densities of '{a.source}' (density_g_cm3), as "
+                         "rptdose run reports them")
     mask_dict = _masks_on_grid(masks, a, label_names)
     if mask_dict is not None:
         masks_source = "given"
