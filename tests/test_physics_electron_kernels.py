@@ -46,7 +46,9 @@ def scaled_kernel(e0_mev, r0_mm, histories, seed=1, per_r0=20):
     decays[half, half, half] = 1.0
     res = rd.simulate(ph, rd.Source.monoenergetic("electron", e0_mev, decays), histories=histories,
                       seed=seed, progress=False)
-    assert res.energy_balance["escaped_mev"] == 0.0  # the grid holds the whole track
+    # the grid holds the whole track: only bremsstrahlung photons leave (radiative yield)
+    from rptdose.physics.electron import radiative_yield
+    assert res.energy_balance["escaped_mev"] <= float(radiative_yield("water", e0_mev)[0]) * e0_mev
     e_vox = np.asarray(res.dose_gy) * np.asarray(ph.voxel_mass_kg) / J_PER_MEV  # MeV per decay
     i = np.arange(n) - half
     r = vox * np.sqrt(i[:, None, None] ** 2 + i[None, :, None] ** 2 + i[None, None, :] ** 2)

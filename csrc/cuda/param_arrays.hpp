@@ -40,6 +40,8 @@ void visit_param_arrays(Params& p, int64_t n_voxels, F&& f) {
   f("el_mott_c", t.el_mott_c, me);
   f("pos_range", t.pos_range, me);
   f("pos_sigma_hard", t.pos_sigma_hard, me);
+  f("el_sigma_brems", t.el_sigma_brems, t.brems_nu > 0 ? me : 0);
+  f("brems_rej", t.brems_rej, t.brems_nu > 0 ? size_t(t.n_e) * size_t(t.brems_nu) : 0);
   f("ms_ln_lambda", t.ms_ln_lambda, size_t(t.ms_n));
   f("alias", s.alias, (s.alias_dense ? 2 : 3) * size_t(s.n_src));
   f("decays", s.decays, s.block > 1 ? nv : 0);

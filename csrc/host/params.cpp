@@ -282,6 +282,32 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
   double wcc = need_scalar(scalars, "tables", "el_wcc_mev");
   if (!(sf_lnx_max > sf_lnx_min)) fail("tables: expected sf_lnx_max > sf_lnx_min");
   if (!(wcc > 0.0)) fail("tables['el_wcc_mev']: expected > 0");
+  // bremsstrahlung photons (optional: without these entries the radiative loss is all local)
+  const double* sig_brems = nullptr;
+  const double* brems_rej = nullptr;
+  double brems_kc = 0.0;
+  int32_t brems_nu = 0;
+  if (tables.find("el_sigma_brems") != tables.end() || tables.find("el_brems_rej") != tables.end()) {
+    const ArrayRef& sb = need(tables, "tables", "el_sigma_brems", me);
+    auto br = tables.find("el_brems_rej");
+    if (br == tables.end() || br->second.shape.size() != 2 || br->second.shape[0] != ne ||
+        br->second.shape[1] < 2)
+      fail("tables['el_brems_rej']: expected shape (energies, n_u >= 2)");
+    const int64_t nu = br->second.shape[1];
+    const ArrayRef& rej = need(tables, "tables", "el_brems_rej", {ne, nu});
+    brems_kc = need_scalar(scalars, "tables", "el_brems_kc_mev");
+    if (!(brems_kc >= egrid.data[0] && brems_kc < egrid.data[ne - 1]))
+      fail("tables['el_brems_kc_mev']: expected a cut inside the energy grid");
+    for (int64_t i = 0; i < nm * ne; ++i)
+      if (!(sb.data[i] >= 0.0 && sb.data[i] < 1e6))
+        fail("tables['el_sigma_brems']: expected finite values >= 0");
+    for (int64_t i = 0; i < ne * nu; ++i)
+      if (!(rej.data[i] >= 0.0 && rej.data[i] <= 1.0))
+        fail("tables['el_brems_rej']: expected values in [0, 1]");
+    sig_brems = sb.data;
+    brems_rej = rej.data;
+    brems_nu = int32_t(nu);
+  }
 
   // soft multiple-scattering table: ln lambda on a uniform grid of ln <mu>
   const int32_t nw = 1024;
@@ -330,6 +356,10 @@ TableView make_table_view(const std::map<std::string, ArrayRef>& tables,
   t.pos_range = pos_range.data;
   t.pos_sigma_hard = pos_hard.data;
   t.el_wcc = wcc;
+  t.brems_kc = brems_kc;
+  t.brems_nu = brems_nu;
+  t.el_sigma_brems = sig_brems;
+  t.brems_rej = brems_rej;
   t.ms_n = nw;
   t.ms_ln_mean_min = wl0;
   t.ms_inv_dln = 1.0 / wdl;

@@ -1,8 +1,11 @@
 // Electron transport: class II condensed history.
 //
-// - Continuous slowing down with the restricted collision + radiative stopping power; the
-//   energy after a path is taken from the range table (exact CSDA bookkeeping within a step).
-//   Radiative losses are deposited locally (no bremsstrahlung photons are produced).
+// - Continuous slowing down with the restricted collision + restricted radiative stopping power
+//   (photons below brems_kc); the energy after a path is taken from the range table (exact CSDA
+//   bookkeeping within a step). Bremsstrahlung photons above brems_kc are hard events
+//   (brems_emission): energy from the 3BN cross section (Koch & Motz 1959) by dk/k sampling and
+//   rejection, direction from the Lorentz-boosted dipole distribution; they are transported as
+//   any photon. Without the brems tables (brems_kc = 0) the whole radiative loss is continuous.
 // - Hard Moller collisions (energy transfer above el_wcc) sampled explicitly; the delta ray is
 //   transported. Sampling as in Geant4's G4MollerBhabhaModel (Moller, Ann. Phys. 14:531, 1932).
 // - Elastic scattering, mixed (class II) as in PENELOPE (Baro et al., NIM B 100:31, 1995):
@@ -24,11 +27,13 @@
 // - Range rejection: when the residual range is shorter than the distance to the nearest face of
 //   the current voxel, the electron (and every secondary it could make, whose ranges are
 //   shorter) cannot leave the voxel: its energy is deposited there at once. Exact for the voxel
-//   tally in this model, since there is no bremsstrahlung transport.
+//   tally except for the bremsstrahlung the electron would still emit (its radiative yield,
+//   < 1e-3 of its energy in tissue below the ~200 keV at which an electron's range fits inside a
+//   1 mm voxel: physics/electron.py radiative_yield), which is deposited there too.
 // - Positrons (kPositron) take the same path with what differs for them: the range table of
 //   the Bhabha restricted collision stopping power (pos_range) and hard Bhabha collisions
 //   (pos_sigma_hard, bhabha_collision: the positron may give the atomic electron up to all its
-//   energy). Approximated as for electrons: radiative loss (deposited locally) and elastic
+//   energy). Approximated as for electrons: radiative loss and bremsstrahlung photons, and elastic
 //   scattering (the e+ Mott factor differs from the e- one in the sign of its pi alpha Z beta
 //   term, <= 5 % of the cross section in tissue). Annihilation in flight is not simulated. A
 //   positron that stops (tracking cut, range rejection, step limit, or no electron transport)
@@ -192,6 +197,61 @@ RPT_INLINE void bhabha_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& 
   tr.emit_secondary(Particle{p.r, dd, w, kElectron}, voxel);
 }
 
+// Hard bremsstrahlung event of electron/positron p (kinetic energy T > brems_kc) in material
+// row k: photon energy kph in (brems_kc, T) drawn from dk/k (u uniform: kph = kc (T/kc)^u) and
+// accepted with X(T, kph) / max X, the 3BN scaled cross section's shape (table brems_rej,
+// linear in u and in ln T). Direction: the dipole distribution (3/8)(1 + cos'^2) in the
+// electron's rest frame, Lorentz-boosted with its speed beta: cos = (cos' + beta) / (1 + beta
+// cos'); PENELOPE's angular distribution (Salvat, PENELOPE-2018 manual, eq. 3.169; Acosta,
+// Llovet & Salvat, Appl Phys Lett 80:3228, 2002) with A = 1, beta' = beta, i.e. without its
+// fitted corrections. The electron keeps its direction (the nucleus takes the recoil).
+template <class Rng, class Tally>
+RPT_INLINE void brems_emission(Particle& p, EIndex k, int64_t voxel, Track<Rng, Tally>& tr) {
+  const TableView& t = tr.P.tab;
+  const double kc = t.brems_kc;
+  const double T = p.e;
+  if (!(T > kc) || t.brems_nu < 2) return;
+  Rng& rng = tr.rng;
+  const double ln_ratio = log(T / kc);
+  const int32_t nu = t.brems_nu;
+  const int32_t i0 = k.i < 0 ? 0 : (k.i >= t.n_e - 1 ? t.n_e - 2 : k.i);
+  const double fe = k.f < 0.0 ? 0.0 : (k.f > 1.0 ? 1.0 : k.f);
+  const double* r0 = t.brems_rej + size_t(i0) * size_t(nu);
+  const double* r1 = r0 + nu;
+  double kph = kc;
+  for (int iter = 0; iter < 1000; ++iter) {
+    const double u = rng.uniform();
+    kph = kc * exp(u * ln_ratio);
+    const double x = u * double(nu - 1);
+    int32_t j = int32_t(x);
+    if (j > nu - 2) j = nu - 2;
+    const double fu = x - double(j);
+    const double a = r0[j] + fu * (r0[j + 1] - r0[j]);
+    const double b = r1[j] + fu * (r1[j + 1] - r1[j]);
+    // the row above may be 0 (T just above kc at the lower row): take the non-zero one
+    const double rej = (r0[0] > 0.0 && r1[0] > 0.0) ? a + fe * (b - a) : (r0[0] > 0.0 ? a : b);
+    if (rng.uniform() <= rej) break;
+  }
+  if (kph >= T) kph = T;
+  const double gam = T / kElectronMassMeV + 1.0;
+  const double beta = sqrt(1.0 - 1.0 / (gam * gam));
+  double c = 0.0;
+  for (int iter = 0; iter < 1000; ++iter) {  // (1 + c^2)/2 on [-1, 1]: acceptance 2/3
+    c = 2.0 * rng.uniform() - 1.0;
+    if (2.0 * rng.uniform() <= 1.0 + c * c) break;
+  }
+  double cost = (c + beta) / (1.0 + beta * c);
+  if (cost > 1.0) cost = 1.0;
+  if (cost < -1.0) cost = -1.0;
+  const Vec3 dph = rotate(p.d, cost, rng.uniform());
+  const int64_t q_old = quantize(T);
+  p.e = T - kph;
+  if (p.e < 0.0) p.e = 0.0;
+  const int64_t rem = q_old - quantize(p.e) - quantize(kph);
+  if (rem != 0) tr.deposit(voxel, rem);
+  tr.emit_secondary(Particle{p.r, dph, kph, kPhoton}, voxel);
+}
+
 // A positron at rest at r (in voxel `voxel`) annihilates into two photons of m_e c^2 in
 // opposite, isotropic directions (annihilation at rest; positronium's three-photon decay and the
 // ~0.5 degree acollinearity are neglected). Their energy comes from the rest masses: it is added
@@ -248,12 +308,15 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     // grows as the electron slows down along the step: the path to the next event solves
     // integral(sigma ds) = x, x exponential, to second order by the midpoint rule (the rate
     // of the energy half-way along the path at the start energy's rate).
-    const double sig_ev0 = (lookup(hard_tab, t, m, k) + lookup(t.el_sigma_el, t, m, k)) * rho10;
+    const bool brems = t.brems_kc > 0.0;
+    const double sig_ev0 = (lookup(hard_tab, t, m, k) + lookup(t.el_sigma_el, t, m, k) +
+                            (brems ? lookup(t.el_sigma_brems, t, m, k) : 0.0)) * rho10;
     const double x_ev = -log(rng.uniform());
     double s_ev = sig_ev0 > 0.0 ? x_ev / sig_ev0 : 1e300;
     if (s_ev < s_loss) {
       const EIndex km = index_from_range(t, range_tab, m, range_g - 0.5 * s_ev * rho10, k.i + 1);
-      s_ev = x_ev / ((lookup(hard_tab, t, m, km) + lookup(t.el_sigma_el, t, m, km)) * rho10);
+      s_ev = x_ev / ((lookup(hard_tab, t, m, km) + lookup(t.el_sigma_el, t, m, km) +
+                      (brems ? lookup(t.el_sigma_brems, t, m, km) : 0.0)) * rho10);
     }
     // A path shorter than the safety distance cannot leave the voxel, whatever its
     // deflections: the distances to the faces are needed only for a step that reaches it.
@@ -301,8 +364,13 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     if (event && !crossed) {
       // the event at the step's end, with the cross sections of the energy it has there
       const double sh1 = lookup(hard_tab, t, m, k_next);
-      const double sev1 = sh1 + lookup(t.el_sigma_el, t, m, k_next);
-      if (rng.uniform() * sev1 < sh1) {
+      const double sb1 = brems ? lookup(t.el_sigma_brems, t, m, k_next) : 0.0;
+      const double sev1 = sh1 + sb1 + lookup(t.el_sigma_el, t, m, k_next);
+      const double xev = rng.uniform() * sev1;
+      if (xev >= sh1 && xev < sh1 + sb1) {
+        brems_emission(p, k_next, vp.index, tr);
+        if (p.e > 0.0) k_next = energy_index(t, p.e);
+      } else if (xev < sh1) {
         if (positron) {
           if (p.e > t.el_wcc) {
             bhabha_collision(p, vp.index, tr);

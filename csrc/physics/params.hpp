@@ -46,6 +46,14 @@ struct TableView {
   const double* pos_range;     // g/cm2
   const double* pos_sigma_hard; // cm2/g
   double el_wcc;               // Moller cut (MeV)
+  // bremsstrahlung above brems_kc (physics/electron.py; absent tables: brems_kc = 0 and no
+  // photons, the whole radiative loss then being in el_range): number cross section (cm2/g)
+  // and the material-independent rejection table of the photon energy,
+  // [n_e][brems_nu] X(T,k)/max X at k = kc (T/kc)^u, u = j/(brems_nu-1)
+  double brems_kc;             // MeV (0: no bremsstrahlung photons)
+  int32_t brems_nu;
+  const double* el_sigma_brems; // [n_mat*n_e] or null
+  const double* brems_rej;     // [n_e*brems_nu] or null
   // soft multiple scattering: ln lambda of p(mu) ~ exp(-lambda mu) on [0,1] as a function of
   // ln <mu>, mu = (1-cos)/2 (host-built)
   int32_t ms_n;

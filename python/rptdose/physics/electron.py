@@ -28,8 +28,22 @@ electron-electron bremsstrahlung approximated by Z^2 -> Z(Z+1):
     S_rad/rho = N_A alpha r_e^2 (T + mc2) phi_rad(T) sum_i w_i Z_i (Z_i + 1) / A_i.
 Against NIST ESTAR water (3.898e-3, 4.228e-3, 7.257e-3 MeV cm2/g at 10, 100, 500 keV) this is
 +4 %, +9 %, +13 % high: radiative loss is < 0.4 % of the total stopping power in tissue below
-500 keV (< 1 % at 1 MeV), so the effect on the total is < 0.05 %. Bremsstrahlung photons are not
-produced (the energy is deposited along the track, docs/core_contract.md).
+500 keV (< 1 % at 1 MeV), so the effect on the total is < 0.05 %. Radiative yield of water
+(radiative_yield) against the yield from ESTAR's stopping powers: +5 %, +4 %, +2 %, +5 % at 100,
+200, 300, 500 keV (tests/test_physics_brems.py). No Seltzer-Berger tables are on PyPI; 3BN is
+the published analytical cross section used instead (Seltzer & Berger, At Data Nucl Data Tables
+35:345, 1986, use it too, matched to their partial-wave results below 2 MeV).
+
+Bremsstrahlung photons: the same 3BN cross section is split at k_c = BREMS_KC_MEV (10 keV).
+Photons below k_c stay in the continuous loss (radiative_stopping_power_restricted, in
+el_dedx_cont / el_range_cont); photons above are hard events with the number cross section
+el_sigma_brems (brems_cross_section) whose energy the core draws from dk/k on [k_c, T] accepted
+with X(T, k) / max X (brems_rejection_table: X = k dsigma/dk / (alpha r_e^2 Z^2) of 3BN, the
+same for every material under the Z(Z+1) scaling), and whose direction it draws from the
+Lorentz-boosted dipole distribution (csrc/physics/electron.hpp brems_emission); the photons are
+transported. The split is exact: restricted + the energy-weighted hard part = S_rad (test).
+Positrons use the electron's bremsstrahlung (positron bremsstrahlung is a few % lower).
+Validation: validation/bremsstrahlung (the energy beyond the beta range of Y-90 and P-32).
 
 Ranges: the CSDA range is the integral of 1/S_tot from 0 to E, on a grid 8x finer than the table
 grid, with a power-law extrapolation of S below 1 keV (R(E0) = E0 / (S(E0) (1 + a)),
@@ -112,7 +126,8 @@ from .materials import AVOGADRO, Material, atomic_weight, get_material
 __all__ = [
     "MEC2_MEV",
     "collision_stopping_power",
-    "radiative_stopping_power",
+    "radiative_stopping_power", "radiative_stopping_power_restricted", "brems_cross_section",
+    "brems_rejection_table", "radiative_yield", "BREMS_KC_MEV",
     "total_stopping_power",
     "csda_range",
     "moller_cross_section",
@@ -309,14 +324,10 @@ def _phi_rad_cached(key: bytes) -> np.ndarray:
     return _phi_rad_born(np.frombuffer(key, dtype=np.float64))
 
 
-def _phi_rad_born(energy_mev) -> np.ndarray:
-    """Scaled radiative energy-loss cross section phi_rad(T) of the unscreened Born
-    approximation (Koch & Motz 1959, 3BN), dimensionless: (1 / (alpha r_e^2 Z^2 E0)) * integral
-    of k dsigma/dk over k from 0 to T (E0 total energy)."""
-    t = _energies(energy_mev)[:, None] / MEC2_MEV  # kinetic energy, mc2 units
-    s, w = _gl_nodes(_N_GL_BREMS)
-    k = t * (3.0 * s * s - 2.0 * s**3)  # smooth at both ends
-    dk = 6.0 * t * s * (1.0 - s)
+def _x_3bn(t, k):
+    """Scaled bremsstrahlung cross section of formula 3BN (Koch & Motz, Rev Mod Phys 31:920, 1959;
+    unscreened, Born approximation): X = k dsigma/dk / (alpha r_e^2 Z^2), dimensionless, for an
+    electron of kinetic energy t emitting a photon of energy k (both in mc2 units, 0 < k < t)."""
     e0 = 1.0 + t
     e = e0 - k
     p0 = np.sqrt(e0 * e0 - 1.0)
@@ -330,7 +341,19 @@ def _phi_rad_born(energy_mev) -> np.ndarray:
           + lg * (8.0 * e0 * e / (3.0 * p0 * p) + k * k * (e0 * e0 * e * e + pp0) / (p0**3 * p**3)
                   + k / (2.0 * p0 * p) * (eps0 * (e0 * e + p0 * p0) / p0**3
                                           - eps * (e0 * e + p * p) / p**3 + 2.0 * k * e0 * e / pp0)))
-    integrand = (p / p0) * br * dk
+    return (p / p0) * br
+
+
+def _phi_rad_born(energy_mev) -> np.ndarray:
+    """Scaled radiative energy-loss cross section phi_rad(T) of the unscreened Born
+    approximation (Koch & Motz 1959, 3BN), dimensionless: (1 / (alpha r_e^2 Z^2 E0)) * integral
+    of k dsigma/dk over k from 0 to T (E0 total energy)."""
+    t = _energies(energy_mev)[:, None] / MEC2_MEV  # kinetic energy, mc2 units
+    s, w = _gl_nodes(_N_GL_BREMS)
+    k = t * (3.0 * s * s - 2.0 * s**3)  # smooth at both ends
+    dk = 6.0 * t * s * (1.0 - s)
+    e0 = 1.0 + t
+    integrand = _x_3bn(t, k) * dk
     return np.sum(w * integrand, axis=1) / e0[:, 0]
 
 
@@ -338,8 +361,96 @@ def radiative_stopping_power(material: Union[Material, str], energy_mev) -> np.n
     """Mass radiative stopping power (MeV cm2/g); see the module notes for the approximation."""
     m = get_material(material)
     e = _energies(energy_mev)
-    zz = sum(w * z * (z + 1.0) / atomic_weight(z) for z, w in m.composition)  # mol/g
-    return AVOGADRO * ALPHA * R_E_CM**2 * zz * (e + MEC2_MEV) * phi_rad_born(e)
+    return AVOGADRO * ALPHA * R_E_CM**2 * _zz_per_gram(m) * (e + MEC2_MEV) * phi_rad_born(e)
+
+
+#: Bremsstrahlung photon cut k_c (MeV): photons above it are produced one by one (hard events
+#: of cross section el_sigma_brems) and transported; the radiative loss below it stays in the
+#: continuous stopping power. 10 keV: the lowest photon tracking cut allowed by default in
+#: rptdose (a softer photon would be absorbed within ~0.2 mm of water anyway).
+BREMS_KC_MEV = 0.010
+#: points of the photon-energy rejection table per energy, uniform in u = ln(k/k_c)/ln(T/k_c)
+BREMS_NU = 64
+
+
+def _zz_per_gram(m: Material) -> float:
+    return sum(w * z * (z + 1.0) / atomic_weight(z) for z, w in m.composition)  # mol/g
+
+
+def _brems_integrals(energy_mev, kc_mev: float):
+    """Per Z(Z+1) N_A alpha r_e^2 (cm2 units): (soft, hard_number, hard_energy) =
+    (mc2 int_0^min(kc,T) X dk, int_kc^T X dk/k, mc2 int_kc^T X dk) with k in mc2 units, X = _x_3bn."""
+    t = _energies(energy_mev)[:, None] / MEC2_MEV
+    kc = kc_mev / MEC2_MEV
+    s, w = _gl_nodes(_N_GL_BREMS)
+    a = np.minimum(kc, t)
+    k = a * (3.0 * s * s - 2.0 * s**3)
+    dk = 6.0 * a * s * (1.0 - s)
+    soft = np.sum(w * _x_3bn(t, k) * dk, axis=1) * MEC2_MEV
+    hard_n = np.zeros(t.shape[0])
+    hard_e = np.zeros(t.shape[0])
+    above = t[:, 0] > kc
+    if np.any(above):
+        th = t[above]
+        # ln k from ln kc to ln T, smooth at the tip (X ~ p there)
+        lk0, lk1 = np.log(kc), np.log(th)
+        u = 1.0 - (1.0 - s) ** 2
+        du = 2.0 * (1.0 - s)
+        lk = lk0 + (lk1 - lk0) * u
+        kk = np.exp(lk)
+        x = _x_3bn(th, kk)
+        hard_n[above] = np.sum(w * x * du * (lk1 - lk0), axis=1)
+        hard_e[above] = np.sum(w * x * kk * du * (lk1 - lk0), axis=1) * MEC2_MEV
+    return soft, hard_n, hard_e
+
+
+def radiative_stopping_power_restricted(material: Union[Material, str], energy_mev,
+                                        kc_mev: float = BREMS_KC_MEV) -> np.ndarray:
+    """Mass radiative stopping power for photons below k_c (MeV cm2/g), the continuous part when
+    harder photons are produced explicitly (same 3BN cross section as radiative_stopping_power)."""
+    m = get_material(material)
+    soft, _, _ = _brems_integrals(energy_mev, kc_mev)
+    return AVOGADRO * ALPHA * R_E_CM**2 * _zz_per_gram(m) * soft
+
+
+def brems_cross_section(material: Union[Material, str], energy_mev, kc_mev: float = BREMS_KC_MEV) -> np.ndarray:
+    """Cross section per gram (cm2/g) for emitting a bremsstrahlung photon above k_c (3BN, Z(Z+1))."""
+    m = get_material(material)
+    _, hard_n, _ = _brems_integrals(energy_mev, kc_mev)
+    return AVOGADRO * ALPHA * R_E_CM**2 * _zz_per_gram(m) * hard_n
+
+
+def brems_rejection_table(energy_mev, kc_mev: float = BREMS_KC_MEV, nu: int = BREMS_NU) -> np.ndarray:
+    """[NE, nu] X(T, k) / max_k X(T, k) at k = k_c (T/k_c)^u, u = linspace(0, 1, nu): the photon
+    energy is drawn from dk/k on [k_c, T] (u uniform) and accepted with this ratio (interpolated
+    linearly in u and ln T). The 3BN shape with the Z(Z+1) scaling does not depend on the
+    material. Rows with T <= k_c are 0 (no hard photons)."""
+    e = _energies(energy_mev)
+    out = np.zeros((e.size, nu))
+    u = np.linspace(0.0, 1.0, nu)
+    for i, ei in enumerate(e):
+        if ei <= kc_mev:
+            continue
+        t = ei / MEC2_MEV
+        k = (kc_mev / MEC2_MEV) * (t / (kc_mev / MEC2_MEV)) ** u
+        k[-1] = t * (1.0 - 1e-12)
+        x = np.maximum(_x_3bn(np.full(nu, t), k), 0.0)
+        out[i] = x / x.max()
+    return out
+
+
+def radiative_yield(material: Union[Material, str], energy_mev) -> np.ndarray:
+    """Radiative yield Y(T): fraction of an electron's kinetic energy T emitted as bremsstrahlung
+    while it slows down to rest in CSDA, (1/T) int_0^T S_rad/S_tot dE (ICRU 37 eq. 2.24; ESTAR's
+    'radiation yield')."""
+    m = get_material(material)
+    e = _energies(energy_mev)
+    fine = np.exp(np.linspace(np.log(1e-4), np.log(max(e.max(), 1e-3)), 4000))
+    srad = radiative_stopping_power(m, fine)
+    f = srad / (collision_stopping_power(m, fine) + srad)
+    cum = np.concatenate([[f[0] * fine[0]], f[0] * fine[0]
+                          + np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(fine))])
+    return np.interp(e, fine, cum) / e
 
 
 def total_stopping_power(material: Union[Material, str], energy_mev, particle: str = "electron") -> np.ndarray:
@@ -552,7 +663,7 @@ _RANGE_REFINE = 8
 
 
 def electron_tables(materials: Sequence[Union[Material, str]], energy_mev: np.ndarray,
-                    el_wcc_mev: float = 0.002) -> dict:
+                    el_wcc_mev: float = 0.002, brems_kc_mev: float = BREMS_KC_MEV) -> dict:
     """Electron entries of the transport tables (docs/core_contract.md) on the energy grid."""
     mats = [get_material(m) for m in materials]
     e = np.ascontiguousarray(energy_mev, dtype=np.float64)
@@ -571,10 +682,12 @@ def electron_tables(materials: Sequence[Union[Material, str]], energy_mev: np.nd
     out = {k: np.zeros((nm, ne)) for k in ("el_dedx_cont", "el_range_cont", "el_sigma_hard", "el_tr1",
                                             "el_csda_range", "el_sigma_el", "el_el_inv_lo", "el_el_inv_hi",
                                             "el_el_eta", "el_mott_b", "el_mott_c", "pos_dedx_cont",
-                                            "pos_range_cont", "pos_sigma_hard", "pos_csda_range")}
+                                            "pos_range_cont", "pos_sigma_hard", "pos_csda_range",
+                                            "el_sigma_brems")}
     for k, m in enumerate(mats):
         srad = radiative_stopping_power(m, fine)
-        s_cont = collision_stopping_power(m, fine, cut_mev=wcc) + srad
+        srad_soft = radiative_stopping_power_restricted(m, fine, brems_kc_mev)  # harder: photons
+        s_cont = collision_stopping_power(m, fine, cut_mev=wcc) + srad_soft
         s_tot = collision_stopping_power(m, fine) + srad
         out["el_dedx_cont"][k] = s_cont[idx]
         out["el_range_cont"][k] = _range_integral(fine, s_cont)[idx]
@@ -582,12 +695,13 @@ def electron_tables(materials: Sequence[Union[Material, str]], energy_mev: np.nd
         out["el_sigma_hard"][k] = moller_cross_section(m, e, wcc)
         # positrons: Bhabha instead of Moller (restricted stopping power and hard collisions);
         # radiative loss and elastic scattering are the electron's (module docstring)
-        p_cont = collision_stopping_power(m, fine, cut_mev=wcc, particle="positron") + srad
+        p_cont = collision_stopping_power(m, fine, cut_mev=wcc, particle="positron") + srad_soft
         p_tot = collision_stopping_power(m, fine, particle="positron") + srad
         out["pos_dedx_cont"][k] = p_cont[idx]
         out["pos_range_cont"][k] = _range_integral(fine, p_cont)[idx]
         out["pos_csda_range"][k] = _range_integral(fine, p_tot)[idx]
         out["pos_sigma_hard"][k] = bhabha_cross_section(m, e, wcc)
+        out["el_sigma_brems"][k] = brems_cross_section(m, e, brems_kc_mev)
         hel = hard_elastic_parameters(m, e, cut_mev=wcc)
         out["el_tr1"][k] = hel["tr1_soft"]
         out["el_sigma_el"][k] = hel["sigma"]
@@ -596,6 +710,7 @@ def electron_tables(materials: Sequence[Union[Material, str]], energy_mev: np.nd
         out["el_el_eta"][k] = hel["eta"]
         out["el_mott_b"][k] = hel["mott_b"]
         out["el_mott_c"][k] = hel["mott_c"]
-    res = {"el_wcc_mev": wcc}
+    res = {"el_wcc_mev": wcc, "el_brems_kc_mev": float(brems_kc_mev),
+           "el_brems_rej": np.ascontiguousarray(brems_rejection_table(e, brems_kc_mev))}
     res.update({k: np.ascontiguousarray(v) for k, v in out.items()})
     return res

@@ -36,15 +36,15 @@ log = logging.getLogger(__name__)
 
 NE = 512  # energy grid points (contract)
 E_MIN_MEV, E_MAX_MEV = 1e-3, 3.0  # grid ends (contract)
-TABLE_VERSION = "6"  # bump whenever the physics or the layout of the tables changes
+TABLE_VERSION = "7"  # bump whenever the physics or the layout of the tables changes
 
 # [NM, ...] arrays of the contract, and the scalars / shared 1-D arrays
 ARRAY_KEYS = ("mu_photo", "mu_incoh", "mu_coh", "incoh_sf", "coh_cum",
               "el_dedx_cont", "el_range_cont", "el_sigma_hard", "el_tr1", "el_csda_range",
               "el_sigma_el", "el_el_inv_lo", "el_el_inv_hi", "el_el_eta", "el_mott_b", "el_mott_c",
-              "pos_dedx_cont", "pos_range_cont", "pos_sigma_hard", "pos_csda_range")
-SCALAR_KEYS = ("sf_lnx_min", "sf_lnx_max", "el_wcc_mev")
-_SHARED_KEYS = ("energy_grid_mev", "coh_x2_grid")
+              "pos_dedx_cont", "pos_range_cont", "pos_sigma_hard", "pos_csda_range", "el_sigma_brems")
+SCALAR_KEYS = ("sf_lnx_min", "sf_lnx_max", "el_wcc_mev", "el_brems_kc_mev")
+_SHARED_KEYS = ("energy_grid_mev", "coh_x2_grid", "el_brems_rej")
 
 
 def energy_grid() -> np.ndarray:
@@ -109,7 +109,8 @@ def _build(mats: Sequence[Material], wcc: float, key: str) -> dict:
         "electron_method": ("Bethe collision stopping power (ICRU 37), restricted below el_wcc "
                             "(G4MollerBhabhaModel form), Sternheimer density effect (1984 "
                             "tables for NIST materials, else Sternheimer-Peierls 1971); radiative: "
-                            "Koch-Motz 3BN Born, Z(Z+1); ranges by integration with power-law start; "
+                            "Koch-Motz 3BN Born, Z(Z+1), continuous below el_brems_kc_mev, photons above it "
+                            "(el_sigma_brems, el_brems_rej; dipole angular distribution boosted); ranges by integration with power-law start; "
                             "Moller hard cross section; screened Rutherford transport cross "
                             "section with Moliere screening; positrons: Bhabha restricted stopping "
                             "power and hard cross section (G4MollerBhabhaModel form), the electron's "
