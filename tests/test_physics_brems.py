@@ -115,3 +115,35 @@ def test_radiative_yield_vs_estar():
     dev = ours / ref - 1.0
     assert np.all(np.abs(dev) <= 0.15), dict(zip(e_kev, np.round(dev, 3)))
     assert np.all(dev > 0)  # unscreened Born overestimates at these energies (the known sign)
+
+
+def _core_case():
+    from rptdose.physics.tables import transport_tables
+    n = 9
+    tables = dict(transport_tables(["water"]))
+    em = rd.Source.monoenergetic("electron", 2.0, np.ones((1, 1, 1))).emission_arrays()
+    density = np.ones((n, n, n), np.float32)
+    material = np.zeros((n, n, n), np.int32)
+    decays = np.zeros((n, n, n))
+    decays[n // 2, n // 2, n // 2] = 1.0
+    return tables, (density, material, (1.0, 1.0, 1.0), decays), em
+
+
+def test_core_checks_the_brems_tables_and_runs_without_them():
+    from rptdose import _core
+    tables, geo, em = _core_case()
+    bad = dict(tables, el_brems_rej=np.ascontiguousarray(tables["el_brems_rej"] * 2.0))
+    with pytest.raises(ValueError, match="el_brems_rej"):
+        _core.simulate_cpu(*geo, bad, em, 100, 1, 10, 1, True)
+    neg = dict(tables, el_sigma_brems=np.ascontiguousarray(-tables["el_sigma_brems"] - 1.0))
+    with pytest.raises(ValueError, match="el_sigma_brems"):
+        _core.simulate_cpu(*geo, neg, em, 100, 1, 10, 1, True)
+    # without the three entries: the whole radiative loss continuous, no photons made (the
+    # continuous tables must then carry the full radiative stopping power: here they do not,
+    # but the core only needs them consistent with themselves)
+    old = {k: v for k, v in tables.items() if k not in ("el_sigma_brems", "el_brems_rej", "el_brems_kc_mev")}
+    res = _core.simulate_cpu(*geo, old, em, 2000, 1, 10, 1, True)
+    assert res["emitted_mev"] == res["deposited_mev"] + res["escaped_mev"]
+    with_brems = _core.simulate_cpu(*geo, tables, em, 2000, 1, 10, 1, True)
+    assert with_brems["escaped_mev"] > 0.0 and with_brems["emitted_mev"] == pytest.approx(
+        with_brems["deposited_mev"] + with_brems["escaped_mev"], rel=1e-12)
