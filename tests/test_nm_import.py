@@ -248,3 +248,24 @@ def test_pet_decay_correction_recorded(tmp_path, correction):
     v = read_nm(folder)
     assert v.units == "bq_per_ml" and v.modality == "PT"
     assert v.decay_correction == (correction or "START")   # absent: START (DICOM PET default)
+
+
+def test_pet_decay_factor(tmp_path):
+    import pydicom
+    conc = SMALL[:3] + 5.0
+
+    def with_factor(name, correction, factor):
+        folder = S.write_pet_series(tmp_path / name, conc, SP, ORG, acquisition=WHEN, decay_correction=correction)
+        for f in sorted(folder.iterdir()):
+            ds = pydicom.dcmread(f)
+            ds.DecayFactor = factor
+            ds.save_as(f)
+        return folder
+
+    v = read_nm(with_factor("start", "START", "1.0821"))
+    assert v.decay_correction == "START" and "DecayFactor (0054,1321) 1.0821" in v.decay_correction_source
+    assert read_nm(with_factor("none1", "NONE", "1")).decay_correction == "NONE"
+    with pytest.raises(InputError, match=r"DecayFactor \(0054,1321\) 1.2 with DecayCorrection NONE"):
+        read_nm(with_factor("none", "NONE", "1.2"))
+    with pytest.raises(InputError, match=r"DecayFactor \(0054,1321\) '-1'.*expected a number > 0"):
+        read_nm(with_factor("neg", "ADMIN", "-1"))

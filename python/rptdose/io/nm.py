@@ -521,7 +521,24 @@ def _decay_correction(ds: Any, file: Path) -> tuple[str, str]:
     s = str(v).strip().upper()
     if s not in ("START", "ADMIN", "NONE"):
         raise InputError(f"spect '{file}' (DecayCorrection (0054,1102) {s!r}): expected START, ADMIN or NONE")
-    return s, "DecayCorrection (0054,1102)"
+    source = "DecayCorrection (0054,1102)"
+    # DecayFactor (0054,1321): the factor the pixel values were scaled by to correct for decay to
+    # the DecayCorrection reference time (informational: the reference time is what matters);
+    # a factor other than 1 beside NONE contradicts it, and one <= 0 is no factor
+    df = get(ds, "DecayFactor")
+    if df is not None and str(df).strip() != "":
+        try:
+            f = float(df)
+        except (TypeError, ValueError):
+            raise InputError(f"spect '{file}' (DecayFactor (0054,1321) {df!r}): expected a number > 0") from None
+        if not (np.isfinite(f) and f > 0.0):
+            raise InputError(f"spect '{file}' (DecayFactor (0054,1321) {df!r}): expected a number > 0")
+        if s == "NONE" and abs(f - 1.0) > 1e-4:
+            raise InputError(f"spect '{file}' (DecayFactor (0054,1321) {f:g} with DecayCorrection NONE): the pixel "
+                             "values were scaled for decay although the header says they were not; expected a "
+                             "factor of 1, or DecayCorrection START/ADMIN")
+        source += f", DecayFactor (0054,1321) {f:g}"
+    return s, source
 
 
 def _radiopharmaceutical(ds: Any, file: Path) -> Radiopharmaceutical:
