@@ -42,6 +42,32 @@ void check_mat(const rpt::TableView& t, int32_t mat) {
 
 }  // namespace
 
+// n hard collisions of a particle of `kind` (kElectron: Moller, kPositron: Bhabha) at e_mev:
+// the knock-on electron's energy and the primary's cos theta after it, one random stream each.
+static py::tuple sample_knock_on(py::dict tables, double e_mev, int64_t n, uint64_t seed, int32_t kind) {
+  TablesHolder th(tables);
+  py::array_t<double> w(n), cost_primary(n);
+  rpt::ParticleStack stack;
+  rpt::Counters cnt{0, 0};
+  NullTally tally;
+  rpt::Params P{};
+  P.tab = th.view;
+  for (int64_t i = 0; i < n; ++i) {
+    rpt::Philox4x32 rng(seed, uint64_t(i));
+    rpt::Track<rpt::Philox4x32, NullTally> tr{rng, stack, cnt, tally, P};
+    rpt::Particle p{{0, 0, 0}, {0, 0, 1}, e_mev, kind};
+    stack.n = 0;
+    if (kind == rpt::kPositron) {
+      rpt::bhabha_collision(p, 0, tr);
+    } else {
+      rpt::moller_collision(p, 0, tr);
+    }
+    w.mutable_data()[i] = stack.n ? stack.p[0].e : 0.0;
+    cost_primary.mutable_data()[i] = p.d.z;
+  }
+  return py::make_tuple(w, cost_primary);
+}
+
 void init_sampling(py::module_& m) {
   m.def("_philox4x32_10",
         [](std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
@@ -134,44 +160,12 @@ void init_sampling(py::module_& m) {
         "Samples cos theta of the soft multiple-scattering deflection with <(1-cos)/2> = mean_mu.");
   m.def("_sample_moller",
         [](py::dict tables, double e_mev, int64_t n, uint64_t seed) {
-          TablesHolder th(tables);
-          py::array_t<double> w(n), cost_primary(n);
-          rpt::ParticleStack stack;
-          rpt::Counters cnt{0, 0};
-          NullTally tally;
-          rpt::Params P{};
-          P.tab = th.view;
-          for (int64_t i = 0; i < n; ++i) {
-            rpt::Philox4x32 rng(seed, uint64_t(i));
-            rpt::Track<rpt::Philox4x32, NullTally> tr{rng, stack, cnt, tally, P};
-            rpt::Particle p{{0, 0, 0}, {0, 0, 1}, e_mev, rpt::kElectron};
-            stack.n = 0;
-            rpt::moller_collision(p, 0, tr);
-            w.mutable_data()[i] = stack.n ? stack.p[0].e : 0.0;
-            cost_primary.mutable_data()[i] = p.d.z;
-          }
-          return py::make_tuple(w, cost_primary);
+          return sample_knock_on(tables, e_mev, n, seed, rpt::kElectron);
         },
         "Samples the delta-ray energy (MeV) of hard Moller collisions at e_mev, and the primary's cos theta.");
   m.def("_sample_bhabha",
         [](py::dict tables, double e_mev, int64_t n, uint64_t seed) {
-          TablesHolder th(tables);
-          py::array_t<double> w(n), cost_primary(n);
-          rpt::ParticleStack stack;
-          rpt::Counters cnt{0, 0};
-          NullTally tally;
-          rpt::Params P{};
-          P.tab = th.view;
-          for (int64_t i = 0; i < n; ++i) {
-            rpt::Philox4x32 rng(seed, uint64_t(i));
-            rpt::Track<rpt::Philox4x32, NullTally> tr{rng, stack, cnt, tally, P};
-            rpt::Particle p{{0, 0, 0}, {0, 0, 1}, e_mev, rpt::kPositron};
-            stack.n = 0;
-            rpt::bhabha_collision(p, 0, tr);
-            w.mutable_data()[i] = stack.n ? stack.p[0].e : 0.0;
-            cost_primary.mutable_data()[i] = p.d.z;
-          }
-          return py::make_tuple(w, cost_primary);
+          return sample_knock_on(tables, e_mev, n, seed, rpt::kPositron);
         },
         "Samples the energy (MeV) given to the atomic electron in hard Bhabha collisions of a "
         "positron of e_mev, and the positron's cos theta.");

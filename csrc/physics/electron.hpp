@@ -110,6 +110,30 @@ RPT_INLINE double sample_hard_elastic_cos(const TableView& t, int32_t m, EIndex 
   return 1.0 - 2.0 * mu;
 }
 
+// The end of a hard collision of p (kinetic energy T) that gives W to an atomic electron (Moller
+// and Bhabha alike): the electron's direction from two-body kinematics, cos = sqrt(W (T + 2 mc2) /
+// (T (W + 2 mc2))) at a uniform azimuth; the primary keeps T - W and the momentum that is left;
+// the electron goes onto the stack; the quantised energy is conserved exactly (the rounding
+// remainder deposited in the voxel).
+template <class Rng, class Tally>
+RPT_INLINE void knock_on(Particle& p, double w, int64_t voxel, Track<Rng, Tally>& tr) {
+  const double mc2 = kElectronMassMeV;
+  const double T = p.e;
+  double cost_d = sqrt(w * (T + 2.0 * mc2) / (T * (w + 2.0 * mc2)));
+  if (cost_d > 1.0) cost_d = 1.0;
+  Vec3 dd = rotate(p.d, cost_d, tr.rng.uniform());
+  const double p0 = sqrt(T * (T + 2.0 * mc2));
+  const double pd = sqrt(w * (w + 2.0 * mc2));
+  Vec3 pp{p0 * p.d.x - pd * dd.x, p0 * p.d.y - pd * dd.y, p0 * p.d.z - pd * dd.z};
+  int64_t q_old = quantize(T);
+  p.e = T - w;
+  if (p.e < 0.0) p.e = 0.0;
+  p.d = normalized(pp);
+  int64_t rem = q_old - quantize(p.e) - quantize(w);
+  if (rem != 0) tr.deposit(voxel, rem);
+  tr.emit_secondary(Particle{p.r, dd, w, kElectron}, voxel);
+}
+
 // Hard Moller collision of electron p (kinetic energy > 2 el_wcc): the delta ray goes onto the
 // stack, the primary is slowed down and deflected (momentum conservation).
 template <class Rng, class Tally>
@@ -133,19 +157,7 @@ RPT_INLINE void moller_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& 
     double z = 1.0 - gg * x + x * x * (1.0 - gg + (1.0 - gg * y) / (y * y));
     if (grej * rng.uniform() <= z) break;
   }
-  const double w = x * T;
-  double cost_d = sqrt(w * (T + 2.0 * mc2) / (T * (w + 2.0 * mc2)));
-  if (cost_d > 1.0) cost_d = 1.0;
-  Vec3 dd = rotate(p.d, cost_d, rng.uniform());
-  const double p0 = sqrt(T * (T + 2.0 * mc2));
-  const double pd = sqrt(w * (w + 2.0 * mc2));
-  Vec3 pp{p0 * p.d.x - pd * dd.x, p0 * p.d.y - pd * dd.y, p0 * p.d.z - pd * dd.z};
-  int64_t q_old = quantize(T);
-  p.e = T - w;
-  p.d = normalized(pp);
-  int64_t rem = q_old - quantize(p.e) - quantize(w);
-  if (rem != 0) tr.deposit(voxel, rem);
-  tr.emit_secondary(Particle{p.r, dd, w, kElectron}, voxel);
+  knock_on(p, x * T, voxel, tr);
 }
 
 // Hard Bhabha collision of positron p (kinetic energy T > el_wcc): an atomic electron gets
@@ -181,20 +193,7 @@ RPT_INLINE void bhabha_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& 
     const double z = 1.0 + (y * y * b4 - x * y * b3 + y * b2 - x * b1) * beta2;
     if (grej * rng.uniform() <= z) break;
   }
-  const double w = x * T;
-  double cost_d = sqrt(w * (T + 2.0 * mc2) / (T * (w + 2.0 * mc2)));
-  if (cost_d > 1.0) cost_d = 1.0;
-  Vec3 dd = rotate(p.d, cost_d, rng.uniform());
-  const double p0 = sqrt(T * (T + 2.0 * mc2));
-  const double pd = sqrt(w * (w + 2.0 * mc2));
-  Vec3 pp{p0 * p.d.x - pd * dd.x, p0 * p.d.y - pd * dd.y, p0 * p.d.z - pd * dd.z};
-  int64_t q_old = quantize(T);
-  p.e = T - w;
-  if (p.e < 0.0) p.e = 0.0;
-  p.d = normalized(pp);
-  int64_t rem = q_old - quantize(p.e) - quantize(w);
-  if (rem != 0) tr.deposit(voxel, rem);
-  tr.emit_secondary(Particle{p.r, dd, w, kElectron}, voxel);
+  knock_on(p, x * T, voxel, tr);
 }
 
 // Hard bremsstrahlung event of electron/positron p (kinetic energy T > brems_kc) in material
