@@ -204,13 +204,10 @@ def read_h5_masks(path: Any, shape: tuple[int, ...]) -> tuple[dict[str, np.ndarr
     field when one is not a 0/1 mask of ``shape``."""
     import h5py
 
+    from rptdose.io.hdf5 import open_h5
+
     p = Path(path)
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise InputError(f"dose file '{p}' (not a readable HDF5 file: {exc}): expected an rptdose result "
-                         "(.h5)") from None
-    with f:
+    with open_h5(p, "dose file", "an rptdose result (.h5)") as f:
         masks = None
         if MASKS_GROUP in f:
             group = f[MASKS_GROUP]
@@ -241,7 +238,7 @@ def _region_name(path: Path, link: str, obj: Any) -> str:
     else the link name with its percent-encoding undone (files written before the attribute)."""
     from rptdose.io.hdf5 import h5_unname
 
-    try:
+    try:   # strict UTF-8 here (io.hdf5.mask_name replaces bad bytes): a clear error for a damaged name
         if "name" in obj.attrs:
             value = obj.attrs["name"]
             return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -181,6 +181,23 @@ def write_masks(parent: Any, masks: dict[str, Any], group: str = "masks", **opts
     return g
 
 
+def open_h5(path: Path, what: str, expected: str) -> Any:
+    """``path`` opened read-only with h5py; InputError "{what} '{path}' (not a readable HDF5 file:
+    ...): expected {expected}" when it is not one."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{what} '{path}' (not a readable HDF5 file: {exc}): expected {expected}") from None
+
+
+def mask_name(link: str, ds: Any) -> str:
+    """The region name of a mask dataset written by :func:`write_masks`: its ``name`` attribute,
+    else (files written before the attribute) the link name with its percent-encoding undone."""
+    return _attr_str(ds.attrs["name"]) if "name" in ds.attrs else h5_unname(link)
+
+
 def read_masks(source: Any, group: str = "masks") -> dict[str, np.ndarray]:
     """{region name: bool mask} from the ``group`` written by :func:`write_masks`, in an open
     h5py file or a path. The name is the dataset's ``name`` attribute (or, for files written
@@ -188,13 +205,7 @@ def read_masks(source: Any, group: str = "masks") -> dict[str, np.ndarray]:
     import h5py
 
     if isinstance(source, (str, os.PathLike)):
-        p = Path(source)
-        try:
-            f = h5py.File(p, "r")
-        except OSError as exc:
-            raise InputError(f"mask file '{p}' (not a readable HDF5 file: {exc}): expected an rptdose dose.h5 or "
-                             "tia.h5") from None
-        with f:
+        with open_h5(Path(source), "mask file", "an rptdose dose.h5 or tia.h5") as f:
             return read_masks(f, group)
     if group not in source:
         return {}
@@ -203,7 +214,7 @@ def read_masks(source: Any, group: str = "masks") -> dict[str, np.ndarray]:
         if not isinstance(ds, h5py.Dataset):
             raise InputError(f"HDF5 group '{group}' in '{source.file.filename}' (member {link!r} is a group): "
                              "expected one dataset per region")
-        name = _attr_str(ds.attrs["name"]) if "name" in ds.attrs else h5_unname(link)
+        name = mask_name(link, ds)
         if name in out:
             raise InputError(f"HDF5 group '{group}' in '{source.file.filename}' (region {name!r} twice): expected "
                              "one dataset per region")
@@ -253,19 +264,12 @@ def read_result(path: Any) -> dict[str, Any]:
     Raises InputError naming the file when it is missing, not HDF5, not a result, of another
     ``format_version``, or incomplete.
     """
-    import h5py
-
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"path {path!r} (not a file path): expected the path of an rptdose result (.h5)")
     p = Path(path)
     if not p.is_file():
         raise InputError(f"result file '{p}' (does not exist): expected an rptdose result (.h5)")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise InputError(f"result file '{p}' (not a readable HDF5 file: {exc}): expected an rptdose "
-                         "result (.h5)") from None
-    with f:
+    with open_h5(p, "result file", "an rptdose result (.h5)") as f:
         if "format_version" not in f.attrs:
             raise InputError(f"result file '{p}' (no format_version attribute; not an rptdose result?): expected "
                              f"format_version '{FORMAT_VERSION}'")
