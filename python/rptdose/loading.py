@@ -555,7 +555,7 @@ def region_table(spec: StudySpec, scans: Scans, registered: RegisteredActivity, 
     the region fit's TIA, uncertainty, T_eff, the sum of the voxel TIAs; with [recovery] the
     uncorrected TIA and the recovery coefficient; the TIA's uncertainty budget
     (:data:`BUDGET_COLUMNS`, without the Monte Carlo term, which ``rptdose run`` adds)."""
-    from rptdose.analysis.regions import combine_relative, contour_uncertainty
+    from rptdose.analysis.regions import combine_relative, contour_uncertainty, contour_voxels
     from rptdose.quant.tia import effective_half_life_s
 
     mass_kg = anatomy.phantom.voxel_mass_kg
@@ -563,7 +563,7 @@ def region_table(spec: StudySpec, scans: Scans, registered: RegisteredActivity, 
     u_cal = float(spec.calibration.u_calibration)
     rec = recovered.result if recovered is not None else None
     rec_index = {n: i for i, n in enumerate(rec.names)} if rec is not None else {}
-    contour_vox = _contour_voxels(spec, registered)
+    contour_vox = contour_voxels((spec.recovery or {}).get("contour_uncertainty_mm"), registered.grid.GetSpacing())
     rows = []
     for r, name in enumerate(integrated.region_names):
         m = masks.get(name, np.ones(registered.geometry["shape"], dtype=bool))
@@ -596,13 +596,6 @@ def region_table(spec: StudySpec, scans: Scans, registered: RegisteredActivity, 
                     "u_total": combine_relative(u_cal, u_rec, u_vol, u_fit)})
         rows.append(row)
     return rows
-
-
-def _contour_voxels(spec: StudySpec, registered: RegisteredActivity) -> float:
-    """The contours' standard uncertainty in dose-grid voxels: recovery.contour_uncertainty_mm
-    over the mean voxel size, else one voxel."""
-    mm = (spec.recovery or {}).get("contour_uncertainty_mm")
-    return 1.0 if mm is None else float(mm) / float(np.mean(registered.grid.GetSpacing()))
 
 
 def settings_and_provenance(spec: StudySpec, scans: Scans, acts: list[ScanActivity], reg_settings: Any
@@ -820,13 +813,13 @@ def _administration(spec: StudySpec, nms: list, nuclide_name: str | None) -> tup
 
 def _kinetic_labels(masks: dict[str, np.ndarray], body: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Each voxel's kinetic region for the voxel TIA (quant/voxel_tia.py): the smallest region
-    that contains it, else the body outside the regions, else outside the body."""
-    names = sorted(masks, key=lambda k: int(masks[k].sum()))
-    rest, outside = len(names), len(names) + 1
-    labels = np.where(body, rest, outside).astype(np.int32)
-    for i in reversed(range(len(names))):   # smallest last: it wins
-        labels[masks[names[i]]] = i
-    return labels, names + ["body (outside the regions)", "outside the body"]
+    that contains it, else the body outside the regions, else outside the body; the same
+    disjoint parts as the recovery correction's (rptdose.quant.recovery.partition)."""
+    from rptdose.quant.recovery import OUTSIDE_BODY, REST_OF_BODY, partition
+
+    if not masks:
+        return np.where(body, 0, 1).astype(np.int32), [REST_OF_BODY, OUTSIDE_BODY]
+    return partition(masks, body)
 
 
 def _versions() -> dict[str, str]:

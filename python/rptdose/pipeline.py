@@ -268,9 +268,16 @@ def region_rows(study: Any, dose: DoseEstimate, regions: dict[str, np.ndarray]) 
     from rptdose.analysis.dvh import dvh_metrics
 
     voxel_ml = float(np.prod(study.phantom.spacing_mm)) * 1e-3
+    from rptdose.analysis.regions import contour_voxels
+
     mass_kg = study.phantom.voxel_mass_kg
     tia_rows = {r["region"]: r for r in study.region_table}
     index = {name: i for i, name in enumerate(study.region_names)}
+    # for the segmentation term of the budget (_budget): energy per voxel, and the contour's
+    # uncertainty in voxels, once for all regions
+    energy = dose.dose_gy * mass_kg
+    voxels = contour_voxels((study.settings.get("recovery") or {}).get("contour_uncertainty_mm"),
+                            study.phantom.spacing_mm)
     rows = []
     for name, m in regions.items():
         rm = dose.region_means[name]
@@ -281,7 +288,7 @@ def region_rows(study: Any, dose: DoseEstimate, regions: dict[str, np.ndarray]) 
         tia_rel = float(tr.get("tia_rel_uncertainty", float("nan")))
         total = math.sqrt(stat ** 2 + tia_rel ** 2) if math.isfinite(stat) and math.isfinite(tia_rel) else stat
         teff = tr.get("t_eff_h", float("nan"))
-        budget = _budget(study, tr, stat, dose.dose_gy, mass_kg, m)
+        budget = _budget(study, tr, stat, energy, mass_kg, m, voxels)
         rows.append({
             "name": name, "kind": region_kind(name), "mean_dose_gy": float(rm["mean_dose_gy"]),
             "mean_dose_rel_uncertainty": stat, "tia_rel_uncertainty": tia_rel,
@@ -298,8 +305,8 @@ def region_rows(study: Any, dose: DoseEstimate, regions: dict[str, np.ndarray]) 
     return rows
 
 
-def _budget(study: Any, tia_row: dict, u_statistical: float, dose_gy: np.ndarray, mass_kg: np.ndarray,
-            mask: np.ndarray) -> dict[str, float]:
+def _budget(study: Any, tia_row: dict, u_statistical: float, energy: np.ndarray, mass_kg: np.ndarray,
+            mask: np.ndarray, contour_voxels: float) -> dict[str, float]:
     """A region's uncertainty budget of the mean dose (relative standard uncertainties; docs/
     study_file.md "Uncertainty budget"): calibration, recovery and TIA fit from the TIA's budget
     (loading.region_table), the segmentation from the recovery correction when there is one
@@ -315,11 +322,7 @@ def _budget(study: Any, tia_row: dict, u_statistical: float, dose_gy: np.ndarray
     if getattr(study, "recovery", None) is not None:
         u_vol = float(tia_row.get("u_volume", float("nan")))
     if not math.isfinite(u_vol) and tia_row.get("region") != FOV_REGION:
-        voxels = 1.0
-        mm = (study.settings.get("recovery") or {}).get("contour_uncertainty_mm")
-        if mm is not None:
-            voxels = float(mm) / float(np.mean(study.phantom.spacing_mm))
-        u_vol = contour_uncertainty(dose_gy * mass_kg, mass_kg, mask, voxels)
+        u_vol = contour_uncertainty(energy, mass_kg, mask, contour_voxels)
     return {"u_calibration": u_cal, "u_recovery": u_rec, "u_volume": u_vol, "u_tia_fit": u_fit,
             "u_statistical": u_statistical,
             "u_total": combine_relative(u_cal, u_rec, u_vol, u_fit, u_statistical)}

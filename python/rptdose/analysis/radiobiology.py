@@ -47,7 +47,6 @@ its sources), which a user can replace with their own file.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -229,11 +228,10 @@ class TissueTable:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The SHA-256 of a file (``rptdose._provenance.sha256_file``, which every record uses)."""
+    from rptdose._provenance import sha256_file
+
+    return sha256_file(path)
 
 
 def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:

@@ -143,6 +143,14 @@ def _grow(mask: np.ndarray, erode: bool) -> np.ndarray:
     return out
 
 
+def contour_voxels(contour_uncertainty_mm: float | None, spacing_mm: Any) -> float:
+    """The contours' standard uncertainty in voxels of ``spacing_mm``: ``contour_uncertainty_mm``
+    (recovery.contour_uncertainty_mm) over the mean voxel size, one voxel when None."""
+    if contour_uncertainty_mm is None:
+        return 1.0
+    return float(contour_uncertainty_mm) / float(np.mean(spacing_mm))
+
+
 def contour_uncertainty(numerator: np.ndarray, denominator: np.ndarray, mask: np.ndarray,
                         voxels: float = 1.0) -> float:
     """Relative standard uncertainty of a region's ratio of sums (e.g. mass-weighted mean dose:
