@@ -128,18 +128,28 @@ def anatomical(regions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 # ---- segmentation (contour) uncertainty --------------------------------------------------------
 
+#: The 6 face-neighbour directions (axis of [z, y, x], shift), in the order used everywhere.
+DIRECTIONS6 = ((0, 1), (0, -1), (1, 1), (1, -1), (2, 1), (2, -1))
+
+
+def neighbour(a: np.ndarray, axis: int, shift: int, fill: Any) -> np.ndarray:
+    """Every voxel's neighbour value along ``axis`` at ``shift`` (+1: the voxel before it, -1: the
+    one after) in the 3-D array ``a``; ``fill`` where the neighbour is off the grid."""
+    nb = np.full_like(a, fill)
+    src = [slice(None)] * 3
+    dst = [slice(None)] * 3
+    src[axis], dst[axis] = (slice(None, -1), slice(1, None)) if shift == 1 else (slice(1, None), slice(None, -1))
+    nb[tuple(dst)] = a[tuple(src)]
+    return nb
+
+
 def _grow(mask: np.ndarray, erode: bool) -> np.ndarray:
     """``mask`` eroded or dilated by one voxel (6-connected; the grid's edge counts as outside)."""
     m = np.asarray(mask, dtype=bool)
     out = m.copy()
-    for axis in range(3):
-        for shift in (1, -1):
-            nb = np.zeros_like(m)
-            src = [slice(None)] * 3
-            dst = [slice(None)] * 3
-            src[axis], dst[axis] = (slice(None, -1), slice(1, None)) if shift == 1 else (slice(1, None), slice(None, -1))
-            nb[tuple(dst)] = m[tuple(src)]
-            out = (out & nb) if erode else (out | nb)
+    for axis, shift in DIRECTIONS6:
+        nb = neighbour(m, axis, shift, False)
+        out = (out & nb) if erode else (out | nb)
     return out
 
 

@@ -111,6 +111,8 @@ def apply_outside_body(tia: np.ndarray, body: np.ndarray, mode: str, spacing_mm:
 def _nearest_inside(body: np.ndarray, spacing_mm: Any, max_mm: float) -> np.ndarray:
     """Per voxel, the flat index of a nearest body voxel by 6-connected propagation (body voxels:
     their own index), -1 beyond ``max_mm`` (steps of the smallest spacing)."""
+    from rptdose.analysis.regions import DIRECTIONS6, neighbour
+
     target = np.where(body, np.arange(body.size).reshape(body.shape), -1)
     steps = int(np.ceil(max_mm / float(min(spacing_mm))))
     for _ in range(steps):
@@ -118,21 +120,13 @@ def _nearest_inside(body: np.ndarray, spacing_mm: Any, max_mm: float) -> np.ndar
         if not free.any():
             break
         changed = False
-        for axis in range(3):
-            for shift in (1, -1):
-                nb = np.full_like(target, -1)
-                src = [slice(None)] * 3
-                dst = [slice(None)] * 3
-                if shift == 1:
-                    dst[axis], src[axis] = slice(1, None), slice(None, -1)
-                else:
-                    dst[axis], src[axis] = slice(None, -1), slice(1, None)
-                nb[tuple(dst)] = target[tuple(src)]
-                take = free & (nb >= 0)
-                if take.any():
-                    target = np.where(take, nb, target)
-                    free &= ~take
-                    changed = True
+        for axis, shift in DIRECTIONS6:   # each direction sees the targets the earlier ones just set
+            nb = neighbour(target, axis, shift, -1)
+            take = free & (nb >= 0)
+            if take.any():
+                target = np.where(take, nb, target)
+                free &= ~take
+                changed = True
         if not changed:
             break
     return target
