@@ -534,10 +534,7 @@ def _read_recovery(c: _Checker, data: dict) -> dict | None:
     t = c.table(data, "recovery")
     out: dict[str, Any] = {"psf_fwhm_mm": None, "sphere_phantom": None}
     if "psf_fwhm_mm" in t:
-        try:
-            out["psf_fwhm_mm"] = check_psf_fwhm(t["psf_fwhm_mm"], key=f"study '{c.path}' key recovery.psf_fwhm_mm")
-        except InputError as exc:
-            raise InputError(str(exc)) from None
+        out["psf_fwhm_mm"] = check_psf_fwhm(t["psf_fwhm_mm"], key=f"study '{c.path}' key recovery.psf_fwhm_mm")
     if "psf_fwhm_uncertainty_pct" in t:
         try:
             out["psf_fwhm_uncertainty_pct"] = check_fwhm_uncertainty_pct(t["psf_fwhm_uncertainty_pct"])

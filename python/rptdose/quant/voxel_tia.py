@@ -144,11 +144,10 @@ def voxel_tia(times_s, activity, half_life_s: float, model: str = "auto", *, lab
     region_tac = np.zeros((n, n_lab))
     for i in range(n):
         region_tac[i] = np.bincount(lab, weights=flat[i], minlength=n_lab)
+    # single-time-point region models: the regions' curves by trapezoid
+    curve_model = region_model if region_model in FIT_MODELS + ("trapezoid",) else "trapezoid"
     with np.errstate(divide="ignore", invalid="ignore"):
-        region_fit = _tia.integrate(ts, region_tac, half_life_s, region_model, trapezoid_start=trapezoid_start,
-                                    what="region activity") if region_model in FIT_MODELS + ("trapezoid",) else None
-    if region_fit is None:   # single-time-point region models: the regions' curves by trapezoid
-        region_fit = _tia.integrate(ts, region_tac, half_life_s, "trapezoid", trapezoid_start=trapezoid_start,
+        region_fit = _tia.integrate(ts, region_tac, half_life_s, curve_model, trapezoid_start=trapezoid_start,
                                     what="region activity")
     region_tia = np.asarray(region_fit.tia, dtype=np.float64).reshape(n_lab)
     region_rel = np.asarray(region_fit.rel_uncertainty, dtype=np.float64).reshape(n_lab)
