@@ -471,3 +471,24 @@ def test_therapy_and_theranostic_nuclides_run(name):
     assert eb["emitted_mev"] == pytest.approx(eb["deposited_mev"] + eb["escaped_mev"], rel=1e-13)
     assert eb["emitted_mev"] > 0 and np.all(res.dose_gy >= res.alpha_dose_gy)
     assert (src.alpha_mev_per_decay > 0) == any(n.alphas for n, _ in src.decay_chain.members)
+
+
+def test_progeny_table_is_radioactivedecays_icrp107_data():
+    """The shipped progeny table (data/icrp107_progeny.csv) holds exactly what radioactivedecay's
+    ICRP-107 data set says: half-lives, daughters and branching fractions of every nuclide, bit for
+    bit (data/make_progeny_table.py wrote it; the package is a test dependency only)."""
+    import math
+
+    rdp = pytest.importorskip("radioactivedecay")
+    from rptdose.physics import chains
+
+    source, half, progeny = chains._table()
+    assert source.startswith(f"ICRP-107 progeny and half-lives, from radioactivedecay {rdp.__version__} ")
+    assert set(half) == set(rdp.DEFAULTDATA.nuclides)
+    for name in rdp.DEFAULTDATA.nuclides:
+        nuc = rdp.Nuclide(name)
+        hl = float(nuc.half_life("s"))
+        assert half[name] == hl, name
+        expected = () if not math.isfinite(hl) else tuple(
+            (str(d), float(b)) for d, b in zip(nuc.progeny(), nuc.branching_fractions()) if float(b) > 0.0)
+        assert progeny.get(name, ()) == expected, name

@@ -9,7 +9,7 @@ from rptdose._data import data_dir, data_path
 from rptdose.errors import DataError
 
 DATA = ROOT / "data"
-NOT_INSTALLED = {"make_reference_tables.py"}
+NOT_INSTALLED = {"make_reference_tables.py", "make_progeny_table.py"}
 
 
 def _repo_files():

@@ -330,15 +330,13 @@ def test_demo_does_not_depend_on_scipy(tmp_path):
     """The demo's images and results are the same whether scipy is importable or not (one numpy
     code path for the SPECT blur and the convolutions): the study written and run in a process
     where ``import scipy`` fails gives the same SPECT pixels and the same region doses, bit for
-    bit, as in this one. radioactivedecay (decay chains, rptdose.physics.chains) needs scipy for
-    its own decay matrices, which rptdose does not use: it is imported first, then scipy is
-    blocked for everything else."""
+    bit, as in this one."""
     import subprocess
     import sys
 
     from rptdose.demo import DemoPatient, write_demo_study
 
-    script = ("import sys; import radioactivedecay; sys.modules['scipy'] = None\n"
+    script = ("import sys; sys.modules['scipy'] = None\n"
               "from rptdose.demo import DemoPatient, write_demo_study\n"
               "from rptdose.pipeline import run_study\n"
               "s = write_demo_study(sys.argv[1], DemoPatient(voxel_mm=16.0), histories=20_000)\n"

@@ -2,8 +2,10 @@
 
 Daughters and branching fractions come from the ICRP-107 data set of the PyPI package
 ``radioactivedecay`` (Malins & Lemoine, Comput Phys Commun 2022; its default data set is ICRP
-Publication 107 with AME2020/NUBASE2020 masses); every member's emissions from ICRP-107 through
-icrp107-database, as for a single nuclide (:mod:`rptdose.physics.nuclides`).
+Publication 107 with AME2020/NUBASE2020 masses), shipped as the table data/icrp107_progeny.csv
+(made, and checked, by data/make_progeny_table.py; radioactivedecay is needed only there);
+every member's emissions from ICRP-107 through icrp107-database, as for a single nuclide
+(:mod:`rptdose.physics.nuclides`).
 
 ``chain`` of :class:`rptdose.Source` and of ``[study] chain``:
 
@@ -77,45 +79,56 @@ def check_chain_option(chain: Any, what: str = "chain") -> str | None:
     return chain.strip().lower()
 
 
-def radioactivedecay_version() -> str:
-    from rptdose._provenance import package_version
-
-    return package_version("radioactivedecay")
+#: The shipped progeny table (data/icrp107_progeny.csv, made by data/make_progeny_table.py from
+#: radioactivedecay's ICRP-107 data set).
+PROGENY_TABLE = "icrp107_progeny.csv"
 
 
 @functools.lru_cache(maxsize=1)
-def _rdecay() -> Any:
+def _table() -> tuple[str, dict[str, float], dict[str, tuple[tuple[str, float], ...]]]:
+    """(source line, {nuclide: half-life s}, {nuclide: ((daughter, branching fraction), ...)}) of
+    the shipped progeny table."""
+    import csv
+
+    from rptdose._data import data_path
+
+    p = data_path(PROGENY_TABLE)
     try:
-        import radioactivedecay  # noqa: WPS433 (heavy: imported on first use)
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise DataError("decay chains (package radioactivedecay not installed): install it with "
-                        "'pip install radioactivedecay'") from exc
-    return radioactivedecay
+        lines = p.read_text(encoding="utf-8").splitlines()
+        source = lines[0].lstrip("# ").split(";")[0]
+        half, progeny = {}, {}
+        for row in csv.DictReader(lines[1:]):
+            name = row["nuclide"]
+            half[name] = float(row["half_life_s"])
+            kids = progeny.setdefault(name, [])
+            if row["daughter"]:
+                kids.append((row["daughter"], float(row["branching_fraction"])))
+    except (OSError, KeyError, ValueError, IndexError) as exc:
+        raise DataError(f"progeny table '{p}' (unreadable: {exc}): expected the table data/make_progeny_table.py "
+                        "writes") from None
+    return source, half, {k: tuple(v) for k, v in progeny.items()}
 
 
-@functools.lru_cache(maxsize=256)
+def radioactivedecay_version() -> str:
+    """The version of radioactivedecay the shipped progeny table was made with (its first line)."""
+    return _table()[0].removeprefix("ICRP-107 progeny and half-lives, from radioactivedecay ").split()[0]
+
+
 def _progeny(name: str) -> tuple[tuple[str, float], ...]:
-    """(daughter, branching fraction) of ``name`` in radioactivedecay's ICRP-107 data; () for a
-    nuclide it calls stable or does not know."""
-    rdm = _rdecay()
-    try:
-        nuc = rdm.Nuclide(name)
-        if not math.isfinite(float(nuc.half_life("s"))):
-            return ()
-        return tuple((str(d), float(b)) for d, b in zip(nuc.progeny(), nuc.branching_fractions()) if float(b) > 0.0)
-    except (ValueError, KeyError):
+    """(daughter, branching fraction) of ``name`` in the ICRP-107 progeny table; () for a nuclide
+    it calls stable or does not know."""
+    _, half, progeny = _table()
+    if not math.isfinite(half.get(name, math.inf)):
         return ()
+    return progeny.get(name, ())
 
 
 def _half_life_s(name: str) -> float:
-    """Half-life (s): ICRP-107's (icrp107-database) for nuclides it has, radioactivedecay's else;
+    """Half-life (s): ICRP-107's (icrp107-database) for nuclides it has, the progeny table's else;
     inf for stable."""
     if name in set(available_nuclides()):
         return float(load_nuclide(name).half_life_s)
-    try:
-        return float(_rdecay().Nuclide(name).half_life("s"))
-    except (ValueError, KeyError):
-        return math.inf
+    return _table()[1].get(name, math.inf)
 
 
 def _fmt_t(seconds: float) -> str:
