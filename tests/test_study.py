@@ -352,3 +352,38 @@ def test_dose_grid_choices(sens_dir, tmp_path, grid, shape):
     assert all(m.shape == shape and m.any() for m in st.masks.values())
     rows = {r["region"]: r for r in st.region_table}
     assert rows["liver"]["tia_bq_s"] == pytest.approx(S.true_region_tia()["liver"], rel=0.1)
+
+
+SCHEDULER_OK = ['"local:1"', '"local:16"', '"tcp://10.0.0.5:8786"', '"tls://scheduler.example.org:8786"',
+                '"ws://h:8787"', '"wss://h:8787"', '"inproc://192.168.1.2/1234/1"']
+SCHEDULER_BAD = [('"local:0"', "no workers"), ('"local:x"', "not a whole number"), ('"local"', "known scheme"),
+                 ('"local:-2"', "not a whole number"), ('"http://h:8786"', "known scheme"),
+                 ('"tcp://"', "no host"), ('"tcp://h :1"', "white space"), ('""', "empty"),
+                 ("4", "of type int"), ('["local:2"]', "of type list")]
+
+
+@pytest.mark.parametrize("value", SCHEDULER_OK)
+def test_dose_scheduler_accepted(sens_dir, tmp_path, value):
+    from rptdose.study import read_study_file
+
+    path = copy_study(sens_dir, tmp_path, "[dose]\n", f"[dose]\nscheduler = {value}\n")
+    assert read_study_file(path).dose["scheduler"] == value.strip('"')
+
+
+@pytest.mark.parametrize("value,why", SCHEDULER_BAD, ids=[v for v, _ in SCHEDULER_BAD])
+def test_dose_scheduler_refused_naming_key_value_and_expectation(sens_dir, tmp_path, value, why):
+    """dose.scheduler: "local:N" (N >= 1) or a Dask scheduler address (tcp, tls, ws, wss, inproc);
+    anything else refused with the file, the key, the value, why and what was expected."""
+    from rptdose.study import read_study_file
+
+    path = copy_study(sens_dir, tmp_path, "[dose]\n", f"[dose]\nscheduler = {value}\n")
+    with pytest.raises(InputError, match=r"key dose\.scheduler .*\(.*" + why + r".*\): expected \"local:N\".*"
+                                         r"tcp://, tls://, ws://, wss:// or inproc://") as info:
+        read_study_file(path)
+    assert "study.toml" in str(info.value)
+
+
+def test_dose_scheduler_absent_is_none(sens_dir):
+    from rptdose.study import read_study_file
+
+    assert read_study_file(sens_dir / "study.toml").dose["scheduler"] is None

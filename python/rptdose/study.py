@@ -51,6 +51,9 @@ key                              default    meaning
 ``dose.seed``                    1          random seed
 ``dose.backend``                 "auto"     transport backend
 ``dose.threads`` / ``dose.batches`` / ``dose.electron_transport``  transport options
+``dose.scheduler``               --         Monte Carlo transport on a Dask cluster: "local:N"
+                                            (N workers here) or a scheduler address
+                                            ("tcp://host:8786"; tls, ws, wss, inproc)
 ``tia.model``                    "auto"     auto | mono | biexp | biexp_uptake | trapezoid |
                                             hanscheid | madsen (regions)
 ``tia.voxel_model``              model      the same choices and "region", for the voxel map:
@@ -95,8 +98,9 @@ from rptdose.loading import FOV_REGION, HOUR, MAX_SCAN_HALF_LIVES, Study, TimePo
 if TYPE_CHECKING:
     from rptdose.quant.registration import RegistrationSettings
 
-__all__ = ["DOSE_METHODS", "FOV_REGION", "GRID_CHOICES", "HOUR", "MAX_SCAN_HALF_LIVES", "SCHEMA",
-           "Study", "StudySpec", "TimePoint", "TimepointSpec", "load_study", "read_study_file"]
+__all__ = ["DOSE_METHODS", "FOV_REGION", "GRID_CHOICES", "HOUR", "MAX_SCAN_HALF_LIVES", "SCHEDULER_EXPECTED",
+           "SCHEMA", "Study", "StudySpec", "TimePoint", "TimepointSpec", "check_scheduler", "load_study",
+           "read_study_file", "scheduler_problem"]
 
 GRID_CHOICES = ("spect", "ct")
 DOSE_METHODS = ("mc", "ldm", "vsv", "sphere")
@@ -111,7 +115,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
                     "phantom_acquisition_time", "phantom_duration_s", "phantom_voi_margin_mm", "file"),
     "segmentation": ("rtstruct", "seg", "labels", "names"),
     "dose": ("grid", "method", "histories", "seed", "backend", "threads", "batches", "electron_transport",
-             "mask_to_body", "rbe_alpha"),
+             "mask_to_body", "rbe_alpha", "scheduler"),
     "tia": ("model", "voxel_model", "effective_half_life_h", "timepoint", "trapezoid_start", "outside_body"),
     "recovery": ("psf_fwhm_mm", "psf_fwhm_uncertainty_pct", "contour_uncertainty_mm", "split_background", "exclude",
                  "sphere_phantom"),
@@ -120,6 +124,47 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "registration": ("method", "deformable", "iterations", "sampling", "bspline_mesh_mm", "bspline_iterations",
                      "seed"),
 }
+
+
+#: The address schemes of a Dask scheduler that ``dose.scheduler`` / ``--scheduler`` accept.
+SCHEDULER_SCHEMES = ("tcp://", "tls://", "ws://", "wss://", "inproc://")
+SCHEDULER_EXPECTED = ('"local:N" (a Dask cluster of N >= 1 workers on this machine) or the address of a Dask '
+                      f"scheduler starting with {', '.join(SCHEDULER_SCHEMES[:-1])} or {SCHEDULER_SCHEMES[-1]} "
+                      '(e.g. "tcp://10.0.0.5:8786")')
+
+
+def scheduler_problem(value: Any) -> str | None:
+    """What is wrong with a scheduler setting (``dose.scheduler``, ``--scheduler``), or None when
+    it is a valid ``"local:N"`` or scheduler address (:data:`SCHEDULER_EXPECTED`). Only the form
+    is checked here; whether the scheduler answers is the transport's business."""
+    if not isinstance(value, str):
+        return f"of type {type(value).__name__}, not a string"
+    if not value.strip():
+        return "empty"
+    if value != value.strip() or any(ch.isspace() for ch in value):
+        return "contains white space"
+    if value.startswith("local:"):
+        n = value[len("local:"):]
+        if not n.isdigit() or not n.isascii():
+            return f"'{n}' after 'local:' is not a whole number"
+        if int(n) < 1:
+            return "no workers"
+        return None
+    scheme = next((s for s in SCHEDULER_SCHEMES if value.startswith(s)), None)
+    if scheme is None:
+        return "neither 'local:N' nor an address with a known scheme"
+    if len(value) == len(scheme):
+        return "no host after the scheme"
+    return None
+
+
+def check_scheduler(value: Any, what: str) -> str:
+    """``value`` if it is a valid scheduler setting (:func:`scheduler_problem`), else InputError
+    naming ``what`` (e.g. "--scheduler"), the value and what was expected."""
+    why = scheduler_problem(value)
+    if why is not None:
+        raise InputError(f"{what} {value!r} ({why}): expected {SCHEDULER_EXPECTED}")
+    return value
 
 
 # ---- the study file -----------------------------------------------------------------------
@@ -463,7 +508,10 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
         "electron_transport": c.boolean(dose_t, "electron_transport", "dose.electron_transport"),
         "mask_to_body": c.boolean(dose_t, "mask_to_body", "dose.mask_to_body"),
         "rbe_alpha": c.number(dose_t, "rbe_alpha", "dose.rbe_alpha", positive=True, maximum=100.0),
+        "scheduler": dose_t.get("scheduler"),
     }
+    if "scheduler" in dose_t and (why := scheduler_problem(dose_t["scheduler"])) is not None:
+        raise c.error("dose.scheduler", dose_t["scheduler"], why, SCHEDULER_EXPECTED)
     if dose["rbe_alpha"] is None:
         dose["rbe_alpha"] = 5.0  # MIRD Pamphlet 22 (Sgouros et al., J Nucl Med 51:311, 2010)
     if dose["mask_to_body"] is None:
