@@ -14,7 +14,12 @@ command                                        does
                                                (``rptdose.demo``)
 =============================================  ==================================================
 
-``--histories``, ``--seed``, ``--backend`` and ``--method`` override the study file's ``[dose]``.
+``--histories``, ``--seed``, ``--backend``, ``--method`` and ``--scheduler`` override the study
+file's ``[dose]``. ``--scheduler local:N|tcp://HOST:PORT`` runs the Monte Carlo transport on a Dask
+cluster; ``run --checkpoint FILE`` writes each completed batch to FILE (HDF5) and resumes from it
+when the same command is run again (with ``--dose-rate``: one file per time point,
+``FILE_tp1.h5``, ...; ``rptdose.pipeline``). ``rptdose run-many`` (``rptdose.cli_many``) runs
+several studies in one command.
 Exit codes as for every command (``rptdose.cli``): 0 ok, 2 bad input, 1 internal error.
 """
 
@@ -37,6 +42,9 @@ def _add_dose_options(p: argparse.ArgumentParser, histories_default: str) -> Non
                    help="transport backend (default: the study file's dose.backend, else auto)")
     p.add_argument("--dose-rate", action="store_true",
                    help="transport each time point's activity and integrate the voxel dose-rate curves")
+    p.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="Monte Carlo transport on a Dask cluster: local:N (N workers here) or a scheduler address "
+                        "tcp://HOST:PORT (default: the study file's dose.scheduler, else in this process)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
 
 
@@ -48,6 +56,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                      "the absorbed dose and its uncertainty, and write DICOM RT Dose, NIfTI, HDF5, "
                                      "the region table (regions.csv, regions.json), DVHs, slices and report.html.")
     _add_dose_options(p, "default: the study file's dose.histories")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="HDF5 checkpoint of the Monte Carlo transport: each completed batch written; the same "
+                        "command run again resumes from it (--dose-rate: PATH_tp1.h5, PATH_tp2.h5, ... per time point)")
     p.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="generate a synthetic Lu-177-DOTATATE patient and run it",
@@ -79,7 +90,8 @@ def _summary(outcome, out: Path) -> None:
     head = (f"rptdose run: {st.name}: {st.nuclide}, {st.administered_activity_bq / 1e6:.6g} MBq, "
             f"{len(st.timepoints)} time points; method {dose.method}")
     if dose.method == "mc":
-        print(f"{head}, {dose.histories} histories, seed {dose.seed}, backend {dose.backend}")
+        where = f", scheduler {dose.scheduler}" if getattr(dose, "scheduler", None) else ""
+        print(f"{head}, {dose.histories} histories, seed {dose.seed}, backend {dose.backend}{where}")
     else:
         print(f"{head}; " + "; ".join(f"{k}: {v}" for k, v in facts.items() if k != "statistical uncertainty"))
     stat_header = STAT_COLUMN.get(dose.method)
@@ -114,8 +126,13 @@ def _summary(outcome, out: Path) -> None:
 
 
 def _run_kwargs(args: argparse.Namespace) -> dict:
+    from rptdose.study import check_scheduler
+
+    if args.scheduler is not None:
+        check_scheduler(args.scheduler, "--scheduler")
     return {"method": args.method, "histories": args.histories, "seed": args.seed, "backend": args.backend,
-            "dose_rate": args.dose_rate, "plots": not args.no_plots}
+            "dose_rate": args.dose_rate, "plots": not args.no_plots, "scheduler": args.scheduler,
+            "checkpoint": getattr(args, "checkpoint", None)}
 
 
 def cmd_run(args: argparse.Namespace) -> int:

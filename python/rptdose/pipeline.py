@@ -11,6 +11,16 @@
                 :func:`rptdose.sphere_dose` (the fast methods, on the same phantom, source and regions)
 ==============  =====================================================================================
 
+``scheduler`` (``"local:N"``, a Dask scheduler address, or a ``dask.distributed.Client``;
+else the study file's ``dose.scheduler``) and ``checkpoint`` (an HDF5 file) go to
+:func:`rptdose.simulate` for the Monte Carlo transport (method ``mc`` only): the transport is
+spread over the Dask workers (the same result as in-process), and each completed batch's tallies
+are written to the checkpoint, so that rerunning the same run resumes there. With
+``dose_rate=True`` each time point's transport gets a checkpoint of its own beside the given
+path (:func:`timepoint_checkpoint`: ``ckpt.h5`` -> ``ckpt_tp1.h5``, ``ckpt_tp2.h5``, ...). The
+fast methods run in-process: a scheduler is not used for them (the provenance records
+``scheduler: null``) and a checkpoint is refused.
+
 ``dose_rate=True`` transports each time point's activity map instead (activity in Bq = decays
 per second, so the dose is a dose rate in Gy/s), and integrates the voxel dose-rate curves from
 the administration to infinity with the study's voxel TIA model (``rptdose.quant.tia.integrate``,
@@ -107,6 +117,8 @@ class DoseEstimate:
     elapsed_s: float
     energy_balance: dict[str, float]
     provenance: dict[str, Any]
+    #: where the transport ran: the Dask scheduler (:func:`scheduler_label`), None in-process
+    scheduler: str | None = None
 
 
 @dataclass
@@ -139,17 +151,35 @@ def _regions_for_transport(study: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def scheduler_label(scheduler: Any) -> str | None:
+    """The scheduler of a run as text for the provenance: the setting itself (``"local:4"``,
+    ``"tcp://host:8786"``), a Client's scheduler address, or None (in-process)."""
+    if scheduler is None or isinstance(scheduler, str):
+        return scheduler
+    address = getattr(getattr(scheduler, "scheduler", None), "address", None)
+    return str(address) if address else f"{type(scheduler).__name__} object"
+
+
+def timepoint_checkpoint(checkpoint: str | os.PathLike, k: int) -> Path:
+    """The checkpoint of time point ``k`` (0-based) of a dose-rate run: the stem of ``checkpoint``
+    with ``_tp<k+1>`` appended (``run/ckpt.h5`` -> ``run/ckpt_tp1.h5``)."""
+    p = Path(checkpoint)
+    return p.with_name(f"{p.stem}_tp{k + 1}{p.suffix}")
+
+
 def _dose_of(method: str, phantom: Any, source: Any, regions: dict, opts: dict, progress: Any) -> DoseEstimate:
     """One dose computation of ``source`` by ``method``."""
     from rptdose.transport.simulate import simulate
 
     if method == "mc":
+        # scheduler and checkpoint only when set: simulate() without them runs in-process as always
+        extra = {k: opts[k] for k in ("scheduler", "checkpoint") if opts.get(k) is not None}
         res = simulate(phantom, source, histories=opts["histories"], seed=opts["seed"], backend=opts["backend"],
-                          threads=opts["threads"], batches=opts["batches"],
-                          electron_transport=opts["electron_transport"], regions=regions, progress=progress)
+                       threads=opts["threads"], batches=opts["batches"],
+                       electron_transport=opts["electron_transport"], regions=regions, progress=progress, **extra)
         return DoseEstimate("mc", np.asarray(res.dose_gy), np.asarray(res.rel_uncertainty), res.region_means,
                             res.backend, res.histories, res.seed, res.batches, res.elapsed_s, res.energy_balance,
-                            res.provenance)
+                            res.provenance, scheduler=scheduler_label(opts.get("scheduler")))
     from rptdose.fast import METHODS
 
     kwargs: dict[str, Any] = {"regions": regions}
@@ -180,8 +210,9 @@ def _integrate_dose_rate(study: Any, method: str, regions: dict, opts: dict, pro
             raise InputError(f"spect '{tp.spect_path}' (no activity on the dose grid at time point {tp.label}): "
                              "expected activity for --dose-rate")
         src = Source(study.source.decay_chain, np.maximum(tp.activity_bq, 0.0))   # Bq x 1 s: the dose is Gy/s
-        part = _dose_of(method, study.phantom, src, regions, dict(opts, histories=per_tp, seed=opts["seed"] + k),
-                        progress)
+        ckpt = None if opts.get("checkpoint") is None else timepoint_checkpoint(opts["checkpoint"], k)
+        part = _dose_of(method, study.phantom, src, regions,
+                        dict(opts, histories=per_tp, seed=opts["seed"] + k, checkpoint=ckpt), progress)
         rates.append(part.dose_gy)
         parts.append(part)
     stack = np.stack(rates)                                            # [n, z, y, x] Gy/s
@@ -220,7 +251,8 @@ def _integrate_dose_rate(study: Any, method: str, regions: dict, opts: dict, pro
     if parts[0].energy_balance:
         eb = {k: float(np.mean([p.energy_balance[k] for p in parts])) for k in parts[0].energy_balance}
     return DoseEstimate(method, dose, rel, region_means, parts[0].backend, sum(p.histories for p in parts),
-                        opts["seed"], parts[0].batches, sum(p.elapsed_s for p in parts), eb, prov)
+                        opts["seed"], parts[0].batches, sum(p.elapsed_s for p in parts), eb, prov,
+                        scheduler=parts[0].scheduler)
 
 
 def _integral_weights(times: np.ndarray, half_life_s: float) -> np.ndarray:
@@ -432,8 +464,19 @@ def _provenance(study: Any, dose: DoseEstimate, opts: dict, timings: dict) -> di
             "dose": {"method": dose.method, "dose_rate_integration": "dose_rate" in dose.provenance,
                      "histories": dose.histories, "seed": dose.seed, "backend": dose.backend,
                      "batches": dose.batches, "electron_transport": opts["electron_transport"],
-                     "threads": opts["threads"], "provenance": dose.provenance},
+                     "threads": opts["threads"], "scheduler": dose.scheduler,
+                     "checkpoint": _checkpoints(dose, opts), "provenance": dose.provenance},
             "timings_s": dict(timings)}
+
+
+def _checkpoints(dose: DoseEstimate, opts: dict) -> str | list[str] | None:
+    """The checkpoint file(s) of the run: the one given, or one per time point (dose rate)."""
+    if opts.get("checkpoint") is None:
+        return None
+    if "dose_rate" in dose.provenance:
+        n = len(dose.provenance["dose_rate"]["times_s"])
+        return [str(timepoint_checkpoint(opts["checkpoint"], k)) for k in range(n)]
+    return str(opts["checkpoint"])
 
 
 def write_outputs(outdir: Path, study: Any, dose: DoseEstimate, regions: dict[str, np.ndarray],
@@ -551,11 +594,14 @@ def json_clean(value: Any) -> Any:
 
 def run_study(study: Any, outdir: str | os.PathLike, *, method: str | None = None, histories: int | None = None,
               seed: int | None = None, backend: str | None = None, dose_rate: bool = False,
-              progress: Any = None, plots: bool = True) -> RunOutcome:
+              progress: Any = None, plots: bool = True, scheduler: Any = None,
+              checkpoint: str | os.PathLike | None = None) -> RunOutcome:
     """Run a study end to end and write its outputs into ``outdir`` (module docstring).
 
     ``study`` is a study file path or a loaded :class:`rptdose.study.Study`; ``method``,
-    ``histories``, ``seed`` and ``backend`` override the study file's ``[dose]`` values.
+    ``histories``, ``seed``, ``backend`` and ``scheduler`` override the study file's ``[dose]``
+    values. ``scheduler`` and ``checkpoint``: Monte Carlo on a Dask cluster, and resumable from a
+    checkpoint file (module docstring); passed to :func:`rptdose.simulate` only when set.
 
     ``outdir`` is updated as one unit (:class:`rptdose.io.outdir.OutputFolder`): locked against
     a second run, checked (writable, free space, and the grid's memory and disk estimates) before
@@ -564,18 +610,28 @@ def run_study(study: Any, outdir: str | os.PathLike, *, method: str | None = Non
     """
     from rptdose.io.outdir import OutputFolder
     from rptdose.resources import RUN_OUTPUT_BYTES_PER_VOXEL
+    from rptdose.study import check_scheduler
 
+    if isinstance(scheduler, str):
+        check_scheduler(scheduler, "scheduler")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)) or not os.fspath(checkpoint):
+            raise InputError(f"checkpoint {checkpoint!r}: expected the path of a checkpoint file (HDF5)")
+        if Path(checkpoint).is_dir():
+            raise InputError(f"checkpoint '{checkpoint}' (is a folder): expected the path of a checkpoint file (HDF5)")
     with OutputFolder(outdir, command="run", output_bytes_per_voxel=RUN_OUTPUT_BYTES_PER_VOXEL,
                       transport=True) as tx:
         outcome = _run_study(study, tx, method=method, histories=histories, seed=seed, backend=backend,
-                             dose_rate=dose_rate, progress=progress, plots=plots)
+                             dose_rate=dose_rate, progress=progress, plots=plots, scheduler=scheduler,
+                             checkpoint=checkpoint)
     outcome.outputs = {k: tx.final(v) for k, v in outcome.outputs.items()}
     outcome.output_notes = list(tx.notes)
     return outcome
 
 
 def _run_study(study: Any, tx: Any, *, method: str | None, histories: int | None, seed: int | None,
-               backend: str | None, dose_rate: bool, progress: Any, plots: bool) -> RunOutcome:
+               backend: str | None, dose_rate: bool, progress: Any, plots: bool, scheduler: Any = None,
+               checkpoint: str | os.PathLike | None = None) -> RunOutcome:
     """:func:`run_study` inside its open output folder ``tx``: the work, the outputs into
     ``tx.staging``, the commit."""
     from rptdose.resources import check_dose_grid
@@ -599,6 +655,12 @@ def _run_study(study: Any, tx: Any, *, method: str | None, histories: int | None
             "backend": backend or d.get("backend") or "auto", "threads": d.get("threads"),
             "batches": int(d.get("batches") or 10),
             "electron_transport": True if d.get("electron_transport") is None else bool(d["electron_transport"])}
+    if method == "mc":   # the fast methods run in-process: no scheduler, nothing to checkpoint
+        opts["scheduler"] = scheduler if scheduler is not None else d.get("scheduler")
+        opts["checkpoint"] = None if checkpoint is None else Path(checkpoint)
+    elif checkpoint is not None:
+        raise InputError(f"checkpoint '{checkpoint}' (method {method!r} has no Monte Carlo transport to resume): "
+                         "expected a checkpoint only with method mc")
     if opts["histories"] < 1:
         raise InputError(f"histories {opts['histories']} (--histories, or dose.histories in study '{study.path}'): "
                          "expected an integer >= 1")

@@ -135,8 +135,9 @@ def method_facts(dose: Any) -> list[tuple[str, str]]:
     settings = prov.get("settings") or {}
     stat = STATISTICAL_UNCERTAINTY.get(dose.method)
     if dose.method == "mc":
+        where = getattr(dose, "scheduler", None)
         return [("histories", str(dose.histories)), ("seed", str(dose.seed)), ("backend", str(dose.backend)),
-                ("statistical uncertainty", stat)]
+                *([("scheduler", f"Dask, {where}")] if where else []), ("statistical uncertainty", stat)]
     if dose.method == "vsv":
         k = prov.get("kernel") or {}
         voxel = "x".join(f"{float(v):g}" for v in k.get("voxel_mm") or [])
