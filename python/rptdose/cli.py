@@ -125,7 +125,7 @@ def add_study_parser(sub: argparse._SubParsersAction, name: str, help: str, desc
 #: Modules that contribute subcommands: each defines ``add_commands(sub)`` which adds its parsers
 #: to the subparsers object and sets ``func`` (args -> exit code) on each.
 COMMAND_MODULES: tuple[str, ...] = ("rptdose.cli_tia", "rptdose.cli_fast", "rptdose.cli_run",
-                                   "rptdose.cli_course", "rptdose.cli_calibrate")
+                                   "rptdose.cli_many", "rptdose.cli_course", "rptdose.cli_calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
