@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 
+#include "bindings/prepared_run.hpp"
 #include "bindings/run_args.hpp"
 #include "cuda/launch.hpp"
 
@@ -26,8 +27,8 @@ py::dict simulate_cuda(FArr density, IArr material, std::tuple<double, double, d
   rpt::bind::RunArgs a;
   rpt::bind::parse_run_args(a, density, material, spacing_mm, decays, tables, emissions,
                             electron_transport, regions);
-  rpt::gpu::RunOptions opt;
-  rpt::bind::fill_gpu_options(a, opt, histories, seed, batches);
+  rpt::host::RunOptions opt;
+  rpt::bind::fill_options(a, opt, histories, seed, batches);
   opt.grid_dim = grid_dim;
   opt.block_dim = block_dim;
   std::optional<py::error_already_set> py_error;
@@ -35,7 +36,7 @@ py::dict simulate_cuda(FArr density, IArr material, std::tuple<double, double, d
 
   auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<rpt::host::HostRun> hr;
-  rpt::gpu::RunOutput out;
+  rpt::host::RunOutput out;
   {
     py::gil_scoped_release release;
     hr = std::make_unique<rpt::host::HostRun>(a.in);
@@ -94,6 +95,9 @@ PYBIND11_MODULE(_core_cuda, m) {
   m.def("device_info", &device_info, py::arg("device") = -1,
         "Name, compute capability and memory of a device (default: the current one); "
         "raises RuntimeError naming the failed CUDA call when there is none.");
+  rpt::bind::def_prepared_run<&rpt::gpu::run_cuda>(
+      m, "A run's inputs checked and its host tables built once; run_batches() hands out the integer "
+         "tallies of any range of batches, run on the current CUDA device (export mode of the batch loop).");
   m.def("version", []() { return std::string(RPTDOSE_VERSION); });
   m.attr("ENERGY_UNIT_MEV") = rpt::kEnergyUnitMeV;
 }

@@ -1,6 +1,6 @@
 // GPU-backend support inside rptdose._core (built on every machine, no CUDA needed):
 //
-// - simulate_emulated(): the CUDA backend's batch loop (cuda/gpu_driver.hpp) driving the very
+// - simulate_emulated(): the batch loop of every backend (host/driver.hpp) driving the very
 //   kernel bodies the __global__ kernels call (cuda/kernel_body.hpp), over loops of block and
 //   thread indices on the CPU, atomics mapped to __atomic builtins. Integer tallies make its
 //   result equal simulate_cpu's bit for bit: tests check the GPU launch logic without a GPU.
@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "bindings/run_args.hpp"
-#include "cuda/gpu_driver.hpp"
+#include "host/driver.hpp"
 #include "cuda/kernel_body.hpp"
 #include "cuda/param_arrays.hpp"
 
@@ -49,10 +49,10 @@ void emulate_launch(uint32_t grid, uint32_t block, int threads, Body&& body) {
   }
 }
 
-// The executor of gpu_driver.hpp on the CPU: the memory a CudaExec keeps on the device.
+// The executor of host/driver.hpp on the CPU: the memory a CudaExec keeps on the device.
 class EmulatedExec {
  public:
-  EmulatedExec(const rpt::host::HostRun& hr, const rpt::gpu::RunOptions& opt, int threads)
+  EmulatedExec(const rpt::host::HostRun& hr, const rpt::host::RunOptions& opt, int threads)
       : P_(hr.params), nv_(hr.n_voxels), grid_(opt.grid_dim), block_(opt.block_dim),
         threads_(threads), regions_(opt.regions), n_regions_(opt.n_regions),
         batch_(size_t(nv_), 0ull), total_(size_t(nv_), 0ull), m2_(size_t(nv_), 0.0f),
@@ -61,7 +61,11 @@ class EmulatedExec {
 
   uint32_t grid_dim() const { return grid_; }
   uint32_t block_dim() const { return block_; }
-  int64_t threads_per_launch() const { return int64_t(grid_) * block_; }
+  int32_t threads_used() const { return int32_t(int64_t(grid_) * block_); }
+  void chunk_bounds(int64_t histories, int64_t& lower, int64_t& upper) const {
+    lower = rpt::host::min_chunk(int64_t(grid_) * block_);
+    upper = rpt::host::default_chunk(histories, int64_t(grid_) * block_);
+  }
 
   void histories(uint64_t seed, int64_t h0, int64_t h1) {
     emulate_launch(grid_, block_, threads_, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
@@ -69,6 +73,14 @@ class EmulatedExec {
     });
   }
   int64_t emitted_units() const { return int64_t(counters_[rpt::gpu::kEmitted]); }
+  int64_t escaped_units() const { return int64_t(counters_[rpt::gpu::kEscaped]); }
+  // export mode: the batch tally copied out (as from a device), and zeroed for the next batch
+  const int64_t* take_batch() {
+    taken_.resize(batch_.size());
+    std::memcpy(taken_.data(), batch_.data(), batch_.size() * sizeof(int64_t));
+    std::fill(batch_.begin(), batch_.end(), 0ull);
+    return taken_.data();
+  }
   // The voxel kernels get the same launch shape as the histories here, so tests vary both.
   void fold(int32_t b, int64_t h_before, int64_t n_batch) {
     unsigned long long* row = n_regions_ > 0 ? region_units_.data() + size_t(b) * n_regions_ : nullptr;
@@ -84,10 +96,11 @@ class EmulatedExec {
                               histories, batches, counters_.data());
     });
   }
-  void download(rpt::gpu::RunOutput& out) {
-    out.edep_mev.swap(edep_);
-    out.rel_uncertainty.resize(total_.size());  // float64 bits over the totals
-    std::memcpy(out.rel_uncertainty.data(), total_.data(), total_.size() * sizeof(double));
+  void download(rpt::host::RunOutput& out) {
+    out.edep_mev_bits.resize(edep_.size());
+    std::memcpy(out.edep_mev_bits.data(), edep_.data(), edep_.size() * sizeof(double));
+    out.rel_uncertainty_bits.resize(total_.size());  // float64 bits over the totals
+    std::memcpy(out.rel_uncertainty_bits.data(), total_.data(), total_.size() * sizeof(double));
     out.emitted = int64_t(counters_[rpt::gpu::kEmitted]);
     out.escaped = int64_t(counters_[rpt::gpu::kEscaped]);
     out.deposited = int64_t(counters_[rpt::gpu::kDeposited]);
@@ -107,6 +120,7 @@ class EmulatedExec {
   std::vector<float> m2_;
   std::vector<double> edep_;
   std::vector<unsigned long long> counters_, region_units_;
+  std::vector<int64_t> taken_;
 };
 
 py::dict simulate_emulated(FArr density, IArr material, std::tuple<double, double, double> spacing_mm,
@@ -119,8 +133,8 @@ py::dict simulate_emulated(FArr density, IArr material, std::tuple<double, doubl
   rpt::bind::RunArgs a;
   rpt::bind::parse_run_args(a, density, material, spacing_mm, decays, tables, emissions,
                             electron_transport, regions);
-  rpt::gpu::RunOptions opt;
-  rpt::bind::fill_gpu_options(a, opt, histories, seed, batches);
+  rpt::host::RunOptions opt;
+  rpt::bind::fill_options(a, opt, histories, seed, batches);
   opt.grid_dim = grid_dim;
   opt.block_dim = block_dim;
   opt.chunk = chunk;
@@ -130,13 +144,13 @@ py::dict simulate_emulated(FArr density, IArr material, std::tuple<double, doubl
 
   auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<rpt::host::HostRun> hr;
-  rpt::gpu::RunOutput out;
+  rpt::host::RunOutput out;
   {
     py::gil_scoped_release release;
     hr = std::make_unique<rpt::host::HostRun>(a.in);
-    rpt::gpu::validate_options(*hr, opt);
+    rpt::host::validate_options(*hr, opt);
     EmulatedExec ex(*hr, opt, nthreads);
-    out = rpt::gpu::drive(ex, *hr, opt);
+    out = rpt::host::drive(ex, *hr, opt);
   }
   if (out.aborted) rpt::bind::raise_aborted(py_error);
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -1,6 +1,7 @@
-// The arguments of `_core.simulate_cpu` (docs/core_contract.md), parsed once for the other
-// entry points that take the same ones: `_core_cuda.simulate_cuda`, `_core.simulate_emulated`
-// and `_core.prepare_run`; and the result dict they return (the keys of simulate_cpu's).
+// The arguments of `_core.simulate_cpu` (docs/core_contract.md), parsed once for every entry
+// point that takes them: `_core.simulate_cpu`, `_core_cuda.simulate_cuda`,
+// `_core.simulate_emulated`, `_core.prepare_run` and `PreparedRun`; and the one result dict
+// they return.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -14,7 +15,7 @@
 #include <vector>
 
 #include "bindings/dict_args.hpp"
-#include "cuda/gpu_driver.hpp"
+#include "host/driver.hpp"
 #include "host/params.hpp"
 #include "physics/types.hpp"
 
@@ -91,8 +92,8 @@ inline void parse_run_args(RunArgs& a, FArr density, IArr material,
   }
 }
 
-inline void fill_gpu_options(const RunArgs& a, gpu::RunOptions& opt, int64_t histories,
-                             uint64_t seed, int32_t batches) {
+inline void fill_options(const RunArgs& a, host::RunOptions& opt, int64_t histories,
+                         uint64_t seed, int32_t batches) {
   opt.histories = histories;
   opt.seed = seed;
   opt.batches = batches;
@@ -128,18 +129,19 @@ inline void raise_aborted(std::optional<py::error_already_set>& error) {
   throw std::runtime_error("simulation aborted");
 }
 
-inline py::array_t<double> to_array(std::vector<double>&& v, const std::vector<py::ssize_t>& shape) {
-  auto* owned = new std::vector<double>(std::move(v));
-  py::capsule owner(owned, [](void* p) { delete static_cast<std::vector<double>*>(p); });
-  return py::array_t<double>(shape, owned->data(), owner);
+// A float64 array over a vector of float64 bit patterns, owned by a capsule (no copy).
+inline py::array_t<double> to_array(std::vector<int64_t>&& bits, const std::vector<py::ssize_t>& shape) {
+  auto* owned = new std::vector<int64_t>(std::move(bits));
+  py::capsule owner(owned, [](void* p) { delete static_cast<std::vector<int64_t>*>(p); });
+  return py::array_t<double>(shape, reinterpret_cast<const double*>(owned->data()), owner);
 }
 
-// The dict of simulate_cpu from a GPU-style run output, plus `launch` details.
-inline py::dict result_dict(const RunArgs& a, gpu::RunOutput&& out, const host::HostRun& hr,
-                            int32_t batches, double elapsed_s) {
+// The result dict of every backend (docs/core_contract.md); GPU runs add `launch`.
+inline py::dict result_dict(const std::vector<py::ssize_t>& shape, int32_t n_regions, host::RunOutput&& out,
+                            int32_t batches, double elapsed_s, bool gpu_launch) {
   py::dict res;
-  res["edep_mev"] = to_array(std::move(out.edep_mev), a.shape);
-  res["rel_uncertainty"] = to_array(std::move(out.rel_uncertainty), a.shape);
+  res["edep_mev"] = to_array(std::move(out.edep_mev_bits), shape);
+  res["rel_uncertainty"] = to_array(std::move(out.rel_uncertainty_bits), shape);
   res["emitted_mev"] = double(out.emitted) * kEnergyUnitMeV;
   res["deposited_mev"] = double(out.deposited) * kEnergyUnitMeV;
   res["escaped_mev"] = double(out.escaped) * kEnergyUnitMeV;
@@ -147,21 +149,29 @@ inline py::dict result_dict(const RunArgs& a, gpu::RunOutput&& out, const host::
   res["deposited_units"] = out.deposited;
   res["escaped_units"] = out.escaped;
   res["energy_unit_mev"] = kEnergyUnitMeV;
-  res["max_mev_per_decay"] = hr.max_mev_per_decay;
-  res["mean_mev_per_decay"] = hr.mean_mev_per_decay;
-  if (a.n_regions > 0) {
-    py::array_t<double> rb({py::ssize_t(batches), py::ssize_t(a.n_regions)});
+  if (n_regions > 0) {
+    py::array_t<double> rb({py::ssize_t(batches), py::ssize_t(n_regions)});
     std::copy(out.region_batch_mev.begin(), out.region_batch_mev.end(), rb.mutable_data());
     res["region_batch_edep_mev"] = rb;
   }
-  res["threads_used"] = int64_t(out.grid_dim) * int64_t(out.block_dim);
+  res["threads_used"] = out.threads_used;
   res["elapsed_s"] = elapsed_s;
-  py::dict launch;
-  launch["grid_dim"] = out.grid_dim;
-  launch["block_dim"] = out.block_dim;
-  launch["chunk"] = out.chunk;
-  launch["launches"] = out.launches;
-  res["launch"] = launch;
+  if (gpu_launch) {
+    py::dict launch;
+    launch["grid_dim"] = out.grid_dim;
+    launch["block_dim"] = out.block_dim;
+    launch["chunk"] = out.chunk;
+    launch["launches"] = out.launches;
+    res["launch"] = launch;
+  }
+  return res;
+}
+
+inline py::dict result_dict(const RunArgs& a, host::RunOutput&& out, const host::HostRun& hr,
+                            int32_t batches, double elapsed_s, bool gpu_launch = true) {
+  py::dict res = result_dict(a.shape, a.n_regions, std::move(out), batches, elapsed_s, gpu_launch);
+  res["max_mev_per_decay"] = hr.max_mev_per_decay;
+  res["mean_mev_per_decay"] = hr.mean_mev_per_decay;
   return res;
 }
 

@@ -1,3 +1,5 @@
+// The CPU backend: OpenMP threads over histories (CpuExec), driven by host/driver.hpp's batch
+// loop, and the host-side fold of batches (host/tally_state.hpp), shared with export-mode runs.
 #include "cpu/driver.hpp"
 
 #include <omp.h>
@@ -6,12 +8,92 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <memory>
 #include <string>
 
-#include "host/chunking.hpp"
+#include "host/tally_state.hpp"
 #include "physics/history.hpp"
 
-namespace rpt::cpu {
+namespace rpt {
+namespace host {
+
+TallyState::TallyState(int64_t n_voxels, int32_t batches, const int32_t* regions, int32_t n_regions)
+    : total(size_t(n_voxels), 0), m2(size_t(n_voxels), 0.0f),
+      region_units(size_t(batches) * size_t(std::max(n_regions, 0)), 0), nv_(n_voxels),
+      batches_(batches), regions_(regions), n_regions_(std::max(n_regions, 0)) {
+  if (n_voxels < 0) throw std::invalid_argument("n_voxels: expected >= 0");
+  if (batches < kMinBatches) throw std::invalid_argument("batches: expected >= " + std::to_string(kMinBatches));
+  if (n_regions_ > 0 && !regions) throw std::invalid_argument("regions: null array");
+}
+
+void TallyState::fold(int32_t b, int64_t* x_arr, bool clear, int64_t histories, int64_t em,
+                      int64_t es, int threads) {
+  if (b != next_batch)
+    throw std::invalid_argument("batch " + std::to_string(b) + " folded out of order: the next batch is " +
+                                std::to_string(next_batch));
+  if (b >= batches_) throw std::invalid_argument("batch " + std::to_string(b) + ": the run has " +
+                                                 std::to_string(batches_) + " batches");
+  int64_t h0, h1;
+  batch_range(histories, batches_, b, h0, h1);
+  const int64_t n_b = h1 - h0;
+  const int32_t nr = n_regions_;
+  const int64_t nv = nv_;
+  int64_t* row = region_units.data() + size_t(b) * size_t(nr);
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<int64_t> reg(size_t(nr), 0);
+#pragma omp for schedule(static)
+    for (int64_t v = 0; v < nv; ++v) {
+      const int64_t x = x_arr[v];
+      if (clear && x != 0) x_arr[v] = 0;
+      const int64_t t = total[size_t(v)] + x;
+      if (t == 0) continue;  // nothing here yet: M2 stays 0
+      total[size_t(v)] = t;
+      m2[size_t(v)] = welford_m2(m2[size_t(v)], x, t, h0, n_b);
+      if (x == 0 || nr == 0) continue;
+      const int32_t r = regions_[v];
+      if (r >= 0 && r < nr) reg[size_t(r)] += x;
+    }
+    for (int32_t r = 0; r < nr; ++r)
+      if (reg[size_t(r)] != 0) __atomic_fetch_add(&row[r], reg[size_t(r)], __ATOMIC_RELAXED);
+  }
+  emitted += em;
+  escaped += es;
+  ++next_batch;
+}
+
+void TallyState::finish(int64_t histories, std::vector<int64_t>& scratch, RunOutput& out, int threads) {
+  if (next_batch != batches_)
+    throw std::invalid_argument("finish: " + std::to_string(next_batch) + " of " + std::to_string(batches_) +
+                                " batches folded");
+  out.region_batch_mev.resize(region_units.size());
+  for (size_t i = 0; i < region_units.size(); ++i)
+    out.region_batch_mev[i] = double(region_units[i]) * kEnergyUnitMeV;
+  scratch.resize(size_t(nv_));
+  // results in place: energy (MeV) over the run total, uncertainty over the scratch buffer
+  int64_t deposited = 0;
+  const int64_t nv = nv_;
+  const int32_t nb = batches_;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : deposited)
+  for (int64_t v = 0; v < nv; ++v) {
+    const int64_t t = total[size_t(v)];
+    deposited += t;
+    const double e = double(t) * kEnergyUnitMeV;
+    const double rel = batch_rel_uncertainty(double(t), double(m2[size_t(v)]), histories, nb);
+    std::memcpy(&total[size_t(v)], &e, sizeof(double));
+    std::memcpy(&scratch[size_t(v)], &rel, sizeof(double));
+  }
+  std::vector<float>().swap(m2);
+  out.edep_mev_bits.swap(total);
+  out.rel_uncertainty_bits.swap(scratch);
+  out.emitted = emitted;
+  out.deposited = deposited;
+  out.escaped = escaped;
+}
+
+}  // namespace host
+
+namespace cpu {
 namespace {
 
 // Exact, order-free accumulation: relaxed 64-bit integer atomics.
@@ -23,114 +105,80 @@ struct CpuTally {
   inline void prefetch(int64_t voxel) const { __builtin_prefetch(e + voxel, 1); }
 };
 
+// The executor of host/driver.hpp on CPU threads. Memory: the batch tally (8 B per voxel) and,
+// when it folds (not in export mode), a TallyState (12 B per voxel).
+class CpuExec {
+ public:
+  CpuExec(const host::HostRun& hr, const host::RunOptions& opt)
+      : P_(hr.params), nv_(hr.n_voxels), threads_(opt.threads > 0 ? opt.threads : omp_get_max_threads()),
+        batch_(size_t(hr.n_voxels), 0) {
+    if (!opt.take_batch) state_ = std::make_unique<host::TallyState>(nv_, opt.batches, opt.regions, opt.n_regions);
+  }
+
+  uint32_t grid_dim() const { return 0; }
+  uint32_t block_dim() const { return 0; }
+  int32_t threads_used() const { return threads_; }
+  // from 4096 histories up to 1/200 of the run (progress granularity), within kMaxChunk
+  void chunk_bounds(int64_t histories, int64_t& lower, int64_t& upper) const {
+    lower = 4096;
+    upper = std::min<int64_t>(std::max<int64_t>(4096, histories / 200), host::kMaxChunk);
+  }
+
+  void histories(uint64_t seed, int64_t h0, int64_t h1) {
+    if (clear_) {
+      int64_t* x = batch_.data();
+#pragma omp parallel for num_threads(threads_) schedule(static)
+      for (int64_t v = 0; v < nv_; ++v) x[v] = 0;
+      clear_ = false;
+    }
+    const CpuTally tally{batch_.data()};
+    int64_t em = 0, es = 0;
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 64) reduction(+ : em, es)
+    for (int64_t h = h0; h < h1; ++h) {
+      Counters cnt{0, 0};
+      run_history(seed, uint64_t(h), P_, tally, cnt);
+      em += cnt.emitted;
+      es += cnt.escaped;
+    }
+    emitted_ += em;
+    escaped_ += es;
+  }
+  int64_t emitted_units() const { return emitted_; }
+  int64_t escaped_units() const { return escaped_; }
+
+  void fold(int32_t b, int64_t /*h_before*/, int64_t /*n_batch*/) {
+    state_->fold(b, batch_.data(), true, histories_, emitted_ - folded_em_, escaped_ - folded_es_, threads_);
+    folded_em_ = emitted_;
+    folded_es_ = escaped_;
+  }
+  const int64_t* take_batch() {
+    clear_ = true;
+    return batch_.data();
+  }
+  void finalize(int64_t histories, int32_t /*batches*/) { finalize_histories_ = histories; }
+  void download(host::RunOutput& out) { state_->finish(finalize_histories_, batch_, out, threads_); }
+
+  int64_t histories_ = 0;  // the run's histories (TallyState::fold derives the batch from it)
+
+ private:
+  const Params& P_;
+  int64_t nv_;
+  int threads_;
+  std::vector<int64_t> batch_;
+  std::unique_ptr<host::TallyState> state_;
+  bool clear_ = false;
+  int64_t emitted_ = 0, escaped_ = 0, folded_em_ = 0, folded_es_ = 0;
+  int64_t finalize_histories_ = 0;
+};
+
 }  // namespace
 
-RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
-  const Params& P = hr.params;
-  const int64_t nv = hr.n_voxels;
-  if (opt.batches < kMinBatches)
-    throw std::invalid_argument("batches: expected >= " + std::to_string(kMinBatches));
-  if (opt.histories < opt.batches)
-    throw std::invalid_argument("histories: expected >= batches (" + std::to_string(opt.batches) + ")");
-  if (opt.histories > host::max_histories(hr.mean_mev_per_decay))
-    throw std::invalid_argument("histories: " + std::to_string(opt.histories) +
-                                " exceeds the tally capacity of " +
-                                std::to_string(host::max_histories(hr.mean_mev_per_decay)) +
-                                " for this source");
-  const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
-
-  RunOutput out;
-  out.threads_used = threads;
-  // 20 B per voxel: the batch tally, the exact run total and the spread of the batch means
-  std::vector<int64_t> batch(size_t(nv), 0), total(size_t(nv), 0);
-  std::vector<float> m2(size_t(nv), 0.0f);
-  // region sums per batch in exact integer units (converted to MeV at the end)
-  std::vector<int64_t> region_units(size_t(opt.batches) * size_t(std::max(opt.n_regions, 0)), 0);
-  CpuTally tally{batch.data()};
-
-  // chunks: the progress callable (and through it Ctrl-C) is reached between chunks, so they are
-  // sized by time (host/chunking.hpp: ~0.2 s each), from 4096 histories up to a bound on the
-  // energy one chunk can add before the overflow guard looks again (<= 1e8 histories * max
-  // energy per decay << 2^63 units) and at most 1/200 of the run (progress granularity)
-  host::ChunkSizer chunks(4096, std::min<int64_t>(std::max<int64_t>(4096, opt.histories / 200), 100000000));
-  int64_t done = 0;
-  int64_t emitted = 0, escaped = 0;
-  for (int32_t b = 0; b < opt.batches && !out.aborted; ++b) {
-    int64_t h0, h1;
-    batch_range(opt.histories, opt.batches, b, h0, h1);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t v = 0; v < nv; ++v) batch[size_t(v)] = 0;
-    for (int64_t c0 = h0, c1 = h0; c0 < h1; c0 = c1) {
-      c1 = std::min(h1, c0 + chunks.next());
-      chunks.start();
-      int64_t em = 0, es = 0;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 64) reduction(+ : em, es)
-      for (int64_t h = c0; h < c1; ++h) {
-        Counters cnt{0, 0};
-        run_history(opt.seed, uint64_t(h), P, tally, cnt);
-        em += cnt.emitted;
-        es += cnt.escaped;
-      }
-      chunks.done(c1 - c0);
-      emitted += em;
-      escaped += es;
-      done += c1 - c0;
-      if (emitted > host::kTallyGuardUnits)
-        throw std::overflow_error("histories: the emitted energy reached the 64-bit tally capacity "
-                                  "after " + std::to_string(done) + " histories; split the run");
-      if (opt.progress && !opt.progress(done)) {
-        out.aborted = true;
-        break;
-      }
-    }
-    if (out.aborted) break;
-    const int64_t n_b = h1 - h0;
-    const int32_t nr = opt.n_regions;
-#pragma omp parallel num_threads(threads)
-    {
-      std::vector<int64_t> reg(size_t(nr), 0);
-#pragma omp for schedule(static)
-      for (int64_t v = 0; v < nv; ++v) {
-        const int64_t x = batch[size_t(v)];
-        const int64_t t = total[size_t(v)] + x;
-        if (t == 0) continue;  // nothing here yet: M2 stays 0
-        total[size_t(v)] = t;
-        m2[size_t(v)] = welford_m2(m2[size_t(v)], x, t, h0, n_b);
-        if (x == 0) continue;
-        if (nr > 0) {
-          const int32_t r = opt.regions[v];
-          if (r >= 0 && r < nr) reg[size_t(r)] += x;
-        }
-      }
-      if (nr > 0) {
-        for (int32_t r = 0; r < nr; ++r)
-          __atomic_fetch_add(&region_units[size_t(b) * nr + r], reg[size_t(r)], __ATOMIC_RELAXED);
-      }
-    }
-  }
-  if (out.aborted) return out;
-  out.region_batch_mev.resize(region_units.size());
-  for (size_t i = 0; i < region_units.size(); ++i)
-    out.region_batch_mev[i] = double(region_units[i]) * kEnergyUnitMeV;
-
-  // results in place: energy (MeV) over the run total, uncertainty over the batch tally
-  int64_t deposited = 0;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : deposited)
-  for (int64_t v = 0; v < nv; ++v) {
-    const int64_t t = total[size_t(v)];
-    deposited += t;
-    const double e = double(t) * kEnergyUnitMeV;
-    const double rel = batch_rel_uncertainty(double(t), double(m2[size_t(v)]), opt.histories, opt.batches);
-    std::memcpy(&total[size_t(v)], &e, sizeof(double));
-    std::memcpy(&batch[size_t(v)], &rel, sizeof(double));
-  }
-  std::vector<float>().swap(m2);
-  out.edep_mev_bits.swap(total);
-  out.rel_uncertainty_bits.swap(batch);
-  out.emitted = emitted;
-  out.deposited = deposited;
-  out.escaped = escaped;
-  return out;
+host::RunOutput run(const host::HostRun& hr, const host::RunOptions& opt) {
+  host::validate_options(hr, opt);
+  CpuExec ex(hr, opt);
+  ex.histories_ = opt.histories;
+  return host::drive(ex, hr, opt);
 }
 
-}  // namespace rpt::cpu
+}  // namespace cpu
+}  // namespace rpt

@@ -1,5 +1,5 @@
 // Host launch code of the CUDA backend: device buffers, the Params copy on the device, launch
-// shapes, and the executor that gpu_driver.hpp's batch loop drives.
+// shapes, and the executor that host/driver.hpp's batch loop drives.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -48,7 +48,7 @@ class DeviceParams {
 
 class CudaExec {
  public:
-  CudaExec(const host::HostRun& hr, const RunOptions& opt)
+  CudaExec(const host::HostRun& hr, const host::RunOptions& opt)
       : nv_(hr.n_voxels), n_regions_(opt.n_regions), params_(hr) {
     int dev = 0;
     RPT_CUDA_CHECK(cudaGetDevice(&dev), "current device");
@@ -96,7 +96,12 @@ class CudaExec {
 
   uint32_t grid_dim() const { return grid_; }
   uint32_t block_dim() const { return block_; }
-  int64_t threads_per_launch() const { return int64_t(grid_) * block_; }
+  int32_t threads_used() const { return int32_t(std::min<int64_t>(int64_t(grid_) * block_, INT32_MAX)); }
+  void chunk_bounds(int64_t histories, int64_t& lower, int64_t& upper) const {
+    const int64_t threads = int64_t(grid_) * block_;
+    lower = host::min_chunk(threads);
+    upper = host::default_chunk(histories, threads);
+  }
 
   void histories(uint64_t seed, int64_t h0, int64_t h1) {
     rpt_histories_kernel<<<grid_, block_>>>(params_.get(), seed, h0, h1, batch_.get(),
@@ -107,11 +112,15 @@ class CudaExec {
                                                 std::to_string(h0) + ".." + std::to_string(h1));
   }
 
-  int64_t emitted_units() const {
-    unsigned long long e = 0;
-    RPT_CUDA_CHECK(cudaMemcpy(&e, counters_.get() + kEmitted, sizeof(e), cudaMemcpyDeviceToHost),
-                   "emitted-energy counter");
-    return int64_t(e);
+  int64_t emitted_units() const { return counter(kEmitted, "emitted-energy counter"); }
+  int64_t escaped_units() const { return counter(kEscaped, "escaped-energy counter"); }
+
+  // export mode: the batch tally to the host, and zeroed on the device for the next batch
+  const int64_t* take_batch() {
+    taken_.resize(size_t(nv_));
+    batch_.download(reinterpret_cast<unsigned long long*>(taken_.data()), size_t(nv_));
+    batch_.zero();
+    return taken_.data();
   }
 
   void fold(int32_t b, int64_t h_before, int64_t n_batch) {
@@ -131,13 +140,13 @@ class CudaExec {
     RPT_CUDA_CHECK(cudaDeviceSynchronize(), "rpt_fold_kernel / rpt_finalize_kernel");
   }
 
-  void download(RunOutput& out) {
+  void download(host::RunOutput& out) {
     const size_t nv = size_t(nv_);
-    out.edep_mev.resize(nv);
-    out.rel_uncertainty.resize(nv);
-    RPT_CUDA_CHECK(cudaMemcpy(out.edep_mev.data(), batch_.get(), nv * sizeof(double),
+    out.edep_mev_bits.resize(nv);
+    out.rel_uncertainty_bits.resize(nv);
+    RPT_CUDA_CHECK(cudaMemcpy(out.edep_mev_bits.data(), batch_.get(), nv * sizeof(double),
                               cudaMemcpyDeviceToHost), "energy per voxel");
-    RPT_CUDA_CHECK(cudaMemcpy(out.rel_uncertainty.data(), total_.get(), nv * sizeof(double),
+    RPT_CUDA_CHECK(cudaMemcpy(out.rel_uncertainty_bits.data(), total_.get(), nv * sizeof(double),
                               cudaMemcpyDeviceToHost), "relative uncertainty per voxel");
     unsigned long long c[kNumCounters];
     counters_.download(c, kNumCounters);
@@ -154,6 +163,12 @@ class CudaExec {
   }
 
  private:
+  int64_t counter(int32_t index, const char* what) const {
+    unsigned long long e = 0;
+    RPT_CUDA_CHECK(cudaMemcpy(&e, counters_.get() + index, sizeof(e), cudaMemcpyDeviceToHost), what);
+    return int64_t(e);
+  }
+
   static constexpr uint32_t kVoxelBlock = 256;
   int64_t nv_;
   int32_t n_regions_;
@@ -163,6 +178,7 @@ class CudaExec {
   DeviceBuffer<unsigned long long> batch_, total_, counters_, region_units_;
   DeviceBuffer<float> m2_;
   DeviceBuffer<int32_t> regions_;
+  std::vector<int64_t> taken_;  // export mode: the last batch tally on the host
 };
 
 }  // namespace
@@ -216,12 +232,12 @@ DeviceInfo device_info(int device) {
   return d;
 }
 
-RunOutput run_cuda(const host::HostRun& hr, const RunOptions& opt) {
-  validate_options(hr, opt);
+host::RunOutput run_cuda(const host::HostRun& hr, const host::RunOptions& opt) {
+  host::validate_options(hr, opt);
   const DeviceStatus st = device_status();
   if (st.count < 1) throw CudaError("no CUDA device to run on (" + st.reason + ")", cudaErrorNoDevice);
   CudaExec ex(hr, opt);
-  return drive(ex, hr, opt);
+  return host::drive(ex, hr, opt);
 }
 
 }  // namespace rpt::gpu

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <string>
 
-#include "cuda/gpu_driver.hpp"
+#include "host/driver.hpp"
 #include "host/params.hpp"
 
 namespace rpt::gpu {
@@ -31,8 +31,9 @@ DeviceStatus device_status();
 // The current device (or `device` >= 0). Throws CudaError (std::runtime_error) without one.
 DeviceInfo device_info(int device = -1);
 
-// Run on the current device. Throws std::invalid_argument for bad options and CudaError
+// Run (or, in export mode, hand out the batch tallies of) `opt`'s histories on the current
+// device. Throws std::invalid_argument for bad options and CudaError
 // (std::runtime_error) when a CUDA call fails; the message names the call and the reason.
-RunOutput run_cuda(const host::HostRun& hr, const RunOptions& opt);
+host::RunOutput run_cuda(const host::HostRun& hr, const host::RunOptions& opt);
 
 }  // namespace rpt::gpu
