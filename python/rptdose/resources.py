@@ -145,3 +145,13 @@ def check_dose_grid(size_xyz: Any, spacing_mm: Any, setting: Any, *, memory: boo
                 f"{f.output_bytes_per_voxel:g} B/voxel, {free / _MIB:.4g} MiB free on the disk of {f.option} "
                 f"'{f.requested}'): expected free space for the results, or a coarser grid; "
                 "RPTDOSE_NO_RESOURCE_CHECK=1 skips this check")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else os.cpu_count())."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

@@ -196,3 +196,20 @@ def max_histories(mean_mev_per_decay: float) -> int:
         if not mean_mev_per_decay > 0:
             return 2**63 - 1
         return int(0.5 * float(2**63 - 1) * 1e-8 / float(mean_mev_per_decay))
+
+
+#: Backends whose batches can be handed out one range at a time (a PreparedRun: checkpointed
+#: and distributed runs, rptdose.transport.batched).
+BATCH_BACKENDS = ("cpu", "cuda")
+
+
+def prepared_class(backend: str) -> Any:
+    """The PreparedRun of ``backend`` ("cpu" or "cuda")."""
+    if backend == "cpu":
+        from rptdose import _core
+
+        return _core.PreparedRun
+    if backend == "cuda":
+        return importlib.import_module("rptdose._core_cuda").PreparedRun
+    raise InputError(f"backend {backend!r} (no batch-wise runs): checkpoint and scheduler runs use the "
+                     f"{' or '.join(BATCH_BACKENDS)} backend; pass backend='cpu' or 'cuda'")

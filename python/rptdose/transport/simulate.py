@@ -10,7 +10,9 @@ argument                default     meaning / check
 ``histories``           10**6       decays simulated; integer, >= ``batches`` and within the
                                     tally capacity (``_core.max_histories``)
 ``seed``                1           integer in 0..2**64-1; same seed + backend => same bits
-``backend``             "auto"      "auto" (cuda, else cupy, else cpu), "cuda", "cupy", "cpu"
+``backend``             "auto"      "auto" (cuda, else cupy, else cpu), "cuda", "cupy", "cpu";
+                                    with a checkpoint cpu or cuda; with a scheduler each
+                                    worker's choice ("auto": cuda where it has a GPU)
 ``threads``             None        CPU threads (None: all the OpenMP default gives), >= 1;
                                     more than the CPUs available to this process are capped
                                     to that number with a warning (results do not depend on
@@ -22,7 +24,17 @@ argument                default     meaning / check
                                     > 0 a region named str(label)): per-region mean dose
 ``progress``            None        None: a bar on a terminal for long runs; True / False;
                                     or a callable(histories_done)
+``scheduler``           None        None: this process; ``"local:N"``: N worker processes
+                                    here; ``"tcp://host:port"``: a Dask scheduler; or a
+                                    ``dask.distributed.Client`` (rptdose.transport.distributed;
+                                    needs ``rptdose[distributed]``). Same bits as in-process.
+``checkpoint``          None        a file path: the run's sums written after every batch
+                                    (HDF5, atomically); the same call resumes from it
+                                    (rptdose.transport.checkpoint). Same bits as uninterrupted.
 ======================  ==========  =========================================================
+
+With ``scheduler`` or ``checkpoint`` the batches run in the batch loop's export mode and are
+folded here in batch order (rptdose.transport.batched), on the cpu or cuda backend.
 
 Dose from energy (all in float64)::
 
@@ -63,6 +75,8 @@ from rptdose.errors import InputError
 from rptdose.phantom import Phantom
 from rptdose.source import Source, alpha_dose_gy, max_mev_per_decay, mean_mev_per_decay
 from rptdose.transport.backends import check_backend_name, max_histories, select_backend
+from rptdose.resources import available_cpus  # noqa: F401  (also part of this module's face)
+from rptdose.transport.backends import BATCH_BACKENDS
 from rptdose.transport.result import SimulationResult
 
 #: J per MeV (exact, SI 2019).
@@ -215,19 +229,10 @@ def _version(dist: str) -> str:
     return package_version(dist)
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one, else os.cpu_count())."""
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int = 1, backend: str = "auto",
              threads: int | None = None, batches: int = 10, electron_transport: bool = True,
-             regions: Any = None, progress: Any = None) -> SimulationResult:
+             regions: Any = None, progress: Any = None, scheduler: Any = None,
+             checkpoint: Any = None) -> SimulationResult:
     """Monte Carlo absorbed dose of ``source`` in ``phantom``.
 
     See the module docstring for the arguments. Everything is validated before any work starts:
@@ -261,6 +266,11 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
     electron_transport = bool(electron_transport)
     check_progress(progress)
     check_backend_name(backend)
+    from rptdose.transport import checkpoint as ckpt
+    from rptdose.transport.distributed import check_scheduler
+
+    scheduler = check_scheduler(scheduler)
+    checkpoint = None if checkpoint is None else ckpt.check_path(checkpoint)
     reg = _prepare_regions(regions, phantom)
 
     emissions = source.emission_arrays()
@@ -272,7 +282,16 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
                          f"{mean_mev:.4g} MeV per decay on average): expected at most {capacity}; "
                          "split the run over seeds")
 
-    backend_name, runner = select_backend(backend)  # BackendUnavailableError says why
+    batched = scheduler is not None or checkpoint is not None
+    if scheduler is not None:  # the workers choose among their backends (distributed.worker_backend)
+        backend_name, runner = "dask", None
+    else:
+        backend_name, runner = select_backend(backend)  # BackendUnavailableError says why
+        if checkpoint is not None and backend_name not in BATCH_BACKENDS:
+            if backend != "auto":
+                raise InputError(f"backend {backend!r} with a checkpoint (no batch-wise runs on it): expected "
+                                 f"one of {', '.join(BATCH_BACKENDS)} or 'auto'")
+            backend_name, runner = select_backend("cpu")
 
     # ---- physics tables --------------------------------------------------------------------
     from rptdose.physics.tables import transport_tables
@@ -284,10 +303,25 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
     # ---- transport -------------------------------------------------------------------------
     t0 = time.perf_counter()
     with progress_callback(progress, histories, desc=f"rptdose {backend_name}") as callback:
-        out = runner(phantom.density, phantom.material_index, phantom.spacing_mm, source.decays, tables,
-                     emissions, histories, seed, batches, run_threads,
-                     electron_transport, regions=None if reg is None else reg.labels, progress=callback)
+        if batched:
+            from rptdose.transport.batched import run_batched
+
+            identity = ckpt.run_identity(_run_inputs(phantom, source, reg), phantom.spacing_mm, tables, emissions,
+                                         histories, seed, batches, electron_transport, _core_version())
+            out = run_batched(backend=backend if scheduler is not None else backend_name,
+                              density=phantom.density, material=phantom.material_index,
+                              spacing_mm=phantom.spacing_mm, decays=source.decays, tables=tables,
+                              emissions=emissions, histories=histories, seed=seed, batches=batches,
+                              threads=run_threads, electron_transport=electron_transport,
+                              regions=None if reg is None else reg.labels, progress=callback, scheduler=scheduler,
+                              checkpoint=checkpoint, identity=identity)
+        else:
+            out = runner(phantom.density, phantom.material_index, phantom.spacing_mm, source.decays, tables,
+                         emissions, histories, seed, batches, run_threads,
+                         electron_transport, regions=None if reg is None else reg.labels, progress=callback)
     elapsed_s = time.perf_counter() - t0
+    if scheduler is not None:  # what the workers ran, e.g. "dask/cpu" or "dask/cpu+cuda"
+        backend_name = "dask/" + "+".join(out["batched"].get("worker_backends") or ["cpu"])
 
     # ---- energy -> dose --------------------------------------------------------------------
     decays_per_history = source.total_decays / histories
@@ -344,19 +378,29 @@ def _balance_with_alphas(out: dict, alpha_mev: float, histories: int) -> dict[st
             "escaped_mev": float(out["escaped_mev"]) / histories}
 
 
+def _run_inputs(phantom: Phantom, source: Source, reg: _Regions | None) -> dict[str, str]:
+    """SHA-256 of the run's arrays: phantom, source and (when given) region labels."""
+    inputs = input_hashes(phantom, source)
+    if reg is not None:
+        inputs["region_labels"] = array_sha256(reg.labels)
+    return inputs
+
+
+def _core_version() -> str | None:
+    try:
+        from rptdose import _core
+    except ImportError:
+        return None
+    return str(_core.version())
+
+
 def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: dict, emissions: dict,
                 out: dict, backend_name: str, backend_requested: str, histories: int, seed: int, batches: int,
                 threads: int | None, electron_transport: bool, max_mev: float, t_tables: float,
                 t_transport: float) -> dict[str, Any]:
     from rptdose._provenance import now_utc, rptdose_version
 
-    core_version = None
-    try:
-        from rptdose import _core
-
-        core_version = str(_core.version())
-    except ImportError:
-        pass
+    core_version = _core_version()
     nuclide: dict[str, Any] = {"name": source.nuclide, "half_life_s": source.half_life_s,
                                "monoenergetic": source.is_monoenergetic}
     if not source.is_monoenergetic:
@@ -370,9 +414,7 @@ def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: 
                                    "far below a voxel) as the exact expected value decays x E / voxel mass; "
                                    "result.alpha_dose_gy")
     nuclide["above_table_mev_per_decay"] = float(emissions.get("above_table_mev_per_decay", 0.0))
-    inputs = input_hashes(phantom, source)
-    if reg is not None:
-        inputs["region_labels"] = array_sha256(reg.labels)
+    inputs = _run_inputs(phantom, source, reg)
     return {
         "rptdose_version": rptdose_version(),
         "core_version": core_version,
@@ -387,6 +429,8 @@ def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: 
         # GPU backends: the launch shape and the device that ran it
         **({"gpu_launch": dict(out["launch"])} if "launch" in out else {}),
         **({"gpu_device": out["device"]} if "device" in out else {}),
+        # checkpointed or distributed: the checkpoint, the batch it resumed from, the scheduler and workers
+        **({"batched": dict(out["batched"])} if "batched" in out else {}),
         "nuclide": nuclide,
         "total_decays": source.total_decays,
         "tracking_cuts_mev": {"electron": float(emissions["el_cut_mev"]), "photon": float(emissions["ph_cut_mev"])},

@@ -1,0 +1,237 @@
+"""Transport on a Dask cluster: ``rd.simulate(..., scheduler=...)`` (needs ``rptdose[distributed]``).
+
+=========================  ================================================================
+``scheduler``              what runs the batches
+=========================  ================================================================
+``None``                   this process (no Dask)
+``"local:N"``              a ``distributed.LocalCluster`` of N worker processes on this
+                           machine, started for the run and closed after it
+``"tcp://host:port"``      the Dask scheduler at that address (also ``tls://``, ``ws://``,
+                           ``wss://``, ``inproc://``): a cluster started by hand, by
+                           dask-jobqueue on SLURM/PBS, or by dask-cuda (one worker per GPU)
+a ``distributed.Client``   that client's cluster (left open)
+=========================  ================================================================
+
+A *work unit* is a contiguous range of batches (seed and history ranges follow from the batch
+numbers, physics/batch.hpp). The run's inputs (phantom, source, physics tables, emissions) are
+sent to every worker once (``Client.scatter(..., broadcast=True)``); each worker builds the
+run (``_core.PreparedRun``: checks, alias table of the source, photon majorant) once and keeps
+it for the following units, keyed by the run key (:func:`worker_run`). A unit returns each
+batch's integer tally (sparse: the voxels hit); the client folds them in batch order
+(``_core.TallyState``, the CPU backend's own fold), so the dose is the in-process run's bit for
+bit and the uncertainty equal. A unit lost with its worker is recomputed by Dask elsewhere; a
+batch is folded once only (the fold refuses any batch but the next one).
+
+Each worker checks that it runs the client's rptdose and core versions and has the compiled
+core; a mismatch stops the run with an error naming the worker.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from rptdose.errors import BackendUnavailableError, InputError
+
+#: Address schemes of a Dask scheduler.
+SCHEMES = ("tcp://", "tls://", "ws://", "wss://", "inproc://")
+#: Seconds to wait for a scheduler before saying it is unreachable.
+CONNECT_TIMEOUT_S = 10
+#: Runs a worker keeps built (each holds the phantom, tables and the source's alias table).
+WORKER_CACHE_RUNS = 2
+
+_LOCAL = re.compile(r"^local:(\d+)$")
+
+
+def check_scheduler(scheduler: Any) -> Any:
+    """The ``scheduler`` argument validated (not connected): None, ``"local:N"``, an address or
+    a ``distributed.Client``; InputError otherwise."""
+    if scheduler is None:
+        return None
+    if isinstance(scheduler, str):
+        m = _LOCAL.match(scheduler.strip())
+        if m:
+            if int(m.group(1)) < 1:
+                raise InputError(f"scheduler {scheduler!r} (no workers): expected 'local:N' with N >= 1")
+            return scheduler.strip()
+        if scheduler.strip().startswith(SCHEMES) and len(scheduler.strip()) > len("tcp://"):
+            return scheduler.strip()
+        raise InputError(f"scheduler {scheduler!r} (not understood): expected None, 'local:N' (N worker processes "
+                         "here) or a Dask scheduler address such as 'tcp://host:8786'")
+    if type(scheduler).__name__ == "Client" and hasattr(scheduler, "submit"):
+        return scheduler
+    raise InputError(f"scheduler {scheduler!r} (of type {type(scheduler).__name__}): expected None, 'local:N', "
+                     "an address 'tcp://host:port' or a dask.distributed.Client")
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise BackendUnavailableError(f"scheduler needs Dask distributed, which is not installed ({exc}): "
+                                      "pip install 'rptdose[distributed]'") from None
+    return distributed
+
+
+class Cluster:
+    """A connected client, and the cluster this run started (closed by :meth:`close`)."""
+
+    def __init__(self, scheduler: Any, threads: int | None):
+        distributed = _import_distributed()
+        self._own_cluster = None
+        self._own_client = False
+        self.omp_threads = threads  # OpenMP threads per unit; None: decided on the worker
+        if isinstance(scheduler, str) and scheduler.startswith("local:"):
+            from rptdose.resources import available_cpus
+
+            n = int(scheduler.split(":")[1])
+            per_worker = max(1, available_cpus() // n)
+            if self.omp_threads is None:
+                self.omp_threads = per_worker
+            # one task at a time per worker process; the task's OpenMP threads use its CPUs
+            self._own_cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                         dashboard_address=":0", silence_logs=40)
+            self.client = distributed.Client(self._own_cluster)
+            self._own_client = True
+            self.address = scheduler
+        elif isinstance(scheduler, str):
+            try:
+                self.client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                raise BackendUnavailableError(f"scheduler {scheduler!r} (unreachable within {CONNECT_TIMEOUT_S} s: "
+                                              f"{type(exc).__name__}: {exc}): expected a running Dask scheduler at "
+                                              "that address (dask scheduler, dask-jobqueue, dask-cuda)") from None
+            self._own_client = True
+            self.address = scheduler
+        else:
+            self.client = scheduler
+            self.address = str(getattr(scheduler, "scheduler", None) and scheduler.scheduler.address)
+
+    def workers(self) -> dict[str, int]:
+        """{worker address: task threads} of the cluster now."""
+        info = self.client.scheduler_info()
+        return {addr: int(w.get("nthreads", 1)) for addr, w in info.get("workers", {}).items()}
+
+    def close(self) -> None:
+        if self._own_client:
+            self.client.close()
+        if self._own_cluster is not None:
+            self._own_cluster.close()
+
+
+def unit_ranges(batches: int, workers: int, first: int = 0) -> list[tuple[int, int]]:
+    """Batches [first, batches) cut into contiguous units: about four per worker (a lost or
+    slow worker then costs a quarter of its share), at least one batch each."""
+    left = batches - first
+    if left <= 0:
+        return []
+    n_units = min(left, max(1, 4 * max(1, workers)))
+    size = math.ceil(left / n_units)
+    return [(b, min(batches, b + size)) for b in range(first, batches, size)]
+
+
+# ---------------------------------------------------------------- on the workers
+
+_cache: OrderedDict[str, Any] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def worker_backend(requested: str) -> str:
+    """The backend this worker runs for ``requested``: "cpu"; "cuda" (WorkerMismatch without a
+    usable GPU); "auto": cuda where the CUDA build sees a GPU, else cpu. Every backend gives the
+    same tallies bit for bit, so workers may differ."""
+    from rptdose.transport.backends import backends
+
+    if requested == "cpu":
+        return "cpu"
+    info = backends()["cuda"]
+    if requested == "cuda" and not info["available"]:
+        raise WorkerMismatch(f"backend 'cuda' requested but unavailable on this worker ({info['reason']})")
+    if requested in ("cuda", "auto") and info["available"]:
+        return "cuda"
+    if requested == "auto":
+        return "cpu"
+    raise WorkerMismatch(f"backend {requested!r}: Dask workers run the cpu or cuda backend ('auto' chooses)")
+
+
+def worker_run(key: str, payload: dict, backend: str) -> Any:
+    """The PreparedRun of run ``key`` on this worker's ``backend``: built from ``payload`` once,
+    then kept for the following units (at most :data:`WORKER_CACHE_RUNS` runs)."""
+    cache_key = f"{key}/{backend}"
+    with _cache_lock:
+        if cache_key in _cache:
+            _cache.move_to_end(cache_key)
+            return _cache[cache_key]
+    from rptdose.transport.backends import prepared_class
+
+    run = prepared_class(backend)(payload["density"], payload["material"], tuple(payload["spacing_mm"]),
+                            payload["decays"], payload["tables"], payload["emissions"],
+                            bool(payload["electron_transport"]))
+    with _cache_lock:
+        _cache[cache_key] = run
+        while len(_cache) > WORKER_CACHE_RUNS:
+            _cache.popitem(last=False)
+    return run
+
+
+def worker_versions() -> dict[str, str | None]:
+    """rptdose and core versions of this process (core None with the reason when it is missing)."""
+    from rptdose._provenance import rptdose_version
+
+    out: dict[str, str | None] = {"rptdose": rptdose_version(), "core": None, "core_error": None}
+    try:
+        from rptdose import _core
+
+        out["core"] = str(_core.version())
+    except ImportError as exc:
+        out["core_error"] = str(exc)
+    return out
+
+
+def client_versions() -> dict[str, str | None]:
+    """The versions every worker must run: this process's (:func:`worker_versions`)."""
+    return worker_versions()
+
+
+class WorkerMismatch(RuntimeError):
+    """A worker that cannot run this client's units (raised on the worker, reported by the client)."""
+
+
+def run_unit(key: str, payload: dict, versions: dict, histories: int, seed: int, batches: int, first: int,
+             end: int, threads: int | None, backend: str = "auto") -> dict:
+    """One work unit on a worker: batches [first, end) as sparse integer tallies."""
+    mine = worker_versions()
+    if mine["core"] is None:
+        raise WorkerMismatch(f"no compiled rptdose core on this worker ({mine['core_error']}); install rptdose "
+                             "with its core here (pip install .)")
+    if mine["rptdose"] != versions["rptdose"] or mine["core"] != versions["core"]:
+        raise WorkerMismatch(f"rptdose {mine['rptdose']} (core {mine['core']}) on this worker, the client has "
+                             f"{versions['rptdose']} (core {versions['core']}); install the same version everywhere")
+    if threads is None:
+        from rptdose.resources import available_cpus
+
+        try:
+            from distributed import get_worker
+
+            per_task = max(1, available_cpus() // max(1, int(get_worker().state.nthreads)))
+        except (ImportError, ValueError, AttributeError):
+            per_task = available_cpus()
+        threads = per_task
+    chosen = worker_backend(backend)
+    run = worker_run(key, payload, chosen)
+    out = []
+    for b, tally, emitted, escaped in run.run_batches(histories, seed, batches, first, end, threads=threads):
+        idx = np.flatnonzero(tally)
+        out.append((int(b), idx.astype(np.int64), tally[idx], int(emitted), int(escaped)))
+    return {"first": first, "end": end, "batches": out, "backend": chosen}
+
+
+def dense(n_voxels: int, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    t = np.zeros(n_voxels, dtype=np.int64)
+    t[idx] = values
+    return t
