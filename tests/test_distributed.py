@@ -234,7 +234,7 @@ def test_local_worker_processes_and_a_lost_worker(case, reference):
 def test_bad_scheduler_arguments_are_clear_errors(case, monkeypatch):
     with pytest.raises(InputError, match=r"scheduler 'local:0' \(no workers\)"):
         _run(case, scheduler="local:0")
-    with pytest.raises(InputError, match=r"scheduler 'my-cluster' \(not understood\)"):
+    with pytest.raises(InputError, match=r"scheduler 'my-cluster' \(neither 'local:N' nor an address"):
         _run(case, scheduler="my-cluster")
     with pytest.raises(InputError, match=r"of type int"):
         _run(case, scheduler=8786)

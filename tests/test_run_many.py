@@ -3,9 +3,10 @@ of `rptdose run` (rptdose.pipeline.run_study -> rptdose.simulate).
 
 The studies are the demo patient at 16 mm voxels (a test-sized grid, as in tests/test_run.py) with
 the sensitivity typed in, no recovery correction and 2000 histories: about a second per run.
-simulate() is replaced by a spy that records the scheduler and checkpoint keywords it is given and
-calls the real simulate without them, so these tests check the plumbing whether or not the
-transport has those keywords yet.
+The plumbing tests replace simulate() by a spy that records the scheduler and checkpoint keywords
+it is given and calls the real simulate without them (no cluster needed); the end-to-end tests at
+the bottom run them for real: a checkpointed `rptdose run` resumed, and run-many on a local Dask
+cluster, both equal to the plain runs bit for bit.
 """
 
 import csv
@@ -301,3 +302,44 @@ def test_fast_methods_and_checkpoint(loaded, tmp_path, spy):
     with pytest.raises(InputError, match=r"scheduler 'udp://h:1'.*expected \"local:N\""):
         run_study(loaded, tmp_path / "o4", scheduler="udp://h:1", plots=False)
     assert spy == []
+
+
+# ---- end to end, no spy ----------------------------------------------------------------------------
+
+def _dose(folder: Path):
+    import h5py
+
+    with h5py.File(folder / "dose.h5", "r") as f:
+        return f["dose_gy"][...], f["rel_uncertainty"][...]
+
+
+def test_run_with_checkpoint_equals_plain_run_and_resumes(demo_study, tmp_path, capsys):
+    """`rptdose run --checkpoint`: the same dose as without; run again, every batch comes from the file."""
+    import numpy as np
+
+    pytest.importorskip("h5py")
+    assert main(["run", str(demo_study), "-o", str(tmp_path / "plain"), "--no-plots"]) == 0
+    ckpt = tmp_path / "ck.h5"
+    assert main(["run", str(demo_study), "-o", str(tmp_path / "a"), "--no-plots", "--checkpoint", str(ckpt)]) == 0
+    assert main(["run", str(demo_study), "-o", str(tmp_path / "b"), "--no-plots", "--checkpoint", str(ckpt)]) == 0
+    plain, a, b = _dose(tmp_path / "plain"), _dose(tmp_path / "a"), _dose(tmp_path / "b")
+    for x, y in ((plain, a), (plain, b)):
+        assert np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1])
+    import h5py
+
+    with h5py.File(tmp_path / "b" / "dose.h5", "r") as f:
+        batched = json.loads(f.attrs["provenance"])["dose"]["provenance"]["batched"]
+    assert batched["checkpoint"] == str(ckpt) and batched["resumed_from_batch"] == 10
+
+
+def test_run_many_on_a_local_dask_cluster_equals_in_process(demo_study, tmp_path, many):
+    """run-many --scheduler local:2: one cluster for all the studies; the same region doses bit for bit."""
+    pytest.importorskip("distributed")
+    b = copy_demo(demo_study, tmp_path / "patient-b")
+    out = tmp_path / "out"
+    assert main(["run-many", str(demo_study), str(b), "-o", str(out), "--no-plots", "--scheduler", "local:2"]) == 0
+    for name in ("Patient_A", "patient-b"):
+        ours = json.loads((out / name / "regions.json").read_text())["regions"]
+        ref = json.loads((many["out"] / name / "regions.json").read_text())["regions"]
+        assert [r["mean_dose_gy"] for r in ours] == [r["mean_dose_gy"] for r in ref]
+        assert [r["name"] for r in ours] == [r["name"] for r in ref]

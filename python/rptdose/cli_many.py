@@ -157,10 +157,21 @@ def cmd_run_many(args: argparse.Namespace) -> int:
     settings = {"method": args.method, "histories": args.histories, "seed": args.seed, "backend": args.backend,
                 "scheduler": args.scheduler, "plots": not args.no_plots}
     with lock_folder(out, command="run-many"):
-        for i, run in enumerate(runs, start=1):
-            _run_one(run, out, settings)
-            print(f"rptdose run-many: [{i}/{len(runs)}] {_progress_line(run)}", flush=True)
-            _interrupt.check()   # a Ctrl-C swallowed on the way: stop here
+        cluster = None
+        run_settings = settings
+        if args.scheduler is not None and args.scheduler.startswith("local:"):
+            from rptdose.transport.distributed import Cluster
+
+            cluster = Cluster(args.scheduler, None)  # one local cluster for all the studies
+            run_settings = dict(settings, scheduler=cluster.client)
+        try:
+            for i, run in enumerate(runs, start=1):
+                _run_one(run, out, run_settings)
+                print(f"rptdose run-many: [{i}/{len(runs)}] {_progress_line(run)}", flush=True)
+                _interrupt.check()   # a Ctrl-C swallowed on the way: stop here
+        finally:
+            if cluster is not None:
+                cluster.close()
         written = write_summary(out, runs, settings)
     failed = [r for r in runs if r.status != "ok"]
     done = len(runs) - len(failed)

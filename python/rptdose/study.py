@@ -94,6 +94,7 @@ from typing import TYPE_CHECKING, Any
 from rptdose import loading as stages
 from rptdose.errors import InputError
 from rptdose.loading import FOV_REGION, HOUR, MAX_SCAN_HALF_LIVES, Study, TimePoint
+from rptdose.transport.distributed import SCHEDULER_EXPECTED, check_scheduler, scheduler_problem  # the one rule
 
 if TYPE_CHECKING:
     from rptdose.quant.registration import RegistrationSettings
@@ -124,47 +125,6 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "registration": ("method", "deformable", "iterations", "sampling", "bspline_mesh_mm", "bspline_iterations",
                      "seed"),
 }
-
-
-#: The address schemes of a Dask scheduler that ``dose.scheduler`` / ``--scheduler`` accept.
-SCHEDULER_SCHEMES = ("tcp://", "tls://", "ws://", "wss://", "inproc://")
-SCHEDULER_EXPECTED = ('"local:N" (a Dask cluster of N >= 1 workers on this machine) or the address of a Dask '
-                      f"scheduler starting with {', '.join(SCHEDULER_SCHEMES[:-1])} or {SCHEDULER_SCHEMES[-1]} "
-                      '(e.g. "tcp://10.0.0.5:8786")')
-
-
-def scheduler_problem(value: Any) -> str | None:
-    """What is wrong with a scheduler setting (``dose.scheduler``, ``--scheduler``), or None when
-    it is a valid ``"local:N"`` or scheduler address (:data:`SCHEDULER_EXPECTED`). Only the form
-    is checked here; whether the scheduler answers is the transport's business."""
-    if not isinstance(value, str):
-        return f"of type {type(value).__name__}, not a string"
-    if not value.strip():
-        return "empty"
-    if value != value.strip() or any(ch.isspace() for ch in value):
-        return "contains white space"
-    if value.startswith("local:"):
-        n = value[len("local:"):]
-        if not n.isdigit() or not n.isascii():
-            return f"'{n}' after 'local:' is not a whole number"
-        if int(n) < 1:
-            return "no workers"
-        return None
-    scheme = next((s for s in SCHEDULER_SCHEMES if value.startswith(s)), None)
-    if scheme is None:
-        return "neither 'local:N' nor an address with a known scheme"
-    if len(value) == len(scheme):
-        return "no host after the scheme"
-    return None
-
-
-def check_scheduler(value: Any, what: str) -> str:
-    """``value`` if it is a valid scheduler setting (:func:`scheduler_problem`), else InputError
-    naming ``what`` (e.g. "--scheduler"), the value and what was expected."""
-    why = scheduler_problem(value)
-    if why is not None:
-        raise InputError(f"{what} {value!r} ({why}): expected {SCHEDULER_EXPECTED}")
-    return value
 
 
 # ---- the study file -----------------------------------------------------------------------

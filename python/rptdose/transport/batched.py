@@ -93,8 +93,9 @@ def _run_distributed(scheduler: Any, backend: str, density: np.ndarray, material
         [payload_ref] = cluster.client.scatter([payload], broadcast=True, hash=False)
         units = dist.unit_ranges(batches, sum(workers.values()), start)
         versions = dist.client_versions()
+        host_slots = cluster.host_slots()
         futures = [cluster.client.submit(dist.run_unit, key, payload_ref, versions, int(histories), int(seed),
-                                         int(batches), b0, b1, cluster.omp_threads, backend, pure=False)
+                                         int(batches), b0, b1, cluster.omp_threads, backend, host_slots, pure=False)
                    for b0, b1 in units]
         pending: dict[int, dict] = {}
         next_unit = start

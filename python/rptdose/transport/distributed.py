@@ -29,7 +29,6 @@ core; a mismatch stops the run with an error naming the worker.
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -38,35 +37,54 @@ import numpy as np
 
 from rptdose.errors import BackendUnavailableError, InputError
 
-#: Address schemes of a Dask scheduler.
-SCHEMES = ("tcp://", "tls://", "ws://", "wss://", "inproc://")
 #: Seconds to wait for a scheduler before saying it is unreachable.
 CONNECT_TIMEOUT_S = 10
 #: Runs a worker keeps built (each holds the phantom, tables and the source's alias table).
 WORKER_CACHE_RUNS = 2
 
-_LOCAL = re.compile(r"^local:(\d+)$")
+#: The address schemes of a Dask scheduler that ``scheduler=``, ``dose.scheduler`` and
+#: ``--scheduler`` accept.
+SCHEDULER_SCHEMES = ("tcp://", "tls://", "ws://", "wss://", "inproc://")
+SCHEDULER_EXPECTED = ('"local:N" (a Dask cluster of N >= 1 workers on this machine) or the address of a Dask '
+                      f"scheduler starting with {', '.join(SCHEDULER_SCHEMES[:-1])} or {SCHEDULER_SCHEMES[-1]} "
+                      '(e.g. "tcp://10.0.0.5:8786")')
 
 
-def check_scheduler(scheduler: Any) -> Any:
-    """The ``scheduler`` argument validated (not connected): None, ``"local:N"``, an address or
-    a ``distributed.Client``; InputError otherwise."""
-    if scheduler is None:
+def scheduler_problem(value: Any) -> str | None:
+    """What is wrong with a scheduler setting (``dose.scheduler``, ``--scheduler``), or None when
+    it is a valid ``"local:N"`` or scheduler address (:data:`SCHEDULER_EXPECTED`). Only the form
+    is checked here; whether the scheduler answers is the transport's business."""
+    if not isinstance(value, str):
+        return f"of type {type(value).__name__}, not a string"
+    if not value.strip():
+        return "empty"
+    if value != value.strip() or any(ch.isspace() for ch in value):
+        return "contains white space"
+    if value.startswith("local:"):
+        n = value[len("local:"):]
+        if not n.isdigit() or not n.isascii():
+            return f"'{n}' after 'local:' is not a whole number"
+        if int(n) < 1:
+            return "no workers"
         return None
-    if isinstance(scheduler, str):
-        m = _LOCAL.match(scheduler.strip())
-        if m:
-            if int(m.group(1)) < 1:
-                raise InputError(f"scheduler {scheduler!r} (no workers): expected 'local:N' with N >= 1")
-            return scheduler.strip()
-        if scheduler.strip().startswith(SCHEMES) and len(scheduler.strip()) > len("tcp://"):
-            return scheduler.strip()
-        raise InputError(f"scheduler {scheduler!r} (not understood): expected None, 'local:N' (N worker processes "
-                         "here) or a Dask scheduler address such as 'tcp://host:8786'")
-    if type(scheduler).__name__ == "Client" and hasattr(scheduler, "submit"):
-        return scheduler
-    raise InputError(f"scheduler {scheduler!r} (of type {type(scheduler).__name__}): expected None, 'local:N', "
-                     "an address 'tcp://host:port' or a dask.distributed.Client")
+    scheme = next((s for s in SCHEDULER_SCHEMES if value.startswith(s)), None)
+    if scheme is None:
+        return "neither 'local:N' nor an address with a known scheme"
+    if len(value) == len(scheme):
+        return "no host after the scheme"
+    return None
+
+
+def check_scheduler(value: Any, what: str = "scheduler") -> Any:
+    """``value`` if it is a valid scheduler setting (:func:`scheduler_problem`; also None and a
+    ``distributed.Client``), else InputError naming ``what`` (e.g. "--scheduler"), the value and
+    what was expected."""
+    if value is None or (type(value).__name__ == "Client" and hasattr(value, "submit")):
+        return value
+    why = scheduler_problem(value)
+    if why is not None:
+        raise InputError(f"{what} {value!r} ({why}): expected {SCHEDULER_EXPECTED}")
+    return value
 
 
 def _import_distributed() -> Any:
@@ -116,6 +134,15 @@ class Cluster:
         """{worker address: task threads} of the cluster now."""
         info = self.client.scheduler_info()
         return {addr: int(w.get("nthreads", 1)) for addr, w in info.get("workers", {}).items()}
+
+    def host_slots(self) -> dict[str, int]:
+        """{worker address: tasks that can run at once on that worker's host}: a unit's OpenMP
+        threads are the host's CPUs over this, so workers sharing a machine do not oversubscribe it."""
+        workers = self.client.scheduler_info().get("workers", {})
+        per_host: dict[str, int] = {}
+        for w in workers.values():
+            per_host[str(w.get("host"))] = per_host.get(str(w.get("host")), 0) + int(w.get("nthreads", 1))
+        return {addr: per_host[str(w.get("host"))] for addr, w in workers.items()}
 
     def close(self) -> None:
         if self._own_client:
@@ -203,7 +230,7 @@ class WorkerMismatch(RuntimeError):
 
 
 def run_unit(key: str, payload: dict, versions: dict, histories: int, seed: int, batches: int, first: int,
-             end: int, threads: int | None, backend: str = "auto") -> dict:
+             end: int, threads: int | None, backend: str = "auto", host_slots: dict | None = None) -> dict:
     """One work unit on a worker: batches [first, end) as sparse integer tallies."""
     mine = worker_versions()
     if mine["core"] is None:
@@ -212,16 +239,18 @@ def run_unit(key: str, payload: dict, versions: dict, histories: int, seed: int,
     if mine["rptdose"] != versions["rptdose"] or mine["core"] != versions["core"]:
         raise WorkerMismatch(f"rptdose {mine['rptdose']} (core {mine['core']}) on this worker, the client has "
                              f"{versions['rptdose']} (core {versions['core']}); install the same version everywhere")
-    if threads is None:
+    if threads is None:  # this host's CPUs shared by the tasks that can run on it at once
         from rptdose.resources import available_cpus
 
+        slots = 1
         try:
             from distributed import get_worker
 
-            per_task = max(1, available_cpus() // max(1, int(get_worker().state.nthreads)))
+            me = get_worker()
+            slots = int((host_slots or {}).get(me.address, me.state.nthreads))
         except (ImportError, ValueError, AttributeError):
-            per_task = available_cpus()
-        threads = per_task
+            pass
+        threads = max(1, available_cpus() // max(1, slots))
     chosen = worker_backend(backend)
     run = worker_run(key, payload, chosen)
     out = []
