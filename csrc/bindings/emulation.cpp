@@ -150,7 +150,7 @@ py::dict simulate_emulated(FArr density, IArr material, std::tuple<double, doubl
     hr = std::make_unique<rpt::host::HostRun>(a.in);
     rpt::host::validate_options(*hr, opt);
     EmulatedExec ex(*hr, opt, nthreads);
-    out = rpt::host::drive(ex, *hr, opt);
+    out = rpt::host::drive(ex, rpt::host::max_histories(hr->mean_mev_per_decay), opt);
   }
   if (out.aborted) rpt::bind::raise_aborted(py_error);
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -50,6 +50,7 @@ py::dict simulate_cpu(FArr density, IArr material, std::tuple<double, double, do
 }  // namespace
 
 void init_batched(py::module_& m);    // batched.cpp
+void init_py_exec(py::module_& m);    // py_exec.cpp
 void init_emulation(py::module_& m);  // emulation.cpp
 void init_sampling(py::module_& m);   // sampling.cpp
 
@@ -73,5 +74,6 @@ PYBIND11_MODULE(_core, m) {
   m.attr("ENERGY_UNIT_MEV") = rpt::kEnergyUnitMeV;
   init_emulation(m);
   init_batched(m);
+  init_py_exec(m);
   init_sampling(m);
 }

@@ -177,7 +177,7 @@ host::RunOutput run(const host::HostRun& hr, const host::RunOptions& opt) {
   host::validate_options(hr, opt);
   CpuExec ex(hr, opt);
   ex.histories_ = opt.histories;
-  return host::drive(ex, hr, opt);
+  return host::drive(ex, host::max_histories(hr.mean_mev_per_decay), opt);
 }
 
 }  // namespace cpu

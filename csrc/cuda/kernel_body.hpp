@@ -42,6 +42,16 @@ struct AtomicTally {
 // Indices into the run counters (unsigned long long [kNumCounters], int64 two's complement).
 enum CounterIndex : int32_t { kEmitted = 0, kEscaped = 1, kDeposited = 2, kNumCounters = 3 };
 
+// Threads per block of the voxel kernels (fold, finalize): grid-stride loops over the voxels.
+constexpr uint32_t kVoxelBlock = 256;
+
+// Blocks of a voxel kernel: enough for every voxel, at most 32 per multiprocessor.
+RPT_INLINE uint32_t voxel_grid(int64_t n_voxels, int32_t multiprocessors) {
+  const int64_t blocks = (n_voxels + kVoxelBlock - 1) / kVoxelBlock;
+  const int64_t most = int64_t(multiprocessors > 0 ? multiprocessors : 1) * 32;
+  return uint32_t(blocks < 1 ? 1 : (blocks < most ? blocks : most));
+}
+
 RPT_INLINE int64_t global_thread(const Idx3& block_idx, const Idx3& block_dim,
                                  const Idx3& thread_idx) {
   return int64_t(block_idx.x) * int64_t(block_dim.x) + int64_t(thread_idx.x);

@@ -72,9 +72,8 @@ class CudaExec {
     }
     grid_ = uint32_t(std::max(grid, 1));
     block_ = uint32_t(std::max(block, 1));
-    // voxel kernels: 256 threads, grid-stride over the voxels
-    const int64_t vb = (nv_ + kVoxelBlock - 1) / kVoxelBlock;
-    voxel_grid_ = uint32_t(std::max<int64_t>(1, std::min<int64_t>(vb, int64_t(sms_) * 32)));
+    // voxel kernels: kVoxelBlock threads, grid-stride over the voxels
+    voxel_grid_ = voxel_grid(nv_, sms_);
 
     const size_t nv = size_t(nv_);
     batch_ = DeviceBuffer<unsigned long long>(nv, "batch tally");
@@ -169,7 +168,6 @@ class CudaExec {
     return int64_t(e);
   }
 
-  static constexpr uint32_t kVoxelBlock = 256;
   int64_t nv_;
   int32_t n_regions_;
   int sms_ = 1;
@@ -237,7 +235,7 @@ host::RunOutput run_cuda(const host::HostRun& hr, const host::RunOptions& opt) {
   const DeviceStatus st = device_status();
   if (st.count < 1) throw CudaError("no CUDA device to run on (" + st.reason + ")", cudaErrorNoDevice);
   CudaExec ex(hr, opt);
-  return host::drive(ex, hr, opt);
+  return host::drive(ex, host::max_histories(hr.mean_mev_per_decay), opt);
 }
 
 }  // namespace rpt::gpu

@@ -11,7 +11,7 @@
 // Executors: CpuExec (cpu/driver.cpp, OpenMP threads over histories), CudaExec
 // (cuda/launch.cu, kernels on a device), EmulatedExec (bindings/emulation.cpp: the CUDA kernel
 // bodies over loops of block and thread indices on the CPU) and PyExec (bindings/py_exec.cpp:
-// the cupy backend's launches, made by Python).
+// an executor written in Python: the cupy backend's launches, python/rptdose/transport/cupy_backend.py).
 // Host-only C++ (no CUDA headers): compiled by the host compiler and by nvcc's host pass.
 #pragma once
 #include <algorithm>
@@ -70,17 +70,16 @@ struct RunOutput {
   bool aborted = false;
 };
 
-// The argument checks of every backend, with the same messages.
-inline void validate_options(const HostRun& hr, const RunOptions& opt) {
+// The argument checks of every backend, with the same messages; `capacity` is the most histories
+// the tallies hold for this source (max_histories(mean energy per decay)).
+inline void validate_options(int64_t capacity, const RunOptions& opt) {
   if (opt.batches < kMinBatches)
     throw std::invalid_argument("batches: expected >= " + std::to_string(kMinBatches));
   if (opt.histories < opt.batches)
     throw std::invalid_argument("histories: expected >= batches (" + std::to_string(opt.batches) + ")");
-  if (opt.histories > max_histories(hr.mean_mev_per_decay))
-    throw std::invalid_argument("histories: " + std::to_string(opt.histories) +
-                                " exceeds the tally capacity of " +
-                                std::to_string(max_histories(hr.mean_mev_per_decay)) +
-                                " for this source");
+  if (opt.histories > capacity)
+    throw std::invalid_argument("histories: " + std::to_string(opt.histories) + " exceeds the tally capacity of " +
+                                std::to_string(capacity) + " for this source");
   if (opt.n_regions < 0) throw std::invalid_argument("regions: negative region count");
   if (opt.n_regions > 0 && !opt.regions) throw std::invalid_argument("regions: null array");
   if (opt.block_dim > 1024) throw std::invalid_argument("block_dim: expected 0 (auto) or 1..1024");
@@ -120,9 +119,13 @@ inline int64_t default_chunk(int64_t histories, int64_t threads_per_launch) {
 //                                               zeroed by the next histories() call
 //   void finalize(int64_t histories, int32_t batches);
 //   void download(RunOutput& out);              edep, rel_uncertainty, counters, region sums
+inline void validate_options(const HostRun& hr, const RunOptions& opt) {
+  validate_options(max_histories(hr.mean_mev_per_decay), opt);
+}
+
 template <class Exec>
-RunOutput drive(Exec& ex, const HostRun& hr, const RunOptions& opt) {
-  validate_options(hr, opt);
+RunOutput drive(Exec& ex, int64_t capacity, const RunOptions& opt) {
+  validate_options(capacity, opt);
   RunOutput out;
   out.grid_dim = ex.grid_dim();
   out.block_dim = ex.block_dim();

@@ -25,11 +25,10 @@ from rptdose.transport import checkpoint as ckpt
 from rptdose.transport.backends import prepared_class
 
 def _batch_histories(histories: int, batches: int, first: int, end: int) -> int:
-    """Histories in batches [first, end) (physics/batch.hpp batch_range)."""
-    q, r = divmod(int(histories), int(batches))
-    def start(b: int) -> int:
-        return q * b + min(b, r)
-    return start(end) - start(first)
+    """Histories in batches [first, end) (the core's split, physics/batch.hpp batch_range)."""
+    from rptdose import _core
+
+    return int(_core.batch_sizes(int(histories), int(batches))[first:end].sum())
 
 
 def run_batched(*, backend: str, density: np.ndarray, material: np.ndarray, spacing_mm: tuple, decays: np.ndarray,

@@ -7,7 +7,8 @@ there. The kernel source and the physics headers travel inside the package
 side comes from the CPU core: ``_core.prepare_run`` validates the inputs and builds the derived
 buffers (alias table, photon majorant, multiple-scattering table) exactly as for the CPU, and
 gives the host layout of ``rpt::Params``; this module uploads every array, writes the device
-pointers into that layout, and runs the same batch loop as ``csrc/cuda/gpu_driver.hpp``.
+pointers into that layout, and is an executor of the one batch loop of every backend
+(``csrc/host/driver.hpp``, run by ``_core.drive_executor``): it only launches kernels.
 
 ==================  =============================================================
 name                what
@@ -17,7 +18,7 @@ name                what
 :func:`simulate_cupy`  the runner: arguments and result of ``_core.simulate_cpu``
 ==================  =============================================================
 
-The batch loop is written against a small *launcher* interface so that it also runs on the
+The executor is written against a small *launcher* interface so that it also runs on the
 CPU: with numpy arrays and ``_core.emulate_kernel`` (the kernel bodies on the CPU) it must
 give ``simulate_cpu``'s result bit for bit (tests/test_emulation.py).
 """
@@ -29,19 +30,12 @@ import hashlib
 import importlib
 import importlib.util
 import struct
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: Kernels of csrc/cuda/kernels.cu (extern "C", looked up by name).
-KERNEL_NAMES = ("rpt_histories_kernel", "rpt_fold_kernel", "rpt_finalize_kernel")
-#: Indices into the counters array (kernel_body.hpp: CounterIndex).
-_EMITTED, _ESCAPED, _DEPOSITED = 0, 1, 2
-#: Threads per block of the voxel kernels (fold, finalize), as in launch.cu.
-_VOXEL_BLOCK = 256
 
 _SOURCE_FILES = ("cuda/kernels.cu", "cuda/kernels.cuh", "cuda/kernel_body.hpp", "physics/batch.hpp",
                  "physics/history.hpp", "physics/macros.hpp")
@@ -135,7 +129,9 @@ class _CupyLauncher:
 
         self.xp = cupy
         self._module = _compiled_module(params_size, cupy.cuda.runtime.getDevice())
-        self._kernels = {name: self._module.get_function(name) for name in KERNEL_NAMES}
+        from rptdose import _core  # the kernels' names, from the core that declares them
+
+        self._kernels = {name: self._module.get_function(name) for name in _core.KERNEL_NAMES}
         dev = cupy.cuda.Device()
         props = cupy.cuda.runtime.getDeviceProperties(dev.id)
         self.multiprocessors = int(props.get("multiProcessorCount", 0)) or 1
@@ -216,18 +212,6 @@ def _compiled_module(params_size: int, device_id: int) -> Any:
 # ---------------------------------------------------------------- the run
 
 
-def _check_run_options(histories: int, batches: int, max_histories: int) -> None:
-    """The CPU driver's checks, with its messages (ValueError, like the compiled backends)."""
-    from rptdose import _core   # the compiled drivers' limit, so that every backend refuses alike
-
-    if batches < _core.MIN_BATCHES:
-        raise ValueError(f"batches: expected >= {_core.MIN_BATCHES}")
-    if histories < batches:
-        raise ValueError(f"histories: expected >= batches ({batches})")
-    if histories > max_histories:
-        raise ValueError(f"histories: {histories} exceeds the tally capacity of {max_histories} for this source")
-
-
 def _regions_labels(regions: Any, shape: tuple[int, int, int]) -> tuple[np.ndarray | None, int]:
     """Region labels as simulate_cpu takes them: int32 [z, y, x], -1 = none; count = max + 1."""
     if regions is None:
@@ -243,146 +227,101 @@ def _regions_labels(regions: Any, shape: tuple[int, int, int]) -> tuple[np.ndarr
     return r, max(n, 0)
 
 
-#: Most histories in one launch (gpu_driver.hpp: kMaxChunk).
-MAX_CHUNK = 100_000_000
+class _KernelExec:
+    """The executor of csrc/host/driver.hpp (the one batch loop, run by ``_core.drive_executor``)
+    over a launcher: the kernels of kernels.cu on the device memory this object holds. Its
+    methods are the executor interface of csrc/bindings/py_exec.cpp."""
 
+    def __init__(self, launcher: Any, prep: dict, regions: np.ndarray | None, n_regions: int, batches: int,
+                 grid_dim: int, block_dim: int, voxel_shape: tuple[int, int] | None) -> None:
+        from rptdose import _core
 
-#: Wall time one launch aims at (s), as host/chunking.hpp's kChunkSeconds.
-CHUNK_SECONDS = 0.2
+        self._core = _core
+        self.launcher = launcher
+        xp = self.xp = launcher.xp
+        nv = self.n_voxels = int(prep["n_voxels"])
+        # every array of the Params, on the device; their addresses into the Params image
+        self._arrays = {name: xp.asarray(a) for name, a in prep["arrays"].items()}
+        image = bytearray(prep["params_bytes"])
+        for name, offset in prep["pointer_offsets"].items():
+            struct.pack_into("<Q", image, int(offset), launcher.pointer(self._arrays[name]))
+        self.params = xp.asarray(np.frombuffer(bytes(image), dtype=np.uint8))
+        self.batch = xp.zeros(nv, dtype=np.uint64)
+        self.total = xp.zeros(nv, dtype=np.uint64)
+        self.m2 = xp.zeros(nv, dtype=np.float32)  # spread of the batch means (physics/batch.hpp)
+        self.counters = xp.zeros(_core.NUM_COUNTERS, dtype=np.uint64)
+        self.n_regions = n_regions
+        if n_regions > 0:
+            self.regions = xp.asarray(regions.reshape(-1))
+        else:
+            self.regions = xp.zeros(0, dtype=np.int32)
+        self.region_units = xp.zeros((batches, n_regions), dtype=np.uint64)
+        self._empty_row = xp.zeros(0, dtype=np.uint64)
+        self.grid_dim, self.block_dim = launcher.history_shape(grid_dim, block_dim)
+        self.threads_used = self.grid_dim * self.block_dim
+        self.voxel_shape = voxel_shape or (_core.voxel_grid(nv, launcher.multiprocessors), _core.VOXEL_BLOCK)
 
+    def _host(self, a: Any) -> np.ndarray:
+        return a.get() if hasattr(a, "get") else np.array(a, copy=True)
 
-def min_chunk(threads_per_launch: int) -> int:
-    """Fewest histories per launch: as gpu_driver.hpp's min_chunk()."""
-    return min(MAX_CHUNK, 16 * max(int(threads_per_launch), 1))
+    def _counter(self, name: str) -> int:
+        i = self._core.COUNTER_INDEX[name]
+        return int(self._host(self.counters[i:i + 1]).view(np.int64)[0])
 
+    def chunk_bounds(self, histories: int) -> tuple[int, int]:
+        return self._core.gpu_chunk_bounds(histories, self.threads_used)
 
-def default_chunk(histories: int, threads_per_launch: int) -> int:
-    """Most histories per launch: as gpu_driver.hpp's default_chunk()."""
-    return min(MAX_CHUNK, max(min_chunk(threads_per_launch), (int(histories) + 99) // 100))
+    def histories(self, seed: int, h0: int, h1: int) -> None:
+        self.launcher.launch("rpt_histories_kernel", self.grid_dim, self.block_dim,
+                             (self.params, np.uint64(seed), np.int64(h0), np.int64(h1), self.batch, self.counters))
+        self.launcher.synchronize()
 
+    def emitted_units(self) -> int:
+        return self._counter("emitted")
 
-class ChunkSizer:
-    """Launches sized by time, as host/chunking.hpp's ChunkSizer: the first has ``lower``
-    histories, each next one the measured rate times :data:`CHUNK_SECONDS` (at most 4x the last),
-    within [lower, upper]; so Ctrl-C and progress are seen a few times per second."""
+    def escaped_units(self) -> int:
+        return self._counter("escaped")
 
-    def __init__(self, lower: int, upper: int) -> None:
-        self.upper = max(1, int(upper))
-        self.lower = max(1, min(int(lower), self.upper))
-        self.next = self.lower
-        self._t0 = 0.0
+    def fold(self, b: int, h_before: int, n_batch: int) -> None:
+        row = self.region_units[b] if self.n_regions > 0 else self._empty_row
+        self.launcher.launch("rpt_fold_kernel", *self.voxel_shape,
+                             (np.int64(self.n_voxels), self.batch, self.total, self.m2, np.int64(h_before),
+                              np.int64(n_batch), self.regions, np.int32(self.n_regions), row))
 
-    def start(self) -> None:
-        self._t0 = time.perf_counter()
+    def take_batch(self) -> np.ndarray:
+        out = self._host(self.batch).view(np.int64)
+        self.batch[...] = 0
+        return out
 
-    def done(self, n: int) -> None:
-        dt = time.perf_counter() - self._t0
-        want = n * (CHUNK_SECONDS / dt) if dt > 1e-6 else 4.0 * self.next
-        want = min(want, 4.0 * self.next, float(self.upper))
-        self.next = max(self.lower, min(self.upper, int(want)))
+    def finalize(self, histories: int, batches: int) -> None:
+        edep = self.batch.view(np.float64)  # the batch tally is zero after the last fold
+        self.launcher.launch("rpt_finalize_kernel", *self.voxel_shape,
+                             (np.int64(self.n_voxels), self.total, self.m2, edep, np.int64(histories),
+                              np.int32(batches), self.counters))
+        self.launcher.synchronize()
 
-
-def batch_range(n: int, nb: int, b: int) -> tuple[int, int]:
-    """First and one-past-last history of batch b (as physics/batch.hpp's batch_range)."""
-    q, r = divmod(int(n), int(nb))
-    h0 = q * b + min(b, r)
-    return h0, h0 + q + (1 if b < r else 0)
+    def download(self) -> dict:
+        cnt = self._host(self.counters).view(np.int64)
+        idx = self._core.COUNTER_INDEX
+        return {"edep_mev": self._host(self.batch).view(np.float64),
+                "rel_uncertainty": self._host(self.total).view(np.float64),  # written over the totals
+                "emitted": int(cnt[idx["emitted"]]), "escaped": int(cnt[idx["escaped"]]),
+                "deposited": int(cnt[idx["deposited"]]),
+                "region_units": self._host(self.region_units).view(np.int64).reshape(-1)}
 
 
 def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
          regions: np.ndarray | None, n_regions: int, progress: Callable[[int], Any] | None,
          grid_dim: int = 0, block_dim: int = 0, chunk: int = 0,
          voxel_shape: tuple[int, int] | None = None) -> dict:
-    """The batch loop of gpu_driver.hpp's drive(), on any launcher (cupy or emulation)."""
-    xp = launcher.xp
-    t0 = time.perf_counter()
-    _check_run_options(histories, batches, int(prep["max_histories"]))
-    nv = int(prep["n_voxels"])
+    """A run on any launcher (cupy or emulation): this executor under the one batch loop."""
+    from rptdose import _core
 
-    # every array of the Params, on the device; their addresses into the Params image
-    dev_arrays = {name: xp.asarray(a) for name, a in prep["arrays"].items()}
-    image = bytearray(prep["params_bytes"])
-    for name, offset in prep["pointer_offsets"].items():
-        struct.pack_into("<Q", image, int(offset), launcher.pointer(dev_arrays[name]))
-    params = xp.asarray(np.frombuffer(bytes(image), dtype=np.uint8))
-
-    batch = xp.zeros(nv, dtype=np.uint64)
-    total = xp.zeros(nv, dtype=np.uint64)
-    m2 = xp.zeros(nv, dtype=np.float32)  # spread of the batch means (physics/batch.hpp)
-    counters = xp.zeros(3, dtype=np.uint64)
-    if n_regions > 0:
-        regions_dev = xp.asarray(regions.reshape(-1))
-        region_units = xp.zeros((batches, n_regions), dtype=np.uint64)
-    else:
-        regions_dev = xp.zeros(0, dtype=np.int32)
-        region_units = xp.zeros((batches, 0), dtype=np.uint64)
-    empty_row = xp.zeros(0, dtype=np.uint64)
-
-    grid, block = launcher.history_shape(grid_dim, block_dim)
-    if voxel_shape is None:
-        vgrid = max(1, min(-(-nv // _VOXEL_BLOCK), launcher.multiprocessors * 32))
-        voxel_shape = (vgrid, _VOXEL_BLOCK)
-    per_launch = int(chunk) if chunk else default_chunk(histories, grid * block)
-    if not 1 <= per_launch <= MAX_CHUNK:
-        raise ValueError(f"chunk: expected 0 (auto) or 1..{MAX_CHUNK}")
-    guard = int(prep["tally_guard_units"])
-    # launches sized by time within [16 histories per thread, per_launch]; a given chunk: fixed
-    chunks = ChunkSizer(int(chunk) if chunk else min_chunk(grid * block), per_launch)
-
-    def host(a: Any) -> np.ndarray:
-        return a.get() if hasattr(a, "get") else np.array(a, copy=True)
-
-    done = 0
-    launches = 0
-    for b in range(batches):
-        h0, h1 = batch_range(histories, batches, b)
-        c0 = h0
-        while c0 < h1:
-            c1 = min(h1, c0 + chunks.next)
-            chunks.start()
-            launcher.launch("rpt_histories_kernel", grid, block,
-                            (params, np.uint64(seed), np.int64(c0), np.int64(c1), batch, counters))
-            launcher.synchronize()
-            chunks.done(c1 - c0)
-            launches += 1
-            done += c1 - c0
-            if int(host(counters[_EMITTED:_EMITTED + 1]).view(np.int64)[0]) > guard:
-                raise OverflowError("histories: the emitted energy reached the 64-bit tally capacity "
-                                    f"after {done} histories; split the run")
-            if progress is not None:
-                progress(done)
-            c0 = c1
-        row = region_units[b] if n_regions > 0 else empty_row
-        launcher.launch("rpt_fold_kernel", voxel_shape[0], voxel_shape[1],
-                        (np.int64(nv), batch, total, m2, np.int64(h0), np.int64(h1 - h0),
-                         regions_dev, np.int32(n_regions), row))
-    edep_dev = batch.view(np.float64)  # the batch tally is zero after the last fold
-    launcher.launch("rpt_finalize_kernel", voxel_shape[0], voxel_shape[1],
-                    (np.int64(nv), total, m2, edep_dev, np.int64(histories), np.int32(batches), counters))
-    launcher.synchronize()
-
-    shape = tuple(int(s) for s in prep["shape"])
-    cnt = host(counters).view(np.int64)
-    emitted, escaped, deposited = int(cnt[_EMITTED]), int(cnt[_ESCAPED]), int(cnt[_DEPOSITED])
-    unit = float(prep["energy_unit_mev"])
-    res: dict[str, Any] = {
-        "edep_mev": host(edep_dev).reshape(shape),
-        "rel_uncertainty": host(total).view(np.float64).reshape(shape),  # written over the totals
-        "emitted_mev": float(emitted) * unit,
-        "deposited_mev": float(deposited) * unit,
-        "escaped_mev": float(escaped) * unit,
-        "emitted_units": emitted,
-        "deposited_units": deposited,
-        "escaped_units": escaped,
-        "energy_unit_mev": unit,
-        "max_mev_per_decay": float(prep["max_mev_per_decay"]),
-        "mean_mev_per_decay": float(prep["mean_mev_per_decay"]),
-    }
-    if n_regions > 0:
-        res["region_batch_edep_mev"] = host(region_units).view(np.int64).astype(np.float64) * unit
-    res["threads_used"] = grid * block
-    res["elapsed_s"] = time.perf_counter() - t0
-    res["launch"] = {"grid_dim": grid, "block_dim": block, "chunk": per_launch, "launches": launches}
+    ex = _KernelExec(launcher, prep, regions, n_regions, batches, grid_dim, block_dim, voxel_shape)
+    res = _core.drive_executor(ex, tuple(int(s) for s in prep["shape"]), int(histories), int(seed), int(batches),
+                               int(n_regions), int(prep["max_histories"]), int(chunk), progress)
+    res["max_mev_per_decay"] = float(prep["max_mev_per_decay"])
+    res["mean_mev_per_decay"] = float(prep["mean_mev_per_decay"])
     res["device"] = launcher.device_name
     return res
 

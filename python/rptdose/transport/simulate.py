@@ -177,8 +177,9 @@ def _region_means(reg: _Regions, edep_mev: np.ndarray, batch_edep_mev: np.ndarra
     """
     energy = _regions_from_atoms(_atom_sums(reg.labels, edep_mev, reg.membership.shape[0]), reg.membership)
     per_region = np.asarray(batch_edep_mev, dtype=np.float64) @ reg.membership  # [B, R]
-    b = np.arange(batches)
-    n_b = histories // batches + (b < histories % batches)  # the core's split of histories
+    from rptdose import _core
+
+    n_b = _core.batch_sizes(histories, batches)  # the core's split of histories
     if alpha_mev_per_history is not None:
         alpha_region = _regions_from_atoms(alpha_mev_per_history, reg.membership)  # [R] per history
         energy = energy + histories * alpha_region
