@@ -426,6 +426,7 @@ def test_gpu_launch_logic_with_positrons_and_chains_equals_cpu(name):
     from rptdose import _core
     from rptdose.physics.tables import transport_tables
     from rptdose.transport import cupy_backend
+    from rptdose.transport.request import RunRequest
 
     n = 6
     tables = transport_tables(["water", "lung"])
@@ -435,10 +436,11 @@ def test_gpu_launch_logic_with_positrons_and_chains_equals_cpu(name):
     material[:, :, n // 2:], density[:, :, n // 2:] = 1, 0.3
     decays = np.zeros((n, n, n))
     decays[2:4, 2:4, 2:4] = 1.0
-    args = (density, material, (1.5, 1.5, 1.5), decays, tables, em)
-    ref = _core.simulate_cpu(*args, 1001, 9, 10, 2, True)
-    emu = _core.simulate_emulated(*args, 1001, 9, 10, 2, True, 3, 7, chunk=37)
-    cup = cupy_backend.simulate_cupy_emulated(*args, 1001, 9, 10, 2, True, None, None, grid_dim=3, block_dim=7)
+    req = RunRequest(density=density, material=material, spacing_mm=(1.5, 1.5, 1.5), decays=decays, tables=tables,
+                     emissions=em, histories=1001, seed=9, batches=10, threads=2)
+    ref = _core.simulate_cpu(req)
+    emu = _core.simulate_emulated(req.with_(grid_dim=3, block_dim=7, chunk=37))
+    cup = cupy_backend.simulate_cupy_emulated(req.with_(grid_dim=3, block_dim=7))
     for got in (emu, cup):
         np.testing.assert_array_equal(got["edep_mev"], ref["edep_mev"])
         for k in ("emitted_units", "deposited_units", "escaped_units"):

@@ -250,7 +250,7 @@ def test_worker_of_another_version_is_named(case, thread_client, monkeypatch):
 
     payload = {}
     with pytest.raises(dist.WorkerMismatch, match=r"rptdose .* on this worker, the client has 0\.0\.0-other"):
-        dist.run_unit("k", payload, {"rptdose": "0.0.0-other", "core": "x"}, 100, 1, 10, 0, 1, 1)
+        dist.run_unit("k", payload, {"rptdose": "0.0.0-other", "core": "x"}, 0, 1, 1)
     real_versions = dist.client_versions
 
     def client_of_other_version():
@@ -270,3 +270,12 @@ def test_units_cover_the_batches_once():
     for batches, workers, first in [(10, 1, 0), (10, 2, 0), (10, 2, 7), (100, 3, 0), (13, 16, 0), (10, 2, 10)]:
         units = unit_ranges(batches, workers, first)
         assert [b for u in units for b in range(*u)] == list(range(first, batches))
+
+
+def test_one_backend_for_every_worker(case, thread_client):
+    """backend='cuda' needs a GPU on every worker (none here: a clear error before any unit);
+    'auto' runs the cpu backend on all of them when any lacks a GPU."""
+    with pytest.raises(BackendUnavailableError, match=r"backend 'cuda' with scheduler .* has no usable GPU"):
+        _run(case, scheduler=thread_client, backend="cuda", threads=1)
+    res = _run(case, scheduler=thread_client, backend="auto", threads=1)
+    assert res.backend == "dask/cpu" and res.provenance["batched"]["tally_backend"] == "cpu"

@@ -1,6 +1,6 @@
 """The GPU backends' launch logic, checked on the CPU.
 
-`_core.simulate_emulated` runs the CUDA backend's batch loop (csrc/cuda/gpu_driver.hpp) over the
+`_core.simulate_emulated` runs the batch loop of every backend (csrc/host/driver.hpp) over the
 very kernel bodies that the __global__ kernels call (csrc/cuda/kernel_body.hpp), looping over
 block and thread indices; `cupy_backend.simulate_cupy_emulated` runs the cupy backend's host
 code (Params image with pointers, uploads, batch loop) with numpy arrays, each kernel emulated
@@ -16,6 +16,7 @@ from rptdose import _core
 from rptdose.physics.nuclides import load_nuclide
 from rptdose.physics.tables import transport_tables
 from rptdose.transport import cupy_backend
+from rptdose.transport.request import RunRequest
 
 N = 8
 HISTORIES = 2003  # not a multiple of the batches nor of any grid below
@@ -39,10 +40,17 @@ def case():
                 tables=tables, emissions=emissions)
 
 
+def _req(case, **kw):
+    """The run of `case` as the one request type of every backend."""
+    fields = dict(density=case["density"], material=case["material"], spacing_mm=case["spacing_mm"],
+                  decays=case["decays"], tables=case["tables"], emissions=case["emissions"], histories=HISTORIES,
+                  seed=SEED, batches=BATCHES, threads=2, electron_transport=True)
+    fields.update(kw)
+    return RunRequest(**fields)
+
+
 def _cpu(case, electron_transport=True, regions=None):
-    return _core.simulate_cpu(case["density"], case["material"], case["spacing_mm"], case["decays"],
-                              case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 2,
-                              electron_transport, regions=regions)
+    return _core.simulate_cpu(_req(case, electron_transport=electron_transport, regions=regions))
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +85,7 @@ SHAPES = [(1, 1, 0), (3, 7, 0), (64, 64, 0), (5, 32, 37), (2, 128, 1000), (13, 1
 
 @pytest.mark.parametrize("grid_dim,block_dim,chunk", SHAPES)
 def test_emulated_cuda_equals_cpu(case, regions, cpu_ref, grid_dim, block_dim, chunk):
-    res = _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
-                                  case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 2, True,
-                                  grid_dim, block_dim, regions=regions, chunk=chunk)
+    res = _core.simulate_emulated(_req(case, grid_dim=grid_dim, block_dim=block_dim, regions=regions, chunk=chunk))
     assert_same(cpu_ref, res)
     launch = res["launch"]
     assert (launch["grid_dim"], launch["block_dim"]) == (grid_dim, block_dim)
@@ -94,9 +100,7 @@ def test_emulated_cuda_equals_cpu(case, regions, cpu_ref, grid_dim, block_dim, c
 
 def test_emulated_local_deposition_equals_cpu(case):
     ref = _cpu(case, electron_transport=False)
-    res = _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
-                                  case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 1, False,
-                                  6, 33)
+    res = _core.simulate_emulated(_req(case, threads=1, electron_transport=False, grid_dim=6, block_dim=33))
     assert_same(ref, res, regions=False)
     assert "region_batch_edep_mev" not in res
 
@@ -105,9 +109,7 @@ def test_emulated_local_deposition_equals_cpu(case):
                          [(0, 0, 0, None), (3, 7, 0, (2, 5)), (5, 32, 37, (1, 1)), (40, 64, 0, (1000, 1))])
 def test_cupy_host_code_emulated_equals_cpu(case, regions, cpu_ref, grid_dim, block_dim, chunk, voxel_shape):
     res = cupy_backend.simulate_cupy_emulated(
-        case["density"], case["material"], case["spacing_mm"], case["decays"], case["tables"],
-        case["emissions"], HISTORIES, SEED, BATCHES, 2, True, regions, None, grid_dim=grid_dim,
-        block_dim=block_dim, chunk=chunk, voxel_shape=voxel_shape)
+        _req(case, regions=regions, grid_dim=grid_dim, block_dim=block_dim, chunk=chunk), voxel_shape=voxel_shape)
     assert_same(cpu_ref, res)
     assert set(cpu_ref) - {"threads_used"} <= set(res)
 
@@ -117,13 +119,9 @@ def test_block_source_draw_emulated_equals_cpu(case, regions, source_layout):
     kernels and the cupy host code; the two layouts draw different (equally distributed)
     decay sites, so their results differ."""
     ref = _cpu(case, True, regions)
-    res = _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
-                                  case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 2, True,
-                                  5, 32, regions=regions, chunk=37)
+    res = _core.simulate_emulated(_req(case, grid_dim=5, block_dim=32, regions=regions, chunk=37))
     assert_same(ref, res)
-    res = cupy_backend.simulate_cupy_emulated(
-        case["density"], case["material"], case["spacing_mm"], case["decays"], case["tables"],
-        case["emissions"], HISTORIES, SEED, BATCHES, 2, True, regions, None, grid_dim=3, block_dim=7)
+    res = cupy_backend.simulate_cupy_emulated(_req(case, regions=regions, grid_dim=3, block_dim=7))
     assert_same(ref, res)
     other = _core._set_voxel_alias_max_bytes(256.0 * 2**20 if source_layout == "blocks" else 0.0)
     try:
@@ -135,9 +133,7 @@ def test_block_source_draw_emulated_equals_cpu(case, regions, source_layout):
 
 def test_progress_and_abort(case):
     seen = []
-    res = _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
-                                  case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 1, True,
-                                  4, 32, progress=seen.append, chunk=100)
+    res = _core.simulate_emulated(_req(case, threads=1, grid_dim=4, block_dim=32, progress=seen.append, chunk=100))
     assert seen == sorted(seen) and seen[-1] == HISTORIES
     assert len(seen) == res["launch"]["launches"]
 
@@ -149,31 +145,34 @@ def test_progress_and_abort(case):
             raise Stop
 
     with pytest.raises(Stop):
-        _core.simulate_emulated(case["density"], case["material"], case["spacing_mm"], case["decays"],
-                                case["tables"], case["emissions"], HISTORIES, SEED, BATCHES, 1, True,
-                                4, 32, progress=stop, chunk=100)
+        _core.simulate_emulated(_req(case, threads=1, grid_dim=4, block_dim=32, progress=stop, chunk=100))
 
 
 def test_emulated_rejects_bad_options(case):
-    args = (case["density"], case["material"], case["spacing_mm"], case["decays"], case["tables"],
-            case["emissions"])
+    def req(**kw):
+        return _req(case, **{"histories": 100, "seed": 1, "batches": 10, "threads": 1, "grid_dim": 2,
+                             "block_dim": 2, **kw})
+
     with pytest.raises(ValueError, match="batches: expected >= 10"):
-        _core.simulate_emulated(*args, 100, 1, 1, 1, True, 2, 2)
+        _core.simulate_emulated(req(batches=1))
     with pytest.raises(ValueError, match="histories: expected >= batches"):
-        _core.simulate_emulated(*args, 5, 1, 10, 1, True, 2, 2)
+        _core.simulate_emulated(req(histories=5))
     with pytest.raises(ValueError, match="grid_dim"):
-        _core.simulate_emulated(*args, 100, 1, 10, 1, True, 0, 2)
+        _core.simulate_emulated(req(grid_dim=0))
     with pytest.raises(ValueError, match="block_dim"):
-        _core.simulate_emulated(*args, 100, 1, 10, 1, True, 2, 1025)
+        _core.simulate_emulated(req(block_dim=1025))
     with pytest.raises(ValueError, match="batches: expected >= 10"):
-        cupy_backend.simulate_cupy_emulated(*args, 100, 1, 1, 1, True)
+        cupy_backend.simulate_cupy_emulated(req(batches=1, grid_dim=0, block_dim=0))
     with pytest.raises(ValueError, match="exceeds the tally capacity"):
-        cupy_backend.simulate_cupy_emulated(*args, 2**62, 1, 10, 1, True)
+        cupy_backend.simulate_cupy_emulated(req(histories=2**62, grid_dim=0, block_dim=0))
+    with pytest.raises(ValueError, match=r"request: no field '\w+' \(expected an rptdose\.transport\.request\.RunRequest\)"):
+        _core.simulate_cpu(object())
+    with pytest.raises(ValueError, match=r"request\.seed: str does not convert"):
+        _core.simulate_cpu(req(seed="one"))
 
 
 def test_prepare_run_layout(case, source_layout):
-    prep = _core.prepare_run(case["density"], case["material"], case["spacing_mm"], case["decays"],
-                             case["tables"], case["emissions"], True)
+    prep = _core.prepare_run(_req(case))
     size = prep["params_size"]
     assert len(prep["params_bytes"]) == size
     arrays, offsets = prep["arrays"], prep["pointer_offsets"]
@@ -222,8 +221,7 @@ def test_prepare_run_layout(case, source_layout):
     np.testing.assert_array_equal(arrays["mu_photo"], case["tables"]["mu_photo"].ravel())
     assert prep["max_histories"] == _core.max_histories(prep["mean_mev_per_decay"])
     with pytest.raises(ValueError, match="decays"):
-        _core.prepare_run(case["density"], case["material"], case["spacing_mm"],
-                          np.zeros_like(case["decays"]), case["tables"], case["emissions"], True)
+        _core.prepare_run(_req(case, decays=np.zeros_like(case["decays"])))
 
 
 def test_emulate_kernel_checks_arguments():

@@ -30,6 +30,15 @@ KERNELS = ("rpt_histories_kernel", "rpt_fold_kernel", "rpt_finalize_kernel")
 NVCC_TIMEOUT_S = 300
 
 
+def _request(tables, emissions, histories, batches):
+    """A 2x2x2 run as the one request type of every backend."""
+    from rptdose.transport.request import RunRequest
+
+    return RunRequest(density=np.ones((2, 2, 2), np.float32), material=np.zeros((2, 2, 2), np.int32),
+                      spacing_mm=(1.0, 1.0, 1.0), decays=np.ones((2, 2, 2)), tables=tables, emissions=emissions,
+                      histories=histories, seed=1, batches=batches)
+
+
 def _params_size():
     """sizeof(rpt::Params) as the host compiler laid it out (from any valid run)."""
     from rptdose.physics.nuclides import load_nuclide
@@ -37,8 +46,7 @@ def _params_size():
 
     tables = transport_tables(["water"])
     em = load_nuclide("Lu-177").emission_arrays()
-    prep = _core.prepare_run(np.ones((2, 2, 2), np.float32), np.zeros((2, 2, 2), np.int32),
-                             (1.0, 1.0, 1.0), np.ones((2, 2, 2)), tables, em, True)
+    prep = _core.prepare_run(_request(tables, em, 10, 10))
     return prep["params_size"]
 
 
@@ -177,8 +185,7 @@ def test_core_cuda_module_reports_devices():
         from rptdose.errors import BackendUnavailableError
 
         with pytest.raises(BackendUnavailableError, match="no GPU"):
-            gpu_runners.run_cuda(np.ones((2, 2, 2), np.float32), np.zeros((2, 2, 2), np.int32),
-                                 (1.0, 1.0, 1.0), np.ones((2, 2, 2)), {}, {}, 10, 1, 2, 0, True)
+            gpu_runners.run_cuda(_request({}, {}, 10, 2))
     else:
         info = _core_cuda.device_info()
         assert info["name"] and info["total_memory_bytes"] > 0 and len(info["compute_capability"]) == 2
@@ -198,12 +205,10 @@ def test_core_cuda_without_device_names_the_reason():
     tables = transport_tables(["water"])
     em = load_nuclide("Lu-177").emission_arrays()
     with pytest.raises(RuntimeError, match="no CUDA device to run on"):
-        _core_cuda.simulate_cuda(np.ones((2, 2, 2), np.float32), np.zeros((2, 2, 2), np.int32),
-                                 (1.0, 1.0, 1.0), np.ones((2, 2, 2)), tables, em, 10, 1, 10, 0, True)
+        _core_cuda.simulate_cuda(_request(tables, em, 10, 10))
     # bad options are reported before any device is needed
     with pytest.raises(ValueError, match="batches: expected >= 10"):
-        _core_cuda.simulate_cuda(np.ones((2, 2, 2), np.float32), np.zeros((2, 2, 2), np.int32),
-                                 (1.0, 1.0, 1.0), np.ones((2, 2, 2)), tables, em, 10, 1, 1, 0, True)
+        _core_cuda.simulate_cuda(_request(tables, em, 10, 1))
 
 
 def test_backend_selection_uses_the_installed_gpu_runners():

@@ -126,7 +126,13 @@ def _core_case():
     material = np.zeros((n, n, n), np.int32)
     decays = np.zeros((n, n, n))
     decays[n // 2, n // 2, n // 2] = 1.0
-    return tables, (density, material, (1.0, 1.0, 1.0), decays), em
+    return tables, dict(density=density, material=material, spacing_mm=(1.0, 1.0, 1.0), decays=decays), em
+
+
+def _request(geo, tables, em, histories):
+    from rptdose.transport.request import RunRequest
+
+    return RunRequest(**geo, tables=tables, emissions=em, histories=histories, seed=1, batches=10, threads=1)
 
 
 def test_core_checks_the_brems_tables_and_runs_without_them():
@@ -134,16 +140,16 @@ def test_core_checks_the_brems_tables_and_runs_without_them():
     tables, geo, em = _core_case()
     bad = dict(tables, el_brems_rej=np.ascontiguousarray(tables["el_brems_rej"] * 2.0))
     with pytest.raises(ValueError, match="el_brems_rej"):
-        _core.simulate_cpu(*geo, bad, em, 100, 1, 10, 1, True)
+        _core.simulate_cpu(_request(geo, bad, em, 100))
     neg = dict(tables, el_sigma_brems=np.ascontiguousarray(-tables["el_sigma_brems"] - 1.0))
     with pytest.raises(ValueError, match="el_sigma_brems"):
-        _core.simulate_cpu(*geo, neg, em, 100, 1, 10, 1, True)
+        _core.simulate_cpu(_request(geo, neg, em, 100))
     # without the three entries: the whole radiative loss continuous, no photons made (the
     # continuous tables must then carry the full radiative stopping power: here they do not,
     # but the core only needs them consistent with themselves)
     old = {k: v for k, v in tables.items() if k not in ("el_sigma_brems", "el_brems_rej", "el_brems_kc_mev")}
-    res = _core.simulate_cpu(*geo, old, em, 2000, 1, 10, 1, True)
+    res = _core.simulate_cpu(_request(geo, old, em, 2000))
     assert res["emitted_mev"] == res["deposited_mev"] + res["escaped_mev"]
-    with_brems = _core.simulate_cpu(*geo, tables, em, 2000, 1, 10, 1, True)
+    with_brems = _core.simulate_cpu(_request(geo, tables, em, 2000))
     assert with_brems["escaped_mev"] > 0.0 and with_brems["emitted_mev"] == pytest.approx(
         with_brems["deposited_mev"] + with_brems["escaped_mev"], rel=1e-12)

@@ -18,21 +18,12 @@ namespace py = pybind11;
 
 namespace {
 
-py::dict simulate_cuda(FArr density, IArr material, std::tuple<double, double, double> spacing_mm,
-                       DArr decays, py::dict tables, py::dict emissions, int64_t histories,
-                       uint64_t seed, int32_t batches, int32_t threads, bool electron_transport,
-                       py::object regions, py::object progress, uint32_t grid_dim,
-                       uint32_t block_dim) {
-  (void)threads;  // the launch shape replaces the thread count (see grid_dim / block_dim)
+py::dict simulate_cuda(py::object request) {
   rpt::bind::RunArgs a;
-  rpt::bind::parse_run_args(a, density, material, spacing_mm, decays, tables, emissions,
-                            electron_transport, regions);
   rpt::host::RunOptions opt;
-  rpt::bind::fill_options(a, opt, histories, seed, batches);
-  opt.grid_dim = grid_dim;
-  opt.block_dim = block_dim;
   std::optional<py::error_already_set> py_error;
-  opt.progress = rpt::bind::make_progress(progress, py_error);
+  rpt::bind::parse_request(a, opt, request, py_error);  // threads: ignored (the launch shape replaces it)
+  const int32_t batches = opt.batches;
 
   auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<rpt::host::HostRun> hr;
@@ -77,16 +68,11 @@ py::dict device_status() {
 
 PYBIND11_MODULE(_core_cuda, m) {
   m.doc() = "rptdose transport core, CUDA backend (one GPU thread per history)";
-  m.def("simulate_cuda", &simulate_cuda, py::arg("density"), py::arg("material"),
-        py::arg("spacing_mm"), py::arg("decays"), py::arg("tables"), py::arg("emissions"),
-        py::arg("histories"), py::arg("seed"), py::arg("batches"), py::arg("threads"),
-        py::arg("electron_transport"), py::arg("regions") = py::none(),
-        py::arg("progress") = py::none(), py::kw_only(), py::arg("grid_dim") = 0u,
-        py::arg("block_dim") = 0u,
-        "Run `histories` decays on the current CUDA device; arguments and result as "
-        "_core.simulate_cpu (docs/core_contract.md). `threads` is ignored: the launch shape is "
-        "chosen from the kernel's occupancy unless grid_dim/block_dim are given; the result's "
-        "'launch' entry reports it, 'threads_used' is grid_dim * block_dim.");
+  m.def("simulate_cuda", &simulate_cuda, py::arg("request"),
+        "Run a rptdose.transport.request.RunRequest on the current CUDA device; result as "
+        "_core.simulate_cpu (docs/core_contract.md). The request's threads are ignored: the launch "
+        "shape is chosen from the kernel's occupancy unless grid_dim/block_dim are given; the "
+        "result's 'launch' entry reports it, 'threads_used' is grid_dim * block_dim.");
   m.def("device_count", []() { return rpt::gpu::device_status().count; },
         "Number of visible CUDA devices; 0 when there is no driver or device "
         "(device_status()['reason'] says why).");

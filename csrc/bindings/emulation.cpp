@@ -123,23 +123,14 @@ class EmulatedExec {
   std::vector<int64_t> taken_;
 };
 
-py::dict simulate_emulated(FArr density, IArr material, std::tuple<double, double, double> spacing_mm,
-                           DArr decays, py::dict tables, py::dict emissions, int64_t histories,
-                           uint64_t seed, int32_t batches, int32_t threads, bool electron_transport,
-                           uint32_t grid_dim, uint32_t block_dim, py::object regions,
-                           py::object progress, int64_t chunk) {
-  if (grid_dim < 1) throw std::invalid_argument("grid_dim: expected >= 1");
-  if (block_dim < 1 || block_dim > 1024) throw std::invalid_argument("block_dim: expected 1..1024");
+py::dict simulate_emulated(py::object request) {
   rpt::bind::RunArgs a;
-  rpt::bind::parse_run_args(a, density, material, spacing_mm, decays, tables, emissions,
-                            electron_transport, regions);
   rpt::host::RunOptions opt;
-  rpt::bind::fill_options(a, opt, histories, seed, batches);
-  opt.grid_dim = grid_dim;
-  opt.block_dim = block_dim;
-  opt.chunk = chunk;
   std::optional<py::error_already_set> py_error;
-  opt.progress = rpt::bind::make_progress(progress, py_error);
+  rpt::bind::parse_request(a, opt, request, py_error);
+  if (opt.grid_dim < 1) throw std::invalid_argument("grid_dim: expected >= 1");
+  if (opt.block_dim < 1 || opt.block_dim > 1024) throw std::invalid_argument("block_dim: expected 1..1024");
+  const int32_t threads = opt.threads, batches = opt.batches;
   const int nthreads = threads > 0 ? threads : omp_get_max_threads();
 
   auto t0 = std::chrono::steady_clock::now();
@@ -164,11 +155,9 @@ py::array_t<T> copy_array(const T* p, size_t n) {
   return a;
 }
 
-py::dict prepare_run(FArr density, IArr material, std::tuple<double, double, double> spacing_mm,
-                     DArr decays, py::dict tables, py::dict emissions, bool electron_transport) {
+py::dict prepare_run(py::object request) {
   rpt::bind::RunArgs a;
-  rpt::bind::parse_run_args(a, density, material, spacing_mm, decays, tables, emissions,
-                            electron_transport, py::none());
+  rpt::bind::parse_inputs(a, request, false);
   std::unique_ptr<rpt::host::HostRun> hr;
   {
     py::gil_scoped_release release;
@@ -287,19 +276,12 @@ void emulate_kernel(const std::string& name, uint32_t grid, uint32_t block, py::
 }  // namespace
 
 void init_emulation(py::module_& m) {
-  m.def("simulate_emulated", &simulate_emulated, py::arg("density"), py::arg("material"),
-        py::arg("spacing_mm"), py::arg("decays"), py::arg("tables"), py::arg("emissions"),
-        py::arg("histories"), py::arg("seed"), py::arg("batches"), py::arg("threads"),
-        py::arg("electron_transport"), py::arg("grid_dim"), py::arg("block_dim"),
-        py::arg("regions") = py::none(), py::arg("progress") = py::none(),
-        py::arg("chunk") = 0,
-        "CPU emulation of the CUDA backend: its batch loop and kernel bodies run over loops of "
-        "block/thread indices (grid_dim blocks of block_dim threads; `chunk` histories per "
-        "launch, 0 = the CUDA default). Same result dict as simulate_cpu, plus 'launch'.");
-  m.def("prepare_run", &prepare_run, py::arg("density"), py::arg("material"),
-        py::arg("spacing_mm"), py::arg("decays"), py::arg("tables"), py::arg("emissions"),
-        py::arg("electron_transport"),
-        "Validate a run's inputs and return what a GPU needs: 'arrays' (every array rpt::Params "
+  m.def("simulate_emulated", &simulate_emulated, py::arg("request"),
+        "CPU emulation of the CUDA backend: the batch loop and the kernel bodies over loops of "
+        "block/thread indices (the request's grid_dim blocks of block_dim threads, both >= 1; "
+        "chunk histories per launch, 0 = the CUDA default). Same result dict as simulate_cpu, plus 'launch'.");
+  m.def("prepare_run", &prepare_run, py::arg("request"),
+        "Validate a run's inputs (a RunRequest) and return what a GPU needs: 'arrays' (every array rpt::Params "
         "points to, host-derived ones included), 'params_bytes' (the host layout of "
         "rpt::Params, pointers zeroed) with 'pointer_offsets' (byte offset of each array's "
         "pointer), 'params_size', 'n_voxels', 'max_mev_per_decay', 'mean_mev_per_decay', 'max_histories', "

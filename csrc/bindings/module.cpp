@@ -21,18 +21,12 @@ namespace py = pybind11;
 
 namespace {
 
-py::dict simulate_cpu(FArr density, IArr material, std::tuple<double, double, double> spacing_mm,
-                      DArr decays, py::dict tables, py::dict emissions, int64_t histories,
-                      uint64_t seed, int32_t batches, int32_t threads, bool electron_transport,
-                      py::object regions, py::object progress) {
+py::dict simulate_cpu(py::object request) {
   rpt::bind::RunArgs a;
-  rpt::bind::parse_run_args(a, density, material, spacing_mm, decays, tables, emissions,
-                            electron_transport, regions);
   rpt::host::RunOptions opt;
-  rpt::bind::fill_options(a, opt, histories, seed, batches);
-  opt.threads = threads;
   std::optional<py::error_already_set> py_error;  // raised by the progress callable
-  opt.progress = rpt::bind::make_progress(progress, py_error);
+  rpt::bind::parse_request(a, opt, request, py_error);
+  const int32_t batches = opt.batches;
 
   auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<rpt::host::HostRun> hr;
@@ -56,12 +50,8 @@ void init_sampling(py::module_& m);   // sampling.cpp
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "rptdose transport core (CPU backend, OpenMP)";
-  m.def("simulate_cpu", &simulate_cpu, py::arg("density"), py::arg("material"),
-        py::arg("spacing_mm"), py::arg("decays"), py::arg("tables"), py::arg("emissions"),
-        py::arg("histories"), py::arg("seed"), py::arg("batches"), py::arg("threads"),
-        py::arg("electron_transport"), py::arg("regions") = py::none(),
-        py::arg("progress") = py::none(),
-        "Run `histories` decays on the CPU; see docs/core_contract.md.");
+  m.def("simulate_cpu", &simulate_cpu, py::arg("request"),
+        "Run a rptdose.transport.request.RunRequest on CPU threads; see docs/core_contract.md.");
   m.def("version", []() { return std::string(RPTDOSE_VERSION); });
   m.attr("MIN_BATCHES") = rpt::kMinBatches;
   m.def("_set_voxel_alias_max_bytes", &rpt::host::set_voxel_alias_max_bytes, py::arg("bytes"),

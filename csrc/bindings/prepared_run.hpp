@@ -21,11 +21,8 @@ namespace rpt::bind {
 template <host::RunOutput (*Run)(const host::HostRun&, const host::RunOptions&)>
 class PreparedRun {
  public:
-  PreparedRun(FArr density, IArr material, std::tuple<double, double, double> spacing_mm, DArr decays,
-              py::dict tables, py::dict emissions, bool electron_transport)
-      : args_(std::make_unique<RunArgs>()) {
-    parse_run_args(*args_, density, material, spacing_mm, decays, tables, emissions, electron_transport,
-                   py::none());
+  explicit PreparedRun(py::object request) : args_(std::make_unique<RunArgs>()) {
+    parse_inputs(*args_, request, false);  // regions are the folding side's (TallyState)
     py::gil_scoped_release release;
     hr_ = std::make_unique<host::HostRun>(args_->in);
   }
@@ -85,9 +82,7 @@ template <host::RunOutput (*Run)(const host::HostRun&, const host::RunOptions&)>
 void def_prepared_run(py::module_& m, const char* doc) {
   using PR = PreparedRun<Run>;
   py::class_<PR>(m, "PreparedRun", doc)
-      .def(py::init<FArr, IArr, std::tuple<double, double, double>, DArr, py::dict, py::dict, bool>(),
-           py::arg("density"), py::arg("material"), py::arg("spacing_mm"), py::arg("decays"), py::arg("tables"),
-           py::arg("emissions"), py::arg("electron_transport"))
+      .def(py::init<py::object>(), py::arg("request"))
       .def_property_readonly("n_voxels", &PR::n_voxels)
       .def_property_readonly("shape", &PR::shape)
       .def_property_readonly("max_mev_per_decay", &PR::max_mev)

@@ -101,6 +101,31 @@ inline void fill_options(const RunArgs& a, host::RunOptions& opt, int64_t histor
   opt.n_regions = a.n_regions;
 }
 
+// A field of the request, converted to T; a missing or wrong field named in the error.
+template <class T>
+T field(const py::object& req, const char* name) {
+  if (!py::hasattr(req, name))
+    throw std::invalid_argument(std::string("request: no field '") + name +
+                                "' (expected an rptdose.transport.request.RunRequest)");
+  try {
+    return req.attr(name).cast<T>();
+  } catch (const py::cast_error&) {
+    throw std::invalid_argument(std::string("request.") + name + ": " +
+                                std::string(py::str(py::type::of(req.attr(name)).attr("__name__"))) +
+                                " does not convert to the expected type");
+  }
+}
+
+// The inputs of a run (the arrays, tables, emissions, electron transport, regions) from an
+// rptdose.transport.request.RunRequest, checked as parse_run_args does.
+inline void parse_inputs(RunArgs& a, const py::object& req, bool with_regions = true) {
+  py::object regions = with_regions ? field<py::object>(req, "regions") : py::object(py::none());
+  parse_run_args(a, field<FArr>(req, "density"), field<IArr>(req, "material"),
+                 field<std::tuple<double, double, double>>(req, "spacing_mm"), field<DArr>(req, "decays"),
+                 field<py::dict>(req, "tables"), field<py::dict>(req, "emissions"),
+                 field<bool>(req, "electron_transport"), regions);
+}
+
 // The progress hook of simulate_cpu: calls `progress(done)` with the GIL and checks for
 // KeyboardInterrupt; an exception raised by `progress` is kept in `error` and aborts the run.
 inline std::function<bool(int64_t)> make_progress(py::object progress,
@@ -121,6 +146,22 @@ inline std::function<bool(int64_t)> make_progress(py::object progress,
     py::gil_scoped_acquire gil;
     return PyErr_CheckSignals() == 0;
   };
+}
+
+// The whole request: the inputs into `a`, the run's options into `opt` (progress through
+// make_progress, its exception kept in `error`).
+inline void parse_request(RunArgs& a, host::RunOptions& opt, const py::object& req,
+                          std::optional<py::error_already_set>& error) {
+  parse_inputs(a, req);
+  const int64_t histories = field<int64_t>(req, "histories");
+  const int64_t batches = field<int64_t>(req, "batches");
+  if (batches < 1 || batches > INT32_MAX) throw std::invalid_argument("batches: expected 1..2^31-1");
+  fill_options(a, opt, histories, field<uint64_t>(req, "seed"), int32_t(batches));
+  opt.threads = field<int32_t>(req, "threads");
+  opt.grid_dim = field<uint32_t>(req, "grid_dim");
+  opt.block_dim = field<uint32_t>(req, "block_dim");
+  opt.chunk = field<int64_t>(req, "chunk");
+  opt.progress = make_progress(field<py::object>(req, "progress"), error);
 }
 
 inline void raise_aborted(std::optional<py::error_already_set>& error) {

@@ -13,6 +13,7 @@ import pytest
 from rptdose import _core
 from rptdose.physics.nuclides import load_nuclide
 from rptdose.physics.tables import transport_tables
+from rptdose.transport.request import RunRequest
 from rptdose.transport import cupy_backend, gpu_runners
 
 pytestmark = pytest.mark.gpu
@@ -52,15 +53,16 @@ def case():
     regions = np.full((N, N, N), -1, np.int32)
     regions[6:10, 6:10, 6:10] = 0
     regions[:, :, 12:] = 1
-    return dict(args=(density, material, (2.0, 2.0, 2.0), decays, tables, emissions), regions=regions)
+    return RunRequest(density=density, material=material, spacing_mm=(2.0, 2.0, 2.0), decays=decays, tables=tables,
+                      emissions=emissions, histories=HISTORIES, seed=SEED, batches=BATCHES, regions=regions)
 
 
 def _run(runner, case, electron_transport=True, seed=SEED, **kw):
-    return runner(*case["args"], HISTORIES, seed, BATCHES, 0, electron_transport, case["regions"], None, **kw)
+    return runner(case.with_(electron_transport=electron_transport, seed=seed, **kw))
 
 
 def _cpu(case, electron_transport=True):
-    return _core.simulate_cpu(*case["args"], HISTORIES, SEED, BATCHES, 0, electron_transport, case["regions"])
+    return _core.simulate_cpu(case.with_(electron_transport=electron_transport))
 
 
 def _chi2_per_dof(a, b):

@@ -25,6 +25,7 @@ import numpy as np
 from rptdose.physics.nuclides import load_nuclide
 from rptdose.physics.tables import transport_tables
 from rptdose.transport import cupy_backend, gpu_runners
+from rptdose.transport.request import RunRequest
 
 
 def gpu_backends():
@@ -46,15 +47,16 @@ def water_cube(n=128, spacing=4.8):
     decays = np.ones((n, n, n))
     tables = transport_tables(["water"])
     emissions = load_nuclide("Lu-177").emission_arrays()
-    return (density, material, (spacing,) * 3, decays, tables, emissions)
+    return RunRequest(density=density, material=material, spacing_mm=(spacing,) * 3, decays=decays, tables=tables,
+                      emissions=emissions, histories=200_000, seed=1, batches=10)
 
 
 def rate(runner, case, electron_transport, seconds):
-    probe = runner(*case, 200_000, 1, 10, 0, electron_transport)  # also the warm-up
-    probe = runner(*case, 200_000, 1, 10, 0, electron_transport)
+    probe = runner(case.with_(electron_transport=electron_transport))  # also the warm-up
+    probe = runner(case.with_(electron_transport=electron_transport))
     est = 200_000 / max(probe["elapsed_s"], 1e-3)
     n = int(max(1_000_000, est * seconds))
-    res = runner(*case, n, 2, 10, 0, electron_transport)
+    res = runner(case.with_(histories=n, seed=2, electron_transport=electron_transport))
     assert res["emitted_units"] == res["deposited_units"] + res["escaped_units"]
     return n, res
 

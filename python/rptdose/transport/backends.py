@@ -14,11 +14,10 @@ name       needs                                              runner
 requested backend that is unavailable raises :class:`~rptdose.errors.BackendUnavailableError`
 saying why; nothing ever falls back silently.
 
-A *runner* is a callable with the signature of ``rptdose._core.simulate_cpu`` (see
-docs/core_contract.md)::
+A *runner* takes the one request type of every backend and returns the one result dict
+(:mod:`rptdose.transport.request`, docs/core_contract.md)::
 
-    runner(density, material, spacing_mm, decays, tables, emissions, histories, seed,
-           batches, threads, electron_transport, regions=None, progress=None) -> dict
+    runner(request: RunRequest) -> dict
 
 GPU backends plug in with :func:`register_runner`; a backend is reported available only when
 its prerequisites are met *and* a runner is registered for it.
@@ -43,7 +42,7 @@ _RUNNERS: dict[str, Runner] = {}
 
 
 def register_runner(name: str, runner: Runner) -> None:
-    """Register ``runner`` (signature of ``_core.simulate_cpu``) as the runner of backend ``name``."""
+    """Register ``runner`` (``runner(request) -> dict``) as the runner of backend ``name``."""
     if name not in BACKEND_NAMES:
         raise InputError(f"backend name {name!r} (unknown): expected one of {', '.join(BACKEND_NAMES)}")
     if not callable(runner):
@@ -53,11 +52,11 @@ def register_runner(name: str, runner: Runner) -> None:
         _probe.cache_clear()
 
 
-def _run_cpu(*args: Any, **kwargs: Any) -> dict:
+def _run_cpu(request: Any) -> dict:
     """The CPU runner: ``rptdose._core.simulate_cpu``, imported on first use."""
     from rptdose import _core
 
-    return _core.simulate_cpu(*args, **kwargs)
+    return _core.simulate_cpu(request)
 
 
 register_runner("cpu", _run_cpu)

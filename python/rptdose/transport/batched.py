@@ -23,6 +23,7 @@ import numpy as np
 from rptdose.errors import BackendUnavailableError, RptdoseError
 from rptdose.transport import checkpoint as ckpt
 from rptdose.transport.backends import prepared_class
+from rptdose.transport.request import RunRequest
 
 def _batch_histories(histories: int, batches: int, first: int, end: int) -> int:
     """Histories in batches [first, end) (the core's split, physics/batch.hpp batch_range)."""
@@ -31,75 +32,85 @@ def _batch_histories(histories: int, batches: int, first: int, end: int) -> int:
     return int(_core.batch_sizes(int(histories), int(batches))[first:end].sum())
 
 
-def run_batched(*, backend: str, density: np.ndarray, material: np.ndarray, spacing_mm: tuple, decays: np.ndarray,
-                tables: dict, emissions: dict, histories: int, seed: int, batches: int, threads: int,
-                electron_transport: bool, regions: np.ndarray | None, progress: Callable[[int], Any] | None,
-                scheduler: Any, checkpoint: Path | None, identity: dict) -> dict:
-    """Run (or resume) ``histories`` in ``batches`` batches here or on ``scheduler``; fold in order."""
+def run_batched(request: RunRequest, *, backend: str, scheduler: Any, checkpoint: Path | None,
+                identity: dict) -> dict:
+    """Run (or resume) ``request`` batch by batch here or on ``scheduler``; fold in batch order.
+
+    ``backend``: "cpu" or "cuda" here; with a scheduler the backend every worker runs
+    ("auto": cuda when every worker has a usable GPU, else cpu; one backend for all units, so the
+    tallies are those of an in-process run on it). The backend that made the tallies is part of
+    the checkpoint's identity (``tally_backend``): a checkpoint is resumed only on the same one.
+    """
     from rptdose import _core
 
     t0 = time.perf_counter()
-    shape = tuple(int(s) for s in density.shape)
-    state = _core.TallyState(shape, int(batches), regions)
-    start = ckpt.load(checkpoint, identity, state) if checkpoint is not None else 0
-    done0 = _batch_histories(histories, batches, 0, start)
-    if progress is not None and start > 0:
-        progress(done0)
+    histories, batches, threads, progress = int(request.histories), int(request.batches), int(request.threads), \
+        request.progress
+    cluster = None
+    if scheduler is not None:
+        from rptdose.transport import distributed as dist
 
-    def fold(b: int, tally: np.ndarray, emitted: int, escaped: int) -> None:
-        state.fold(int(b), tally, int(histories), int(emitted), int(escaped), threads=threads)
-        if checkpoint is not None:
-            ckpt.save(checkpoint, identity, state, histories)
+        cluster = dist.Cluster(scheduler, threads or None)
+    try:
+        if cluster is not None:
+            backend = cluster.resolve_backend(backend)
+        identity = dict(identity, tally_backend=backend)
+        state = _core.TallyState(request.shape, batches, request.regions)
+        start = ckpt.load(checkpoint, identity, state) if checkpoint is not None else 0
+        done0 = _batch_histories(histories, batches, 0, start)
+        if progress is not None and start > 0:
+            progress(done0)
 
-    info: dict[str, Any] = {"checkpoint": None if checkpoint is None else str(checkpoint),
-                            "resumed_from_batch": start}
-    if start < batches:
-        if scheduler is None:
-            run = prepared_class(backend)(density, material, spacing_mm, decays, tables, emissions,
-                                           bool(electron_transport))
-            cb = None if progress is None else (lambda done: progress(done0 + done))
-            run.run_batches(int(histories), int(seed), int(batches), start, int(batches), threads=threads,
-                            progress=cb, on_batch=fold)
-        else:
-            info.update(_run_distributed(scheduler, backend, density, material, spacing_mm, decays, tables, emissions,
-                                         histories, seed, batches, threads, electron_transport, start, fold,
-                                         progress, done0, identity, state))
-    out = state.finish(int(histories), threads=threads)
+        def fold(b: int, tally: np.ndarray, emitted: int, escaped: int) -> None:
+            state.fold(int(b), tally, histories, int(emitted), int(escaped), threads=threads)
+            if checkpoint is not None:
+                ckpt.save(checkpoint, identity, state, histories)
+
+        info: dict[str, Any] = {"checkpoint": None if checkpoint is None else str(checkpoint),
+                                "resumed_from_batch": start, "tally_backend": backend}
+        if start < batches:
+            if cluster is None:
+                run = prepared_class(backend)(request)
+                cb = None if progress is None else (lambda done: progress(done0 + done))
+                run.run_batches(histories, int(request.seed), batches, start, batches, threads=threads, progress=cb,
+                                on_batch=fold)
+            else:
+                info.update(_run_distributed(request, cluster, backend, start, fold, done0, identity, state))
+        elif cluster is not None:
+            info.update(scheduler=cluster.address, workers=sorted(cluster.workers()), units=0)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    out = state.finish(histories, threads=threads)
     out["elapsed_s"] = time.perf_counter() - t0
     out["batched"] = info
     return out
 
 
-def _run_distributed(scheduler: Any, backend: str, density: np.ndarray, material: np.ndarray, spacing_mm: tuple,
-                     decays: np.ndarray, tables: dict, emissions: dict, histories: int, seed: int, batches: int,
-                     threads: int, electron_transport: bool, start: int, fold: Callable, progress: Any,
-                     done0: int, identity: dict, state: Any) -> dict:
+def _run_distributed(request: RunRequest, cluster: Any, backend: str, start: int, fold: Callable, done0: int,
+                     identity: dict, state: Any) -> dict:
+    from distributed import as_completed
+
     from rptdose.transport import distributed as dist
 
-    cluster = dist.Cluster(scheduler, threads or None)
+    histories, batches, progress = int(request.histories), int(request.batches), request.progress
     futures: list = []
     try:
-        from distributed import as_completed
-
         workers = cluster.workers()
-        if not workers:
-            raise BackendUnavailableError(f"scheduler {cluster.address!r} (no workers connected): expected at "
-                                          "least one Dask worker")
         key = ckpt.run_key(identity)
-        payload = {"density": density, "material": material, "spacing_mm": tuple(spacing_mm), "decays": decays,
-                   "tables": tables, "emissions": emissions, "electron_transport": bool(electron_transport)}
-        # sent once to every worker; each unit then refers to the copy already there
+        # what the workers need (no progress callable, no region labels: those stay here), sent once
+        # to every worker; each unit then refers to the copy already there
+        payload = request.with_(progress=None, regions=None)
         [payload_ref] = cluster.client.scatter([payload], broadcast=True, hash=False)
         units = dist.unit_ranges(batches, sum(workers.values()), start)
         versions = dist.client_versions()
         host_slots = cluster.host_slots()
-        futures = [cluster.client.submit(dist.run_unit, key, payload_ref, versions, int(histories), int(seed),
-                                         int(batches), b0, b1, cluster.omp_threads, backend, host_slots, pure=False)
+        futures = [cluster.client.submit(dist.run_unit, key, payload_ref, versions, b0, b1, cluster.omp_threads,
+                                         backend, host_slots, pure=False)
                    for b0, b1 in units]
         pending: dict[int, dict] = {}
         next_unit = start
-        folded_units = 0
-        n_voxels = int(np.prod(density.shape))
+        n_voxels = int(np.prod(request.shape))
         ran_on: dict[str, int] = {}
         for fut in as_completed(futures):
             try:
@@ -113,13 +124,12 @@ def _run_distributed(scheduler: Any, backend: str, density: np.ndarray, material
                                               f"{exc}); the batches folded so far are kept in the checkpoint if "
                                               "one was given") from None
             pending[res["first"]] = res
-            where = f"{_who_ran(cluster.client, fut)} ({res['backend']})"
+            where = _who_ran(cluster.client, fut)
             ran_on[where] = ran_on.get(where, 0) + 1
             while next_unit in pending:
                 unit = pending.pop(next_unit)
                 for b, idx, values, emitted, escaped in unit["batches"]:
                     fold(b, dist.dense(n_voxels, idx, values), emitted, escaped)
-                folded_units += 1
                 next_unit = unit["end"]
                 if progress is not None:
                     progress(done0 + _batch_histories(histories, batches, start, next_unit))
@@ -128,13 +138,11 @@ def _run_distributed(scheduler: Any, backend: str, density: np.ndarray, material
                                           "batches folded")
         return {"scheduler": cluster.address, "workers": sorted(workers), "worker_threads": workers,
                 "units": len(units), "unit_batches": [list(u) for u in units],
-                "threads_per_unit": cluster.omp_threads, "units_per_worker": ran_on,
-                "worker_backends": sorted({w.rsplit("(", 1)[-1].rstrip(")") for w in ran_on})}
+                "threads_per_unit": cluster.omp_threads, "units_per_worker": ran_on}
     finally:
         for f in futures:
             if not f.done():
                 f.cancel()
-        cluster.close()
 
 
 def _who_ran(client: Any, fut: Any) -> str:

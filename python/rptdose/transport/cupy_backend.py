@@ -30,7 +30,6 @@ import hashlib
 import importlib
 import importlib.util
 import struct
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -310,39 +309,33 @@ class _KernelExec:
                 "region_units": self._host(self.region_units).view(np.int64).reshape(-1)}
 
 
-def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
-         regions: np.ndarray | None, n_regions: int, progress: Callable[[int], Any] | None,
-         grid_dim: int = 0, block_dim: int = 0, chunk: int = 0,
+def _run(launcher: Any, prep: dict, request: Any, regions: np.ndarray | None, n_regions: int,
          voxel_shape: tuple[int, int] | None = None) -> dict:
     """A run on any launcher (cupy or emulation): this executor under the one batch loop."""
     from rptdose import _core
 
-    ex = _KernelExec(launcher, prep, regions, n_regions, batches, grid_dim, block_dim, voxel_shape)
-    res = _core.drive_executor(ex, tuple(int(s) for s in prep["shape"]), int(histories), int(seed), int(batches),
-                               int(n_regions), int(prep["max_histories"]), int(chunk), progress)
+    ex = _KernelExec(launcher, prep, regions, n_regions, int(request.batches), int(request.grid_dim),
+                     int(request.block_dim), voxel_shape)
+    res = _core.drive_executor(ex, tuple(int(s) for s in prep["shape"]), int(request.histories), int(request.seed),
+                               int(request.batches), int(n_regions), int(prep["max_histories"]), int(request.chunk),
+                               request.progress)
     res["max_mev_per_decay"] = float(prep["max_mev_per_decay"])
     res["mean_mev_per_decay"] = float(prep["mean_mev_per_decay"])
     res["device"] = launcher.device_name
     return res
 
 
-def _prepare(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: dict,
-             emissions: dict, electron_transport: bool) -> dict:
+def _prepare(request: Any) -> dict:
     from rptdose import _core
 
-    return _core.prepare_run(density, material, spacing_mm, decays, tables, emissions,
-                             bool(electron_transport))
+    return _core.prepare_run(request)
 
 
-def simulate_cupy(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: dict,
-                  emissions: dict, histories: int, seed: int, batches: int, threads: int,
-                  electron_transport: bool, regions: Any = None,
-                  progress: Callable[[int], Any] | None = None, *, grid_dim: int = 0,
-                  block_dim: int = 0) -> dict:
-    """Run ``histories`` decays on the current GPU through cupy.
+def simulate_cupy(request: Any) -> dict:
+    """Run a :class:`~rptdose.transport.request.RunRequest` on the current GPU through cupy.
 
-    Arguments and result as ``rptdose._core.simulate_cpu`` (docs/core_contract.md); ``threads``
-    is ignored (the launch shape comes from the kernel's occupancy unless ``grid_dim`` /
+    Result as ``rptdose._core.simulate_cpu`` (docs/core_contract.md); the request's ``threads``
+    are ignored (the launch shape comes from the kernel's occupancy unless ``grid_dim`` /
     ``block_dim`` are given). The result also has ``launch`` and ``device``.
     Raises BackendUnavailableError when cupy or a GPU is missing, ValueError for bad inputs.
     """
@@ -352,24 +345,17 @@ def simulate_cupy(density: Any, material: Any, spacing_mm: Any, decays: Any, tab
     if not ok:
         raise BackendUnavailableError(f"backend 'cupy' unavailable ({why}): install what is missing, "
                                       "or use backend='auto'")
-    prep = _prepare(density, material, spacing_mm, decays, tables, emissions, electron_transport)
-    labels, n_regions = _regions_labels(regions, tuple(prep["shape"]))
+    prep = _prepare(request)
+    labels, n_regions = _regions_labels(request.regions, tuple(prep["shape"]))
     launcher = _CupyLauncher(int(prep["params_size"]))
-    return _run(launcher, prep, int(histories), int(seed), int(batches), labels, n_regions,
-                progress, grid_dim=grid_dim, block_dim=block_dim)
+    return _run(launcher, prep, request, labels, n_regions)
 
 
-def simulate_cupy_emulated(density: Any, material: Any, spacing_mm: Any, decays: Any,
-                           tables: dict, emissions: dict, histories: int, seed: int, batches: int,
-                           threads: int, electron_transport: bool, regions: Any = None,
-                           progress: Callable[[int], Any] | None = None, *, grid_dim: int = 0,
-                           block_dim: int = 0, chunk: int = 0,
-                           voxel_shape: tuple[int, int] | None = None) -> dict:
-    """This backend's host code (Params image, uploads, batch loop) with numpy arrays and the
-    kernels emulated on the CPU: a test hook, equal to simulate_cpu bit for bit."""
-    prep = _prepare(density, material, spacing_mm, decays, tables, emissions, electron_transport)
-    labels, n_regions = _regions_labels(regions, tuple(prep["shape"]))
-    launcher = _EmulatedLauncher(threads)
-    return _run(launcher, prep, int(histories), int(seed), int(batches), labels, n_regions,
-                progress, grid_dim=grid_dim, block_dim=block_dim, chunk=chunk,
-                voxel_shape=voxel_shape)
+def simulate_cupy_emulated(request: Any, voxel_shape: tuple[int, int] | None = None) -> dict:
+    """This backend's host code (Params image, uploads, executor) with numpy arrays and the
+    kernels emulated on the CPU (the request's ``threads`` OpenMP threads): a test hook, equal to
+    simulate_cpu bit for bit. ``voxel_shape``: the voxel kernels' launch (default as on a GPU)."""
+    prep = _prepare(request)
+    labels, n_regions = _regions_labels(request.regions, tuple(prep["shape"]))
+    launcher = _EmulatedLauncher(request.threads)
+    return _run(launcher, prep, request, labels, n_regions, voxel_shape=voxel_shape)

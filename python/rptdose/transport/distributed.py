@@ -144,6 +144,31 @@ class Cluster:
             per_host[str(w.get("host"))] = per_host.get(str(w.get("host")), 0) + int(w.get("nthreads", 1))
         return {addr: per_host[str(w.get("host"))] for addr, w in workers.items()}
 
+    def resolve_backend(self, requested: str) -> str:
+        """The one backend every worker runs: "cpu"; "cuda" (every worker must have a GPU); "auto":
+        cuda when every worker has a usable GPU, else cpu. One backend for all units keeps the
+        tallies those of an in-process run on it (GPU and CPU math libraries differ in the last bits)."""
+        if not self.workers():
+            raise BackendUnavailableError(f"scheduler {self.address!r} (no workers connected): expected at "
+                                          "least one Dask worker")
+        if requested == "cpu":
+            return "cpu"
+        if requested not in ("auto", "cuda"):
+            raise InputError(f"backend {requested!r} with a scheduler: the Dask workers run the cpu or cuda "
+                             "backend; pass 'cpu', 'cuda' or 'auto'")
+        try:
+            has = self.client.run(worker_has_cuda)
+        except Exception as exc:  # a worker that cannot import rptdose at all
+            raise BackendUnavailableError(f"scheduler {self.address!r}: a worker could not report its backends "
+                                          f"({type(exc).__name__}: {exc}); install rptdose on every worker") from None
+        without = {addr: why for addr, (ok, why) in has.items() if not ok}
+        if requested == "cuda" and without:
+            addr, why = next(iter(sorted(without.items())))
+            raise BackendUnavailableError(f"backend 'cuda' with scheduler {self.address!r}: worker {addr} has no "
+                                          f"usable GPU ({why}); expected a GPU on every worker (dask-cuda), or "
+                                          "backend='cpu'")
+        return "cuda" if not without else "cpu"
+
     def close(self) -> None:
         if self._own_client:
             self.client.close()
@@ -168,25 +193,25 @@ _cache: OrderedDict[str, Any] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def worker_backend(requested: str) -> str:
-    """The backend this worker runs for ``requested``: "cpu"; "cuda" (WorkerMismatch without a
-    usable GPU); "auto": cuda where the CUDA build sees a GPU, else cpu. Every backend gives the
-    same tallies bit for bit, so workers may differ."""
+def worker_has_cuda() -> tuple[bool, str]:
+    """Whether this worker's CUDA backend can run (and why not)."""
     from rptdose.transport.backends import backends
 
-    if requested == "cpu":
-        return "cpu"
     info = backends()["cuda"]
-    if requested == "cuda" and not info["available"]:
-        raise WorkerMismatch(f"backend 'cuda' requested but unavailable on this worker ({info['reason']})")
-    if requested in ("cuda", "auto") and info["available"]:
-        return "cuda"
-    if requested == "auto":
-        return "cpu"
-    raise WorkerMismatch(f"backend {requested!r}: Dask workers run the cpu or cuda backend ('auto' chooses)")
+    return bool(info["available"]), str(info["reason"])
 
 
-def worker_run(key: str, payload: dict, backend: str) -> Any:
+def check_worker_backend(backend: str) -> None:
+    """WorkerMismatch unless this worker can run ``backend`` ("cpu" or "cuda")."""
+    if backend == "cuda":
+        ok, why = worker_has_cuda()
+        if not ok:
+            raise WorkerMismatch(f"backend 'cuda' unavailable on this worker ({why})")
+    elif backend != "cpu":
+        raise WorkerMismatch(f"backend {backend!r}: Dask workers run the cpu or cuda backend")
+
+
+def worker_run(key: str, payload: Any, backend: str) -> Any:
     """The PreparedRun of run ``key`` on this worker's ``backend``: built from ``payload`` once,
     then kept for the following units (at most :data:`WORKER_CACHE_RUNS` runs)."""
     cache_key = f"{key}/{backend}"
@@ -196,9 +221,7 @@ def worker_run(key: str, payload: dict, backend: str) -> Any:
             return _cache[cache_key]
     from rptdose.transport.backends import prepared_class
 
-    run = prepared_class(backend)(payload["density"], payload["material"], tuple(payload["spacing_mm"]),
-                            payload["decays"], payload["tables"], payload["emissions"],
-                            bool(payload["electron_transport"]))
+    run = prepared_class(backend)(payload)
     with _cache_lock:
         _cache[cache_key] = run
         while len(_cache) > WORKER_CACHE_RUNS:
@@ -229,9 +252,10 @@ class WorkerMismatch(RuntimeError):
     """A worker that cannot run this client's units (raised on the worker, reported by the client)."""
 
 
-def run_unit(key: str, payload: dict, versions: dict, histories: int, seed: int, batches: int, first: int,
-             end: int, threads: int | None, backend: str = "auto", host_slots: dict | None = None) -> dict:
-    """One work unit on a worker: batches [first, end) as sparse integer tallies."""
+def run_unit(key: str, payload: Any, versions: dict, first: int, end: int, threads: int | None,
+             backend: str = "cpu", host_slots: dict | None = None) -> dict:
+    """One work unit on a worker: batches [first, end) of the run ``payload`` (a RunRequest) as
+    sparse integer tallies."""
     mine = worker_versions()
     if mine["core"] is None:
         raise WorkerMismatch(f"no compiled rptdose core on this worker ({mine['core_error']}); install rptdose "
@@ -251,13 +275,14 @@ def run_unit(key: str, payload: dict, versions: dict, histories: int, seed: int,
         except (ImportError, ValueError, AttributeError):
             pass
         threads = max(1, available_cpus() // max(1, slots))
-    chosen = worker_backend(backend)
-    run = worker_run(key, payload, chosen)
+    check_worker_backend(backend)
+    run = worker_run(key, payload, backend)
     out = []
-    for b, tally, emitted, escaped in run.run_batches(histories, seed, batches, first, end, threads=threads):
+    for b, tally, emitted, escaped in run.run_batches(int(payload.histories), int(payload.seed),
+                                                      int(payload.batches), first, end, threads=threads):
         idx = np.flatnonzero(tally)
         out.append((int(b), idx.astype(np.int64), tally[idx], int(emitted), int(escaped)))
-    return {"first": first, "end": end, "batches": out, "backend": chosen}
+    return {"first": first, "end": end, "batches": out}
 
 
 def dense(n_voxels: int, idx: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ and otherwise says what is missing. Finding a runner does not probe for a GPU (t
 :func:`cuda_available` / :func:`rptdose.transport.cupy_backend.available`); a runner called
 without a usable GPU raises :class:`~rptdose.errors.BackendUnavailableError` saying why.
 
-Both runners take the arguments of ``rptdose._core.simulate_cpu`` and return its dict
+Both runners take a :class:`rptdose.transport.request.RunRequest` and return the result dict
 (docs/core_contract.md), plus ``launch`` (grid_dim, block_dim, chunk, launches) and
 ``device``; ``threads`` is accepted and ignored. Keyword-only extras: ``grid_dim``,
 ``block_dim`` (0 = chosen from the kernel's occupancy).
@@ -55,33 +55,20 @@ def cuda_available() -> tuple[bool, str]:
     return True, f"rptdose._core_cuda, {status['reason']}"
 
 
-def run_cuda(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: dict,
-             emissions: dict, histories: int, seed: int, batches: int, threads: int,
-             electron_transport: bool, regions: Any = None,
-             progress: Callable[[int], Any] | None = None, *, grid_dim: int = 0,
-             block_dim: int = 0) -> dict:
-    """The ``cuda`` backend's runner (signature of ``_core.simulate_cpu``)."""
+def run_cuda(request: Any) -> dict:
+    """The ``cuda`` backend's runner: a RunRequest to ``_core_cuda.simulate_cuda``."""
     ok, why = cuda_available()
     if not ok:
         raise BackendUnavailableError(f"backend 'cuda' unavailable ({why}): install what is missing, "
                                       "or use backend='auto'")
-    mod = _import_core_cuda()
-    return mod.simulate_cuda(density, material, spacing_mm, decays, tables, emissions, int(histories),
-                             int(seed), int(batches), int(threads), bool(electron_transport), regions,
-                             progress, grid_dim=int(grid_dim), block_dim=int(block_dim))
+    return _import_core_cuda().simulate_cuda(request)
 
 
-def run_cupy(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: dict,
-             emissions: dict, histories: int, seed: int, batches: int, threads: int,
-             electron_transport: bool, regions: Any = None,
-             progress: Callable[[int], Any] | None = None, *, grid_dim: int = 0,
-             block_dim: int = 0) -> dict:
-    """The ``cupy`` backend's runner (signature of ``_core.simulate_cpu``)."""
+def run_cupy(request: Any) -> dict:
+    """The ``cupy`` backend's runner: a RunRequest to :func:`cupy_backend.simulate_cupy`."""
     from rptdose.transport import cupy_backend
 
-    return cupy_backend.simulate_cupy(density, material, spacing_mm, decays, tables, emissions,
-                                      histories, seed, batches, threads, electron_transport,
-                                      regions, progress, grid_dim=grid_dim, block_dim=block_dim)
+    return cupy_backend.simulate_cupy(request)
 
 
 def runners() -> dict[str, tuple[Runner | None, str]]:

@@ -11,8 +11,8 @@ argument                default     meaning / check
                                     tally capacity (``_core.max_histories``)
 ``seed``                1           integer in 0..2**64-1; same seed + backend => same bits
 ``backend``             "auto"      "auto" (cuda, else cupy, else cpu), "cuda", "cupy", "cpu";
-                                    with a checkpoint cpu or cuda; with a scheduler each
-                                    worker's choice ("auto": cuda where it has a GPU)
+                                    with a checkpoint cpu or cuda; with a scheduler one for
+                                    all workers ("auto": cuda if every worker has a GPU)
 ``threads``             None        CPU threads (None: all the OpenMP default gives), >= 1;
                                     more than the CPUs available to this process are capped
                                     to that number with a warning (results do not depend on
@@ -77,6 +77,7 @@ from rptdose.source import Source, alpha_dose_gy, max_mev_per_decay, mean_mev_pe
 from rptdose.transport.backends import check_backend_name, max_histories, select_backend
 from rptdose.resources import available_cpus  # noqa: F401  (also part of this module's face)
 from rptdose.transport.backends import BATCH_BACKENDS
+from rptdose.transport.request import RunRequest
 from rptdose.transport.result import SimulationResult
 
 #: J per MeV (exact, SI 2019).
@@ -284,7 +285,7 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
                          "split the run over seeds")
 
     batched = scheduler is not None or checkpoint is not None
-    if scheduler is not None:  # the workers choose among their backends (distributed.worker_backend)
+    if scheduler is not None:  # the workers' backend is chosen with the cluster (Cluster.resolve_backend)
         backend_name, runner = "dask", None
     else:
         backend_name, runner = select_backend(backend)  # BackendUnavailableError says why
@@ -304,25 +305,23 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
     # ---- transport -------------------------------------------------------------------------
     t0 = time.perf_counter()
     with progress_callback(progress, histories, desc=f"rptdose {backend_name}") as callback:
+        request = RunRequest(density=phantom.density, material=phantom.material_index,
+                             spacing_mm=phantom.spacing_mm, decays=source.decays, tables=tables,
+                             emissions=emissions, histories=histories, seed=seed, batches=batches,
+                             threads=run_threads, electron_transport=electron_transport,
+                             regions=None if reg is None else reg.labels, progress=callback)
         if batched:
             from rptdose.transport.batched import run_batched
 
             identity = ckpt.run_identity(_run_inputs(phantom, source, reg), phantom.spacing_mm, tables, emissions,
                                          histories, seed, batches, electron_transport, _core_version())
-            out = run_batched(backend=backend if scheduler is not None else backend_name,
-                              density=phantom.density, material=phantom.material_index,
-                              spacing_mm=phantom.spacing_mm, decays=source.decays, tables=tables,
-                              emissions=emissions, histories=histories, seed=seed, batches=batches,
-                              threads=run_threads, electron_transport=electron_transport,
-                              regions=None if reg is None else reg.labels, progress=callback, scheduler=scheduler,
-                              checkpoint=checkpoint, identity=identity)
+            out = run_batched(request, backend=backend if scheduler is not None else backend_name,
+                              scheduler=scheduler, checkpoint=checkpoint, identity=identity)
         else:
-            out = runner(phantom.density, phantom.material_index, phantom.spacing_mm, source.decays, tables,
-                         emissions, histories, seed, batches, run_threads,
-                         electron_transport, regions=None if reg is None else reg.labels, progress=callback)
+            out = runner(request)
     elapsed_s = time.perf_counter() - t0
-    if scheduler is not None:  # what the workers ran, e.g. "dask/cpu" or "dask/cpu+cuda"
-        backend_name = "dask/" + "+".join(out["batched"].get("worker_backends") or ["cpu"])
+    if scheduler is not None:  # what the workers ran: "dask/cpu" or "dask/cuda"
+        backend_name = "dask/" + out["batched"]["tally_backend"]
 
     # ---- energy -> dose --------------------------------------------------------------------
     decays_per_history = source.total_decays / histories
