@@ -279,3 +279,35 @@ def test_one_backend_for_every_worker(case, thread_client):
         _run(case, scheduler=thread_client, backend="cuda", threads=1)
     res = _run(case, scheduler=thread_client, backend="auto", threads=1)
     assert res.backend == "dask/cpu" and res.provenance["batched"]["tally_backend"] == "cpu"
+
+
+def test_worker_without_the_compiled_core_is_named(case, thread_client, monkeypatch):
+    from rptdose.transport import distributed as dist
+
+    real = dist.worker_versions
+
+    def no_core():
+        v = real()
+        v.update(core=None, core_error="No module named 'rptdose._core'")
+        return v
+
+    monkeypatch.setattr(dist, "worker_versions", no_core)  # the in-process workers run this module
+    with pytest.raises(BackendUnavailableError, match=r"no compiled rptdose core on this worker \(No module named"):
+        _run(case, scheduler=thread_client, threads=1)
+
+
+def test_cli_unreachable_scheduler_exits_2(tmp_path, monkeypatch, capsys):
+    """`rptdose run --scheduler` at an address where nothing listens: exit 2, one clear line, and
+    the output folder is not created."""
+    from rptdose.cli import main
+    from rptdose.demo import DemoPatient, write_demo_study
+    from rptdose.transport import distributed as dist
+
+    study = write_demo_study(tmp_path / "p", DemoPatient(voxel_mm=16.0), histories=2000, calibration="sensitivity",
+                             recovery=False)
+    monkeypatch.setattr(dist, "CONNECT_TIMEOUT_S", 1)
+    out = tmp_path / "out"
+    assert main(["run", str(study), "-o", str(out), "--no-plots", "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "scheduler 'tcp://127.0.0.1:9' (unreachable within 1 s" in err and "Traceback" not in err
+    assert not (out / "dose.h5").exists()
