@@ -21,7 +21,7 @@ py::dict simulate_cuda(FArr density, IArr material, std::tuple<double, double, d
                        DArr decays, py::dict tables, py::dict emissions, int64_t histories,
                        uint64_t seed, int32_t batches, int32_t threads, bool electron_transport,
                        py::object regions, py::object progress, uint32_t grid_dim,
-                       uint32_t block_dim) {
+                       uint32_t block_dim, const std::string& precision) {
   (void)threads;  // the launch shape replaces the thread count (see grid_dim / block_dim)
   rpt::bind::RunArgs a;
   rpt::bind::parse_run_args(a, density, material, spacing_mm, decays, tables, emissions,
@@ -30,6 +30,7 @@ py::dict simulate_cuda(FArr density, IArr material, std::tuple<double, double, d
   rpt::bind::fill_gpu_options(a, opt, histories, seed, batches);
   opt.grid_dim = grid_dim;
   opt.block_dim = block_dim;
+  opt.precision = rpt::host::parse_precision(precision);
   std::optional<py::error_already_set> py_error;
   opt.progress = rpt::bind::make_progress(progress, py_error);
 
@@ -45,6 +46,7 @@ py::dict simulate_cuda(FArr density, IArr material, std::tuple<double, double, d
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   py::dict res = rpt::bind::result_dict(a, std::move(out), *hr, batches, elapsed);
   res["device"] = rpt::gpu::device_info().name;
+  res["precision"] = rpt::host::precision_name(opt.precision);
   return res;
 }
 
@@ -81,11 +83,12 @@ PYBIND11_MODULE(_core_cuda, m) {
         py::arg("histories"), py::arg("seed"), py::arg("batches"), py::arg("threads"),
         py::arg("electron_transport"), py::arg("regions") = py::none(),
         py::arg("progress") = py::none(), py::kw_only(), py::arg("grid_dim") = 0u,
-        py::arg("block_dim") = 0u,
+        py::arg("block_dim") = 0u, py::arg("precision") = "double",
         "Run `histories` decays on the current CUDA device; arguments and result as "
         "_core.simulate_cpu (docs/core_contract.md). `threads` is ignored: the launch shape is "
         "chosen from the kernel's occupancy unless grid_dim/block_dim are given; the result's "
-        "'launch' entry reports it, 'threads_used' is grid_dim * block_dim.");
+        "'launch' entry reports it, 'threads_used' is grid_dim * block_dim. `precision`: 'double' "
+        "or 'single' (rpt_histories_kernel_f32: float tables and transport).");
   m.def("device_count", []() { return rpt::gpu::device_status().count; },
         "Number of visible CUDA devices; 0 when there is no driver or device "
         "(device_status()['reason'] says why).");

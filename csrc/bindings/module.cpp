@@ -32,7 +32,7 @@ void check_3d(const py::array& a, const char* name, const std::vector<py::ssize_
 py::dict simulate_cpu(FArr density, IArr material, std::tuple<double, double, double> spacing_mm,
                       DArr decays, py::dict tables, py::dict emissions, int64_t histories,
                       uint64_t seed, int32_t batches, int32_t threads, bool electron_transport,
-                      py::object regions, py::object progress) {
+                      py::object regions, py::object progress, const std::string& precision) {
   if (density.ndim() != 3) throw std::invalid_argument("density: expected a 3-D array [z, y, x]");
   std::vector<py::ssize_t> shape{density.shape(0), density.shape(1), density.shape(2)};
   check_3d(material, "material", shape);
@@ -66,6 +66,7 @@ py::dict simulate_cpu(FArr density, IArr material, std::tuple<double, double, do
   opt.seed = seed;
   opt.batches = batches;
   opt.threads = threads;
+  opt.precision = rpt::host::parse_precision(precision);
   IArr reg;
   if (!regions.is_none()) {
     reg = IArr::ensure(regions);
@@ -140,6 +141,7 @@ py::dict simulate_cpu(FArr density, IArr material, std::tuple<double, double, do
   }
   res["threads_used"] = out.threads_used;
   res["elapsed_s"] = elapsed;
+  res["precision"] = rpt::host::precision_name(opt.precision);
   return res;
 }
 
@@ -154,8 +156,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("spacing_mm"), py::arg("decays"), py::arg("tables"), py::arg("emissions"),
         py::arg("histories"), py::arg("seed"), py::arg("batches"), py::arg("threads"),
         py::arg("electron_transport"), py::arg("regions") = py::none(),
-        py::arg("progress") = py::none(),
-        "Run `histories` decays on the CPU; see docs/core_contract.md.");
+        py::arg("progress") = py::none(), py::kw_only(), py::arg("precision") = "double",
+        "Run `histories` decays on the CPU; see docs/core_contract.md. `precision`: 'double' "
+        "or 'single' (float transport, the same integer tallies).");
   m.def("version", []() { return std::string(RPTDOSE_VERSION); });
   m.attr("MIN_BATCHES") = rpt::kMinBatches;
   m.def("_set_voxel_alias_max_bytes", &rpt::host::set_voxel_alias_max_bytes, py::arg("bytes"),

@@ -38,6 +38,7 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
                                 std::to_string(host::max_histories(hr.mean_mev_per_decay)) +
                                 " for this source");
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+  const bool single = opt.precision == host::Precision::kSingle;
 
   RunOutput out;
   out.threads_used = threads;
@@ -67,7 +68,8 @@ RunOutput run(const host::HostRun& hr, const RunOptions& opt) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 64) reduction(+ : em, es)
       for (int64_t h = c0; h < c1; ++h) {
         Counters cnt{0, 0};
-        run_history(opt.seed, uint64_t(h), P, tally, cnt);
+        if (single) run_history(opt.seed, uint64_t(h), hr.params_f32, tally, cnt);
+        else run_history(opt.seed, uint64_t(h), P, tally, cnt);
         em += cnt.emitted;
         es += cnt.escaped;
       }

@@ -16,6 +16,7 @@ struct RunOptions {
   int32_t threads = 0;                 // 0: OpenMP's default
   const int32_t* regions = nullptr;    // [n_voxels] labels 0..n_regions-1, -1 none
   int32_t n_regions = 0;
+  host::Precision precision = host::Precision::kDouble;  // of the transport (HostRun params / params_f32)
   // called on the calling thread between chunks with the histories done; return false to abort
   std::function<bool(int64_t)> progress;
 };

@@ -35,6 +35,7 @@ struct RunOptions {
   uint32_t grid_dim = 0;   // blocks per history launch; 0: chosen by the executor
   uint32_t block_dim = 0;  // threads per block; 0: chosen by the executor
   int64_t chunk = 0;       // histories per launch; 0: default_chunk()
+  host::Precision precision = host::Precision::kDouble;  // the executor launches its kernel
   // called on the calling thread between launches with the histories done; false aborts
   std::function<bool(int64_t)> progress;
 };
