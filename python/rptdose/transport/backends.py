@@ -18,7 +18,11 @@ A *runner* is a callable with the signature of ``rptdose._core.simulate_cpu`` (s
 docs/core_contract.md)::
 
     runner(density, material, spacing_mm, decays, tables, emissions, histories, seed,
-           batches, threads, electron_transport, regions=None, progress=None) -> dict
+           batches, threads, electron_transport, regions=None, progress=None, *,
+           precision="double") -> dict
+
+``precision`` ("double" or "single") is resolved from ``"auto"`` by ``simulate`` before the
+runner is called.
 
 GPU backends plug in with :func:`register_runner`; a backend is reported available only when
 its prerequisites are met *and* a runner is registered for it.

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 #: Kernels of csrc/cuda/kernels.cu (extern "C", looked up by name).
-KERNEL_NAMES = ("rpt_histories_kernel", "rpt_fold_kernel", "rpt_finalize_kernel")
+KERNEL_NAMES = ("rpt_histories_kernel", "rpt_histories_kernel_f32", "rpt_fold_kernel", "rpt_finalize_kernel")
 #: Indices into the counters array (kernel_body.hpp: CounterIndex).
 _EMITTED, _ESCAPED, _DEPOSITED = 0, 1, 2
 #: Threads per block of the voxel kernels (fold, finalize), as in launch.cu.
@@ -78,15 +78,18 @@ def _source_digest(src_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def nvrtc_options(src_dir: Path, params_size: int) -> tuple[str, ...]:
+def nvrtc_options(src_dir: Path, params_size: int, params_f32_size: int | None = None) -> tuple[str, ...]:
     """NVRTC options for kernels.cu (also used by the tests' compile checks).
 
-    ``--fmad=false`` as in the nvcc build; ``-DRPT_EXPECTED_PARAMS_SIZE`` makes the compile fail
-    if the device layout of ``rpt::Params`` differed from the host's. NVRTC's default dialect
-    (C++17 since CUDA 11) is the one the sources need.
+    ``--fmad=false`` as in the nvcc build; ``-DRPT_EXPECTED_PARAMS_SIZE`` (and, given
+    ``params_f32_size``, ``-DRPT_EXPECTED_PARAMS_F32_SIZE``) makes the compile fail if the
+    device layout of ``rpt::Params`` (``rpt::ParamsT<float>``) differed from the host's.
+    NVRTC's default dialect (C++17 since CUDA 11) is the one the sources need.
     """
-    return ("--fmad=false", f"-I{src_dir}", f"-DRPT_EXPECTED_PARAMS_SIZE={int(params_size)}",
-            f"-DRPT_SOURCE_DIGEST=0x{_source_digest(src_dir)}ull")
+    sizes = (f"-DRPT_EXPECTED_PARAMS_SIZE={int(params_size)}",)
+    if params_f32_size is not None:
+        sizes += (f"-DRPT_EXPECTED_PARAMS_F32_SIZE={int(params_f32_size)}",)
+    return ("--fmad=false", f"-I{src_dir}", *sizes, f"-DRPT_SOURCE_DIGEST=0x{_source_digest(src_dir)}ull")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -130,11 +133,11 @@ def available() -> tuple[bool, str]:
 class _CupyLauncher:
     """Kernels compiled by NVRTC, launched with cupy on the current device."""
 
-    def __init__(self, params_size: int) -> None:
+    def __init__(self, params_sizes: tuple[int, int]) -> None:
         import cupy
 
         self.xp = cupy
-        self._module = _compiled_module(params_size, cupy.cuda.runtime.getDevice())
+        self._module = _compiled_module(tuple(params_sizes), cupy.cuda.runtime.getDevice())
         self._kernels = {name: self._module.get_function(name) for name in KERNEL_NAMES}
         dev = cupy.cuda.Device()
         props = cupy.cuda.runtime.getDeviceProperties(dev.id)
@@ -144,9 +147,10 @@ class _CupyLauncher:
         name = props.get("name", b"")
         self.device_name = name.decode() if isinstance(name, bytes) else str(name)
 
-    def history_shape(self, grid_dim: int, block_dim: int) -> tuple[int, int]:
-        """Launch shape of the history kernel: given, or a full device by occupancy."""
-        k = self._kernels["rpt_histories_kernel"]
+    def history_shape(self, grid_dim: int, block_dim: int,
+                      kernel: str = "rpt_histories_kernel") -> tuple[int, int]:
+        """Launch shape of a history kernel: given, or a full device by occupancy."""
+        k = self._kernels[kernel]
         block = int(block_dim) or min(128, int(k.max_threads_per_block))
         if grid_dim:
             return int(grid_dim), block
@@ -181,7 +185,8 @@ class _EmulatedLauncher:
         self.threads = int(threads)
         self.multiprocessors = int(multiprocessors)
 
-    def history_shape(self, grid_dim: int, block_dim: int) -> tuple[int, int]:
+    def history_shape(self, grid_dim: int, block_dim: int,
+                      kernel: str = "rpt_histories_kernel") -> tuple[int, int]:
         return int(grid_dim) or 2 * self.multiprocessors, int(block_dim) or 64
 
     def launch(self, name: str, grid: int, block: int, args: tuple) -> None:
@@ -196,7 +201,7 @@ class _EmulatedLauncher:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_module(params_size: int, device_id: int) -> Any:
+def _compiled_module(params_sizes: tuple[int, int], device_id: int) -> Any:
     """kernels.cu compiled by NVRTC for the current device (cached per process; cupy also
     caches the binary on disk)."""
     import cupy
@@ -208,7 +213,7 @@ def _compiled_module(params_size: int, device_id: int) -> Any:
         raise BackendUnavailableError("cupy backend unavailable (kernel sources not installed): "
                                       "reinstall rptdose with pip")
     code = (src_dir / "cuda" / "kernels.cu").read_text()
-    module = cupy.RawModule(code=code, options=nvrtc_options(src_dir, params_size), backend="nvrtc")
+    module = cupy.RawModule(code=code, options=nvrtc_options(src_dir, *params_sizes), backend="nvrtc")
     module.compile()
     return module
 
@@ -318,7 +323,8 @@ def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
         region_units = xp.zeros((batches, 0), dtype=np.uint64)
     empty_row = xp.zeros(0, dtype=np.uint64)
 
-    grid, block = launcher.history_shape(grid_dim, block_dim)
+    kernel = str(prep.get("kernel", "rpt_histories_kernel"))  # of the run's precision
+    grid, block = launcher.history_shape(grid_dim, block_dim, kernel)
     if voxel_shape is None:
         vgrid = max(1, min(-(-nv // _VOXEL_BLOCK), launcher.multiprocessors * 32))
         voxel_shape = (vgrid, _VOXEL_BLOCK)
@@ -340,7 +346,7 @@ def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
         while c0 < h1:
             c1 = min(h1, c0 + chunks.next)
             chunks.start()
-            launcher.launch("rpt_histories_kernel", grid, block,
+            launcher.launch(kernel, grid, block,
                             (params, np.uint64(seed), np.int64(c0), np.int64(c1), batch, counters))
             launcher.synchronize()
             chunks.done(c1 - c0)
@@ -384,27 +390,29 @@ def _run(launcher: Any, prep: dict, histories: int, seed: int, batches: int,
     res["elapsed_s"] = time.perf_counter() - t0
     res["launch"] = {"grid_dim": grid, "block_dim": block, "chunk": per_launch, "launches": launches}
     res["device"] = launcher.device_name
+    res["precision"] = str(prep.get("precision", "double"))
     return res
 
 
 def _prepare(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: dict,
-             emissions: dict, electron_transport: bool) -> dict:
+             emissions: dict, electron_transport: bool, precision: str = "double") -> dict:
     from rptdose import _core
 
     return _core.prepare_run(density, material, spacing_mm, decays, tables, emissions,
-                             bool(electron_transport))
+                             bool(electron_transport), precision=str(precision))
 
 
 def simulate_cupy(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: dict,
                   emissions: dict, histories: int, seed: int, batches: int, threads: int,
                   electron_transport: bool, regions: Any = None,
                   progress: Callable[[int], Any] | None = None, *, grid_dim: int = 0,
-                  block_dim: int = 0) -> dict:
+                  block_dim: int = 0, precision: str = "double") -> dict:
     """Run ``histories`` decays on the current GPU through cupy.
 
     Arguments and result as ``rptdose._core.simulate_cpu`` (docs/core_contract.md); ``threads``
     is ignored (the launch shape comes from the kernel's occupancy unless ``grid_dim`` /
-    ``block_dim`` are given). The result also has ``launch`` and ``device``.
+    ``block_dim`` are given); ``precision`` "double" or "single" (rpt_histories_kernel_f32).
+    The result also has ``launch``, ``device`` and ``precision``.
     Raises BackendUnavailableError when cupy or a GPU is missing, ValueError for bad inputs.
     """
     from rptdose.errors import BackendUnavailableError
@@ -413,9 +421,10 @@ def simulate_cupy(density: Any, material: Any, spacing_mm: Any, decays: Any, tab
     if not ok:
         raise BackendUnavailableError(f"backend 'cupy' unavailable ({why}): install what is missing, "
                                       "or use backend='auto'")
-    prep = _prepare(density, material, spacing_mm, decays, tables, emissions, electron_transport)
+    prep = _prepare(density, material, spacing_mm, decays, tables, emissions, electron_transport, precision)
     labels, n_regions = _regions_labels(regions, tuple(prep["shape"]))
-    launcher = _CupyLauncher(int(prep["params_size"]))
+    sizes = prep["params_sizes"]
+    launcher = _CupyLauncher((int(sizes["double"]), int(sizes["single"])))
     return _run(launcher, prep, int(histories), int(seed), int(batches), labels, n_regions,
                 progress, grid_dim=grid_dim, block_dim=block_dim)
 
@@ -425,10 +434,11 @@ def simulate_cupy_emulated(density: Any, material: Any, spacing_mm: Any, decays:
                            threads: int, electron_transport: bool, regions: Any = None,
                            progress: Callable[[int], Any] | None = None, *, grid_dim: int = 0,
                            block_dim: int = 0, chunk: int = 0,
-                           voxel_shape: tuple[int, int] | None = None) -> dict:
+                           voxel_shape: tuple[int, int] | None = None, precision: str = "double") -> dict:
     """This backend's host code (Params image, uploads, batch loop) with numpy arrays and the
-    kernels emulated on the CPU: a test hook, equal to simulate_cpu bit for bit."""
-    prep = _prepare(density, material, spacing_mm, decays, tables, emissions, electron_transport)
+    kernels emulated on the CPU: a test hook, equal to simulate_cpu bit for bit (in either
+    precision)."""
+    prep = _prepare(density, material, spacing_mm, decays, tables, emissions, electron_transport, precision)
     labels, n_regions = _regions_labels(regions, tuple(prep["shape"]))
     launcher = _EmulatedLauncher(threads)
     return _run(launcher, prep, int(histories), int(seed), int(batches), labels, n_regions,

@@ -10,7 +10,12 @@ without a usable GPU raises :class:`~rptdose.errors.BackendUnavailableError` say
 Both runners take the arguments of ``rptdose._core.simulate_cpu`` and return its dict
 (docs/core_contract.md), plus ``launch`` (grid_dim, block_dim, chunk, launches) and
 ``device``; ``threads`` is accepted and ignored. Keyword-only extras: ``grid_dim``,
-``block_dim`` (0 = chosen from the kernel's occupancy).
+``block_dim`` (0 = chosen from the kernel's occupancy), ``precision`` ("double" or "single").
+
+:func:`auto_precision` is ``precision="auto"`` on a GPU: double where the device's FP64
+throughput is at least half its FP32 throughput (compute capability 6.0, 7.0, 8.0 and 9.0:
+:data:`FULL_FP64_COMPUTE_CAPABILITIES`, the data-centre parts), single elsewhere (1/32 to 1/64
+on workstation and consumer GPUs); docs/gpu_backends.md gives the table and its source.
 
 =========  ==========================  ======================================================
 backend    runner                      implementation
@@ -31,6 +36,43 @@ from typing import Any
 from rptdose.errors import BackendUnavailableError
 
 Runner = Callable[..., dict]
+
+#: Compute capabilities whose 64-bit floating-point add/multiply/fma throughput is half the
+#: 32-bit one (CUDA C++ Programming Guide, "Arithmetic Instructions", table "Throughput of
+#: Native Arithmetic Instructions"): P100 (6.0), V100 (7.0), A100/A30 (8.0), H100/H200 (9.0).
+#: Every other device runs FP64 at 1/32 or 1/64 of FP32 (or is not in that table).
+FULL_FP64_COMPUTE_CAPABILITIES = frozenset({(6, 0), (7, 0), (8, 0), (9, 0)})
+
+
+def precision_for_compute_capability(major: int, minor: int) -> tuple[str, str]:
+    """``(precision, why)`` that ``precision="auto"`` chooses on a device of compute
+    capability ``major.minor``: "double" on :data:`FULL_FP64_COMPUTE_CAPABILITIES`, else
+    "single"."""
+    cc = (int(major), int(minor))
+    if cc in FULL_FP64_COMPUTE_CAPABILITIES:
+        return "double", f"auto: compute capability {cc[0]}.{cc[1]} runs FP64 at 1/2 of FP32"
+    return "single", (f"auto: compute capability {cc[0]}.{cc[1]} is not one with FP64 at >= 1/2 of FP32 "
+                      "(6.0, 7.0, 8.0, 9.0); pass precision='double' to override")
+
+
+def _cupy_compute_capability() -> tuple[int, int]:
+    import cupy
+
+    cc = str(cupy.cuda.Device().compute_capability)  # e.g. "86"
+    return int(cc[:-1]), int(cc[-1])
+
+
+def auto_precision(backend: str) -> tuple[str, str]:
+    """``(precision, why)`` for ``precision="auto"`` on the current device of GPU backend
+    ``backend`` ("cuda" or "cupy"); "double" with the reason when the device cannot be asked."""
+    try:
+        if backend == "cuda":
+            major, minor = _import_core_cuda().device_info()["compute_capability"]
+        else:
+            major, minor = _cupy_compute_capability()
+    except Exception as exc:  # no device to ask: the run itself will say why
+        return "double", f"auto: compute capability unknown ({_first_line(exc)}), double"
+    return precision_for_compute_capability(major, minor)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -59,7 +101,7 @@ def run_cuda(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: 
              emissions: dict, histories: int, seed: int, batches: int, threads: int,
              electron_transport: bool, regions: Any = None,
              progress: Callable[[int], Any] | None = None, *, grid_dim: int = 0,
-             block_dim: int = 0) -> dict:
+             block_dim: int = 0, precision: str = "double") -> dict:
     """The ``cuda`` backend's runner (signature of ``_core.simulate_cpu``)."""
     ok, why = cuda_available()
     if not ok:
@@ -68,20 +110,22 @@ def run_cuda(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: 
     mod = _import_core_cuda()
     return mod.simulate_cuda(density, material, spacing_mm, decays, tables, emissions, int(histories),
                              int(seed), int(batches), int(threads), bool(electron_transport), regions,
-                             progress, grid_dim=int(grid_dim), block_dim=int(block_dim))
+                             progress, grid_dim=int(grid_dim), block_dim=int(block_dim),
+                             precision=str(precision))
 
 
 def run_cupy(density: Any, material: Any, spacing_mm: Any, decays: Any, tables: dict,
              emissions: dict, histories: int, seed: int, batches: int, threads: int,
              electron_transport: bool, regions: Any = None,
              progress: Callable[[int], Any] | None = None, *, grid_dim: int = 0,
-             block_dim: int = 0) -> dict:
+             block_dim: int = 0, precision: str = "double") -> dict:
     """The ``cupy`` backend's runner (signature of ``_core.simulate_cpu``)."""
     from rptdose.transport import cupy_backend
 
     return cupy_backend.simulate_cupy(density, material, spacing_mm, decays, tables, emissions,
                                       histories, seed, batches, threads, electron_transport,
-                                      regions, progress, grid_dim=grid_dim, block_dim=block_dim)
+                                      regions, progress, grid_dim=grid_dim, block_dim=block_dim,
+                                      precision=precision)
 
 
 def runners() -> dict[str, tuple[Runner | None, str]]:

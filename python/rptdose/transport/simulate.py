@@ -22,6 +22,12 @@ argument                default     meaning / check
                                     > 0 a region named str(label)): per-region mean dose
 ``progress``            None        None: a bar on a terminal for long runs; True / False;
                                     or a callable(histories_done)
+``precision``           "auto"      floating-point precision of the transport: "double",
+                                    "single", or "auto" (double on the CPU; on a GPU from
+                                    the device: double where its FP64:FP32 throughput is
+                                    >= 1/2, else single, docs/gpu_backends.md). The tallies
+                                    are 64-bit integers in both (exact energy balance);
+                                    same seed + backend + precision => same bits
 ======================  ==========  =========================================================
 
 Dose from energy (all in float64)::
@@ -71,6 +77,28 @@ J_PER_MEV = 1.602176634e-13
 MIN_BATCHES = 10
 MAX_BATCHES = 100_000
 SEED_MAX = 2**64 - 1
+#: Accepted values of ``precision``.
+PRECISIONS = ("auto", "single", "double")
+
+
+def check_precision(precision: object) -> str:
+    """Validate the ``precision`` argument's value ("auto", "single" or "double")."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise InputError(f"precision {precision!r} (unknown): expected 'auto', 'single' or 'double'")
+    return precision
+
+
+def resolve_precision(precision: str, backend_name: str) -> tuple[str, str]:
+    """``(precision used, why)`` for a requested ``precision`` on backend ``backend_name``:
+    as requested unless "auto"; "auto" is double on the CPU and, on a GPU, the device's choice
+    (:func:`rptdose.transport.gpu_runners.auto_precision`)."""
+    if precision != "auto":
+        return precision, "requested"
+    if backend_name == "cpu":
+        return "double", "auto: double on the CPU"
+    from rptdose.transport.gpu_runners import auto_precision
+
+    return auto_precision(backend_name)
 
 
 class _Regions:
@@ -227,7 +255,7 @@ def available_cpus() -> int:
 
 def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int = 1, backend: str = "auto",
              threads: int | None = None, batches: int = 10, electron_transport: bool = True,
-             regions: Any = None, progress: Any = None) -> SimulationResult:
+             regions: Any = None, progress: Any = None, precision: str = "auto") -> SimulationResult:
     """Monte Carlo absorbed dose of ``source`` in ``phantom``.
 
     See the module docstring for the arguments. Everything is validated before any work starts:
@@ -261,6 +289,7 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
     electron_transport = bool(electron_transport)
     check_progress(progress)
     check_backend_name(backend)
+    check_precision(precision)
     reg = _prepare_regions(regions, phantom)
 
     emissions = source.emission_arrays()
@@ -273,6 +302,7 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
                          "split the run over seeds")
 
     backend_name, runner = select_backend(backend)  # BackendUnavailableError says why
+    run_precision, precision_reason = resolve_precision(precision, backend_name)
 
     # ---- physics tables --------------------------------------------------------------------
     from rptdose.physics.tables import transport_tables
@@ -286,7 +316,8 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
     with progress_callback(progress, histories, desc=f"rptdose {backend_name}") as callback:
         out = runner(phantom.density, phantom.material_index, phantom.spacing_mm, source.decays, tables,
                      emissions, histories, seed, batches, run_threads,
-                     electron_transport, regions=None if reg is None else reg.labels, progress=callback)
+                     electron_transport, regions=None if reg is None else reg.labels, progress=callback,
+                     precision=run_precision)
     elapsed_s = time.perf_counter() - t0
 
     # ---- energy -> dose --------------------------------------------------------------------
@@ -321,7 +352,8 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
         dose_gy = total
 
     provenance = _provenance(phantom, source, reg, tables, emissions, out, backend_name, backend, histories,
-                             seed, batches, threads, electron_transport, max_mev, t_tables, elapsed_s)
+                             seed, batches, threads, electron_transport, max_mev, t_tables, elapsed_s,
+                             (str(out.get("precision", run_precision)), precision, precision_reason))
     return SimulationResult(dose_gy=dose_gy, rel_uncertainty=rel,
                             energy_balance=energy_balance, backend=backend_name, histories=histories, seed=seed,
                             batches=batches, elapsed_s=elapsed_s, provenance=provenance,
@@ -347,7 +379,7 @@ def _balance_with_alphas(out: dict, alpha_mev: float, histories: int) -> dict[st
 def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: dict, emissions: dict,
                 out: dict, backend_name: str, backend_requested: str, histories: int, seed: int, batches: int,
                 threads: int | None, electron_transport: bool, max_mev: float, t_tables: float,
-                t_transport: float) -> dict[str, Any]:
+                t_transport: float, precision: tuple[str, str, str]) -> dict[str, Any]:
     from rptdose._provenance import now_utc, rptdose_version
 
     core_version = None
@@ -382,6 +414,10 @@ def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: 
         "histories": histories,
         "batches": batches,
         "electron_transport": electron_transport,
+        # floating-point precision of the transport: the one used, the request, and why
+        "precision": precision[0],
+        "precision_requested": precision[1],
+        "precision_reason": precision[2],
         "threads_requested": threads,
         "threads_used": int(out.get("threads_used", 0)),
         # GPU backends: the launch shape and the device that ran it
