@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
-KERNELS = ("rpt_histories_kernel", "rpt_fold_kernel", "rpt_finalize_kernel")
+KERNELS = ("rpt_histories_kernel", "rpt_histories_kernel_f32", "rpt_fold_kernel", "rpt_finalize_kernel")
 NVCC_TIMEOUT_S = 300
 
 
@@ -39,15 +39,16 @@ def _request(tables, emissions, histories, batches):
                       histories=histories, seed=1, batches=batches)
 
 
-def _params_size():
-    """sizeof(rpt::Params) as the host compiler laid it out (from any valid run)."""
+def _params_sizes():
+    """sizeof(rpt::Params) and sizeof(rpt::ParamsT<float>) as the host compiler laid them out
+    (from any valid run)."""
     from rptdose.physics.nuclides import load_nuclide
     from rptdose.physics.tables import transport_tables
 
     tables = transport_tables(["water"])
     em = load_nuclide("Lu-177").emission_arrays()
     prep = _core.prepare_run(_request(tables, em, 10, 10))
-    return prep["params_size"]
+    return prep["params_sizes"]["double"], prep["params_sizes"]["single"]
 
 
 @needs_nvcc
@@ -76,7 +77,7 @@ def test_shipped_kernel_source_compiles_to_ptx(tmp_path):
     the options it passes to NVRTC, the Params layout check included."""
     src = cupy_backend.kernel_source_dir()
     assert src is not None, "kernel sources are not installed with the package"
-    opts = list(cupy_backend.nvrtc_options(src, _params_size()))
+    opts = list(cupy_backend.nvrtc_options(src, *_params_sizes()))
     cmd = [NVCC, "-std=c++17", "-arch=compute_90", "--ptx", *opts, str(src / "cuda" / "kernels.cu"),
            "-o", str(tmp_path / "k.ptx")]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=NVCC_TIMEOUT_S)
@@ -129,7 +130,7 @@ def test_nvrtc_compiles_shipped_kernel_source():
     code = (src_dir / "cuda" / "kernels.cu").read_bytes()
     prog = ctypes.c_void_p()
     assert lib.nvrtcCreateProgram(ctypes.byref(prog), code, b"kernels.cu", 0, None, None) == 0
-    opts = [o.encode() for o in cupy_backend.nvrtc_options(src_dir, _params_size())]
+    opts = [o.encode() for o in cupy_backend.nvrtc_options(src_dir, *_params_sizes())]
     opts += [b"-arch=compute_90", b"-ftz=true"]
     rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
     n = ctypes.c_size_t()

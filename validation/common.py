@@ -248,13 +248,14 @@ def shell_labels(r_mm: np.ndarray, edges_mm: np.ndarray) -> np.ndarray:
 
 
 def run_simulation(phantom, source, histories: int, seed: int = 1, threads: int | None = None,
-                   batches: int = 10, electron_transport: bool = True, regions=None):
+                   batches: int = 10, electron_transport: bool = True, regions=None,
+                   precision: str = "auto"):
     """rd.simulate with the options the cases use (no progress bar)."""
     import rptdose as rd
 
     return rd.simulate(phantom, source, histories=int(histories), seed=seed, threads=threads,
                        batches=batches, electron_transport=electron_transport, regions=regions,
-                       progress=False)
+                       progress=False, precision=precision)
 
 
 def energy_per_decay_mev(res, phantom, total_decays: float) -> np.ndarray:

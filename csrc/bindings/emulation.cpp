@@ -53,7 +53,8 @@ void emulate_launch(uint32_t grid, uint32_t block, int threads, Body&& body) {
 class EmulatedExec {
  public:
   EmulatedExec(const rpt::host::HostRun& hr, const rpt::host::RunOptions& opt, int threads)
-      : P_(hr.params), nv_(hr.n_voxels), grid_(opt.grid_dim), block_(opt.block_dim),
+      : P_(hr.params), P32_(hr.params_f32), single_(opt.precision == rpt::host::Precision::kSingle),
+        nv_(hr.n_voxels), grid_(opt.grid_dim), block_(opt.block_dim),
         threads_(threads), regions_(opt.regions), n_regions_(opt.n_regions),
         batch_(size_t(nv_), 0ull), total_(size_t(nv_), 0ull), m2_(size_t(nv_), 0.0f),
         counters_(rpt::gpu::kNumCounters, 0ull),
@@ -69,7 +70,10 @@ class EmulatedExec {
 
   void histories(uint64_t seed, int64_t h0, int64_t h1) {
     emulate_launch(grid_, block_, threads_, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
-      rpt::gpu::histories_body(bi, bd, gd, ti, &P_, seed, h0, h1, batch_.data(), counters_.data());
+      if (single_)
+        rpt::gpu::histories_body(bi, bd, gd, ti, &P32_, seed, h0, h1, batch_.data(), counters_.data());
+      else
+        rpt::gpu::histories_body(bi, bd, gd, ti, &P_, seed, h0, h1, batch_.data(), counters_.data());
     });
   }
   int64_t emitted_units() const { return int64_t(counters_[rpt::gpu::kEmitted]); }
@@ -111,6 +115,8 @@ class EmulatedExec {
 
  private:
   const rpt::Params& P_;
+  const rpt::ParamsT<float>& P32_;
+  bool single_;
   int64_t nv_;
   uint32_t grid_, block_;
   int threads_;
@@ -155,27 +161,42 @@ py::array_t<T> copy_array(const T* p, size_t n) {
   return a;
 }
 
-py::dict prepare_run(py::object request) {
-  rpt::bind::RunArgs a;
-  rpt::bind::parse_inputs(a, request, false);
-  std::unique_ptr<rpt::host::HostRun> hr;
-  {
-    py::gil_scoped_release release;
-    hr = std::make_unique<rpt::host::HostRun>(a.in);
-  }
-  rpt::Params p = hr->params;
+// The Params image of one precision (host layout, pointers zeroed), its arrays and their
+// pointers' byte offsets.
+template <class Real>
+void params_image(rpt::ParamsT<Real> p, int64_t n_voxels, py::dict& r) {
   py::dict arrays, offsets;
-  rpt::gpu::visit_param_arrays(p, hr->n_voxels, [&](const char* name, auto& ptr, size_t count) {
+  rpt::gpu::visit_param_arrays(p, n_voxels, [&](const char* name, auto& ptr, size_t count) {
     using T = std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<decltype(ptr)>>>;
     arrays[name] = copy_array<T>(ptr, count);
     offsets[name] = py::int_(reinterpret_cast<const char*>(&ptr) - reinterpret_cast<const char*>(&p));
     ptr = nullptr;  // the image carries no host pointers: the caller writes its own
   });
-  py::dict r;
   r["params_bytes"] = py::bytes(reinterpret_cast<const char*>(&p), sizeof(p));
   r["params_size"] = py::int_(sizeof(p));
   r["pointer_offsets"] = offsets;
   r["arrays"] = arrays;
+}
+
+py::dict prepare_run(py::object request) {
+  rpt::bind::RunArgs a;
+  rpt::bind::parse_inputs(a, request, false);
+  const rpt::host::Precision prec = rpt::host::parse_precision(rpt::bind::field<std::string>(request, "precision"));
+  std::unique_ptr<rpt::host::HostRun> hr;
+  {
+    py::gil_scoped_release release;
+    hr = std::make_unique<rpt::host::HostRun>(a.in);
+  }
+  const rpt::Params& p = hr->params;
+  py::dict r;
+  if (prec == rpt::host::Precision::kSingle) params_image(hr->params_f32, hr->n_voxels, r);
+  else params_image(hr->params, hr->n_voxels, r);
+  r["precision"] = rpt::host::precision_name(prec);
+  r["kernel"] = prec == rpt::host::Precision::kSingle ? "rpt_histories_kernel_f32" : "rpt_histories_kernel";
+  py::dict sizes;
+  sizes["double"] = py::int_(sizeof(rpt::ParamsT<double>));
+  sizes["single"] = py::int_(sizeof(rpt::ParamsT<float>));
+  r["params_sizes"] = sizes;
   r["n_voxels"] = hr->n_voxels;
   r["shape"] = py::make_tuple(a.shape[0], a.shape[1], a.shape[2]);
   r["max_mev_per_decay"] = hr->max_mev_per_decay;
@@ -213,6 +234,28 @@ T* array_ptr(const py::handle& h, const char* kernel, int index, bool allow_empt
   return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
+// rpt_histories_kernel (Real = double) or rpt_histories_kernel_f32 (float): the Params image
+// (uint8) holds host pointers written by the caller.
+template <class Real>
+void emulate_histories(const std::string& name, uint32_t grid, uint32_t block, py::tuple args,
+                       int nthreads) {
+  const char* k = name.c_str();
+  if (args.size() != 6) throw std::invalid_argument(name + ": expected 6 arguments");
+  const unsigned char* img = array_ptr<unsigned char>(args[0], k, 0, false, false);
+  if (py::reinterpret_borrow<py::array>(args[0]).nbytes() != py::ssize_t(sizeof(rpt::ParamsT<Real>)))
+    throw std::invalid_argument(name + ": params image has the wrong size");
+  rpt::ParamsT<Real> P;
+  std::memcpy(&P, img, sizeof(P));
+  const uint64_t seed = args[1].cast<uint64_t>();
+  const int64_t h0 = args[2].cast<int64_t>(), h1 = args[3].cast<int64_t>();
+  auto* tally = array_ptr<unsigned long long>(args[4], k, 4);
+  auto* counters = array_ptr<unsigned long long>(args[5], k, 5);
+  py::gil_scoped_release release;
+  emulate_launch(grid, block, nthreads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
+    rpt::gpu::histories_body(bi, bd, gd, ti, &P, seed, h0, h1, tally, counters);
+  });
+}
+
 void emulate_kernel(const std::string& name, uint32_t grid, uint32_t block, py::tuple args,
                     int32_t threads) {
   if (grid < 1 || block < 1 || block > 1024)
@@ -224,21 +267,9 @@ void emulate_kernel(const std::string& name, uint32_t grid, uint32_t block, py::
       throw std::invalid_argument(name + ": expected " + std::to_string(n) + " arguments");
   };
   if (name == "rpt_histories_kernel") {
-    need(6);
-    // the Params image (uint8) holds host pointers written by the caller
-    const unsigned char* img = array_ptr<unsigned char>(args[0], k, 0, false, false);
-    if (py::reinterpret_borrow<py::array>(args[0]).nbytes() != py::ssize_t(sizeof(rpt::Params)))
-      throw std::invalid_argument(name + ": params image has the wrong size");
-    rpt::Params P;
-    std::memcpy(&P, img, sizeof(P));
-    const uint64_t seed = args[1].cast<uint64_t>();
-    const int64_t h0 = args[2].cast<int64_t>(), h1 = args[3].cast<int64_t>();
-    auto* tally = array_ptr<unsigned long long>(args[4], k, 4);
-    auto* counters = array_ptr<unsigned long long>(args[5], k, 5);
-    py::gil_scoped_release release;
-    emulate_launch(grid, block, nthreads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
-      rpt::gpu::histories_body(bi, bd, gd, ti, &P, seed, h0, h1, tally, counters);
-    });
+    emulate_histories<double>(name, grid, block, args, nthreads);
+  } else if (name == "rpt_histories_kernel_f32") {
+    emulate_histories<float>(name, grid, block, args, nthreads);
   } else if (name == "rpt_fold_kernel") {
     need(9);
     const int64_t nv = args[0].cast<int64_t>();

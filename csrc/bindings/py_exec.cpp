@@ -129,7 +129,8 @@ void init_py_exec(py::module_& m) {
   m.attr("COUNTER_INDEX") = k;
   m.attr("NUM_COUNTERS") = int(rpt::gpu::kNumCounters);
   m.attr("VOXEL_BLOCK") = rpt::gpu::kVoxelBlock;
-  m.attr("KERNEL_NAMES") = py::make_tuple("rpt_histories_kernel", "rpt_fold_kernel", "rpt_finalize_kernel");
+  m.attr("KERNEL_NAMES") = py::make_tuple("rpt_histories_kernel", "rpt_histories_kernel_f32", "rpt_fold_kernel",
+                                          "rpt_finalize_kernel");
   m.attr("MAX_CHUNK") = rpt::host::kMaxChunk;
   m.attr("CHUNK_SECONDS") = rpt::host::kChunkSeconds;
   m.attr("TALLY_GUARD_UNITS") = rpt::host::kTallyGuardUnits;

@@ -161,6 +161,7 @@ inline void parse_request(RunArgs& a, host::RunOptions& opt, const py::object& r
   opt.grid_dim = field<uint32_t>(req, "grid_dim");
   opt.block_dim = field<uint32_t>(req, "block_dim");
   opt.chunk = field<int64_t>(req, "chunk");
+  opt.precision = host::parse_precision(field<std::string>(req, "precision"));
   opt.progress = make_progress(field<py::object>(req, "progress"), error);
 }
 
@@ -197,6 +198,7 @@ inline py::dict result_dict(const std::vector<py::ssize_t>& shape, int32_t n_reg
   }
   res["threads_used"] = out.threads_used;
   res["elapsed_s"] = elapsed_s;
+  res["precision"] = host::precision_name(out.precision);
   if (gpu_launch) {
     py::dict launch;
     launch["grid_dim"] = out.grid_dim;

@@ -54,7 +54,7 @@ static py::tuple sample_knock_on(py::dict tables, double e_mev, int64_t n, uint6
   P.tab = th.view;
   for (int64_t i = 0; i < n; ++i) {
     rpt::Philox4x32 rng(seed, uint64_t(i));
-    rpt::Track<rpt::Philox4x32, NullTally> tr{rng, stack, cnt, tally, P};
+    rpt::Track<double, rpt::Philox4x32, NullTally> tr{rng, stack, cnt, tally, P};
     rpt::Particle p{{0, 0, 0}, {0, 0, 1}, e_mev, kind};
     stack.n = 0;
     if (kind == rpt::kPositron) {
@@ -83,6 +83,22 @@ void init_sampling(py::module_& m) {
           for (int64_t i = 0; i < n; ++i) out.mutable_data()[i] = rng.uniform();
           return out;
         });
+  m.def("_uniforms_single",
+        [](uint64_t seed, uint64_t history, int64_t n) {
+          rpt::PhiloxT<float> rng(seed, history);
+          py::array_t<float> out(n);
+          for (int64_t i = 0; i < n; ++i) out.mutable_data()[i] = rng.uniform();
+          return out;
+        },
+        "The single-precision transport's uniforms (float, open interval) of one history.");
+  m.def("_sincos_2pi_single",
+        [](py::array_t<float, py::array::c_style | py::array::forcecast> u) {
+          py::array_t<float> c(u.size()), s(u.size());
+          for (py::ssize_t i = 0; i < u.size(); ++i)
+            rpt::sincos_2pi(u.data()[i], c.mutable_data()[i], s.mutable_data()[i]);
+          return py::make_tuple(c, s);
+        },
+        "cos and sin of 2 pi u in float, as the single-precision transport computes azimuths.");
   m.def("_sample_lines",
         [](DArr yields, int64_t n_decays, uint64_t seed) {
           const int64_t nl = yields.size();

@@ -110,7 +110,8 @@ struct CpuTally {
 class CpuExec {
  public:
   CpuExec(const host::HostRun& hr, const host::RunOptions& opt)
-      : P_(hr.params), nv_(hr.n_voxels), threads_(opt.threads > 0 ? opt.threads : omp_get_max_threads()),
+      : P_(hr.params), P32_(hr.params_f32), single_(opt.precision == host::Precision::kSingle), nv_(hr.n_voxels),
+        threads_(opt.threads > 0 ? opt.threads : omp_get_max_threads()),
         batch_(size_t(hr.n_voxels), 0) {
     if (!opt.take_batch) state_ = std::make_unique<host::TallyState>(nv_, opt.batches, opt.regions, opt.n_regions);
   }
@@ -136,7 +137,8 @@ class CpuExec {
 #pragma omp parallel for num_threads(threads_) schedule(dynamic, 64) reduction(+ : em, es)
     for (int64_t h = h0; h < h1; ++h) {
       Counters cnt{0, 0};
-      run_history(seed, uint64_t(h), P_, tally, cnt);
+      if (single_) run_history(seed, uint64_t(h), P32_, tally, cnt);
+      else run_history(seed, uint64_t(h), P_, tally, cnt);
       em += cnt.emitted;
       es += cnt.escaped;
     }
@@ -162,6 +164,8 @@ class CpuExec {
 
  private:
   const Params& P_;
+  const ParamsT<float>& P32_;  // the same run in single precision (host/params.cpp)
+  bool single_;
   int64_t nv_;
   int threads_;
   std::vector<int64_t> batch_;

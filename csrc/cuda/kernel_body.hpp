@@ -63,13 +63,15 @@ RPT_INLINE int64_t grid_stride(const Idx3& block_dim, const Idx3& grid_dim) {
 
 // Histories [h0, h1) of one launch, one thread per history in a grid-stride loop. Each thread
 // sums its own energy counters and adds them to `counters` once at the end.
-// `P` points to a Params whose array pointers are valid where this runs (device memory on the
-// GPU); it is copied to a local so the compiler may keep its fields in registers.
+// `P` points to a ParamsT (double or float: the run's precision) whose array pointers are valid
+// where this runs (device memory on the GPU); it is copied to a local so the compiler may keep
+// its fields in registers.
+template <class Real>
 RPT_INLINE void histories_body(const Idx3& block_idx, const Idx3& block_dim, const Idx3& grid_dim,
-                               const Idx3& thread_idx, const Params* P, uint64_t seed, int64_t h0,
-                               int64_t h1, unsigned long long* batch_tally,
+                               const Idx3& thread_idx, const ParamsT<Real>* P, uint64_t seed,
+                               int64_t h0, int64_t h1, unsigned long long* batch_tally,
                                unsigned long long* counters) {
-  const Params params = *P;
+  const ParamsT<Real> params = *P;
   AtomicTally tally{batch_tally};
   Counters cnt{0, 0};
   const int64_t stride = grid_stride(block_dim, grid_dim);

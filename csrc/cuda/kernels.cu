@@ -11,6 +11,10 @@
 static_assert(sizeof(rpt::Params) == RPT_EXPECTED_PARAMS_SIZE,
               "rpt::Params has a different layout on the device than on the host");
 #endif
+#if defined(RPT_EXPECTED_PARAMS_F32_SIZE)
+static_assert(sizeof(rpt::ParamsT<float>) == RPT_EXPECTED_PARAMS_F32_SIZE,
+              "rpt::ParamsT<float> has a different layout on the device than on the host");
+#endif
 
 namespace {
 __device__ __forceinline__ rpt::gpu::Idx3 idx3(const uint3& v) { return {v.x, v.y, v.z}; }
@@ -23,6 +27,15 @@ __global__ void rpt_histories_kernel(const rpt::Params* __restrict__ params,
                                      unsigned long long seed, long long h0, long long h1,
                                      unsigned long long* batch_tally,
                                      unsigned long long* counters) {
+  rpt::gpu::histories_body(idx3(blockIdx), idx3(blockDim), idx3(gridDim), idx3(threadIdx),
+                           params, seed, h0, h1, batch_tally, counters);
+}
+
+// The same in single precision (rpt::ParamsT<float>: float tables, float transport).
+__global__ void rpt_histories_kernel_f32(const rpt::ParamsT<float>* __restrict__ params,
+                                         unsigned long long seed, long long h0, long long h1,
+                                         unsigned long long* batch_tally,
+                                         unsigned long long* counters) {
   rpt::gpu::histories_body(idx3(blockIdx), idx3(blockDim), idx3(gridDim), idx3(threadIdx),
                            params, seed, h0, h1, batch_tally, counters);
 }

@@ -16,6 +16,12 @@ __global__ void rpt_histories_kernel(const rpt::Params* __restrict__ params,
                                      unsigned long long* batch_tally,
                                      unsigned long long* counters);
 
+// The same in single precision (host/params.hpp Precision: float tables and transport).
+__global__ void rpt_histories_kernel_f32(const rpt::ParamsT<float>* __restrict__ params,
+                                         unsigned long long seed, long long h0, long long h1,
+                                         unsigned long long* batch_tally,
+                                         unsigned long long* counters);
+
 // Fold the batch tally into the run total and the batch-mean spread M2 (and the region sums),
 // zeroing the batch tally; the batch holds n_batch histories, h_before came before it.
 __global__ void rpt_fold_kernel(long long n_voxels, unsigned long long* batch_tally,

@@ -19,13 +19,22 @@ std::string version_str(int v) {
   return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
 }
 
-// Device-resident copy of a run's parameters: every array of the Params, then the Params
-// itself (with device pointers) so kernels receive one pointer.
+// Device-resident copy of a run's parameters in the run's precision (hr.params or
+// hr.params_f32): every array of the ParamsT, then the ParamsT itself (with device pointers)
+// so kernels receive one pointer.
 class DeviceParams {
  public:
-  explicit DeviceParams(const host::HostRun& hr) {
-    Params p = hr.params;
-    visit_param_arrays(p, hr.n_voxels, [this](const char* name, auto& ptr, size_t count) {
+  DeviceParams(const host::HostRun& hr, host::Precision precision) {
+    if (precision == host::Precision::kSingle) upload(hr.params_f32, hr.n_voxels);
+    else upload(hr.params, hr.n_voxels);
+  }
+  template <class Real>
+  const ParamsT<Real>* get() const { return reinterpret_cast<const ParamsT<Real>*>(params_.get()); }
+
+ private:
+  template <class Real>
+  void upload(ParamsT<Real> p, int64_t n_voxels) {
+    visit_param_arrays(p, n_voxels, [this](const char* name, auto& ptr, size_t count) {
       using T = std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<decltype(ptr)>>>;
       if (count == 0) {
         ptr = nullptr;
@@ -36,42 +45,48 @@ class DeviceParams {
       ptr = reinterpret_cast<const T*>(buf.get());
       arrays_.push_back(std::move(buf));
     });
-    params_ = DeviceBuffer<Params>(1, "params struct");
-    params_.upload(&p, 1);
+    params_ = DeviceBuffer<unsigned char>(sizeof(p), "params struct");
+    params_.upload(reinterpret_cast<const unsigned char*>(&p), sizeof(p));
   }
-  const Params* get() const { return params_.get(); }
 
- private:
   std::vector<DeviceBuffer<unsigned char>> arrays_;
-  DeviceBuffer<Params> params_;
+  DeviceBuffer<unsigned char> params_;
 };
+
+// Launch shape of a history kernel: occupancy-derived unless given (grid-stride: the grid only
+// needs to fill the device).
+template <class Kernel>
+void history_shape(Kernel kernel, int sms, const host::RunOptions& opt, uint32_t& grid_out,
+                   uint32_t& block_out) {
+  int block = int(opt.block_dim);
+  int grid = int(opt.grid_dim);
+  if (block == 0) {
+    int min_grid = 0;
+    RPT_CUDA_CHECK(cudaOccupancyMaxPotentialBlockSize(&min_grid, &block, kernel, 0, 0),
+                   "occupancy of the history kernel");
+    if (grid == 0) grid = min_grid;
+  }
+  if (grid == 0) {
+    int per_sm = 0;
+    RPT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, 0),
+                   "occupancy of the history kernel, block of " + std::to_string(block));
+    grid = std::max(1, per_sm) * sms;
+  }
+  grid_out = uint32_t(std::max(grid, 1));
+  block_out = uint32_t(std::max(block, 1));
+}
 
 class CudaExec {
  public:
   CudaExec(const host::HostRun& hr, const host::RunOptions& opt)
-      : nv_(hr.n_voxels), n_regions_(opt.n_regions), params_(hr) {
+      : nv_(hr.n_voxels), n_regions_(opt.n_regions), single_(opt.precision == host::Precision::kSingle),
+        params_(hr, opt.precision) {
     int dev = 0;
     RPT_CUDA_CHECK(cudaGetDevice(&dev), "current device");
     RPT_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, dev),
                    "multiprocessor count");
-    // history launches: occupancy-derived shape unless given (grid-stride: the grid only needs
-    // to fill the device)
-    int block = int(opt.block_dim);
-    int grid = int(opt.grid_dim);
-    if (block == 0) {
-      int min_grid = 0;
-      RPT_CUDA_CHECK(cudaOccupancyMaxPotentialBlockSize(&min_grid, &block, rpt_histories_kernel, 0, 0),
-                     "occupancy of rpt_histories_kernel");
-      if (grid == 0) grid = min_grid;
-    }
-    if (grid == 0) {
-      int per_sm = 0;
-      RPT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, rpt_histories_kernel, block, 0),
-                     "occupancy of rpt_histories_kernel, block of " + std::to_string(block));
-      grid = std::max(1, per_sm) * sms_;
-    }
-    grid_ = uint32_t(std::max(grid, 1));
-    block_ = uint32_t(std::max(block, 1));
+    if (single_) history_shape(rpt_histories_kernel_f32, sms_, opt, grid_, block_);
+    else history_shape(rpt_histories_kernel, sms_, opt, grid_, block_);
     // voxel kernels: kVoxelBlock threads, grid-stride over the voxels
     voxel_grid_ = voxel_grid(nv_, sms_);
 
@@ -103,11 +118,16 @@ class CudaExec {
   }
 
   void histories(uint64_t seed, int64_t h0, int64_t h1) {
-    rpt_histories_kernel<<<grid_, block_>>>(params_.get(), seed, h0, h1, batch_.get(),
-                                            counters_.get());
-    RPT_CUDA_CHECK(cudaGetLastError(), "launch of rpt_histories_kernel <<<" +
+    const std::string kernel = single_ ? "rpt_histories_kernel_f32" : "rpt_histories_kernel";
+    if (single_)
+      rpt_histories_kernel_f32<<<grid_, block_>>>(params_.get<float>(), seed, h0, h1, batch_.get(),
+                                                  counters_.get());
+    else
+      rpt_histories_kernel<<<grid_, block_>>>(params_.get<double>(), seed, h0, h1, batch_.get(),
+                                              counters_.get());
+    RPT_CUDA_CHECK(cudaGetLastError(), "launch of " + kernel + " <<<" +
                                            std::to_string(grid_) + ", " + std::to_string(block_) + ">>>");
-    RPT_CUDA_CHECK(cudaDeviceSynchronize(), "rpt_histories_kernel, histories " +
+    RPT_CUDA_CHECK(cudaDeviceSynchronize(), kernel + ", histories " +
                                                 std::to_string(h0) + ".." + std::to_string(h1));
   }
 
@@ -170,6 +190,7 @@ class CudaExec {
 
   int64_t nv_;
   int32_t n_regions_;
+  bool single_;
   int sms_ = 1;
   uint32_t grid_ = 1, block_ = 1, voxel_grid_ = 1;
   DeviceParams params_;

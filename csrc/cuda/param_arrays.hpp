@@ -11,11 +11,12 @@ namespace rpt::gpu {
 
 // Calls f(name, pointer_field, count) for each array of `p`, where pointer_field is a reference
 // to the `const T*` member (so f may read the host data and replace the pointer) and count the
-// number of elements of type T (0 for an empty array, whose pointer may be null).
-template <class F>
-void visit_param_arrays(Params& p, int64_t n_voxels, F&& f) {
-  GridView& g = p.grid;
-  TableView& t = p.tab;
+// number of elements of type T (0 for an empty array, whose pointer may be null). For either
+// precision (the tables' T is Real; the source's arrays are double in both).
+template <class Real, class F>
+void visit_param_arrays(ParamsT<Real>& p, int64_t n_voxels, F&& f) {
+  GridViewT<Real>& g = p.grid;
+  TableViewT<Real>& t = p.tab;
   SourceView& s = p.src;
   const size_t nv = size_t(n_voxels);
   const size_t me = size_t(t.n_mat) * size_t(t.n_e);

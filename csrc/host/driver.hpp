@@ -44,6 +44,7 @@ struct RunOptions {
   const int32_t* regions = nullptr;  // [n_voxels] labels 0..n_regions-1, -1 none
   int32_t n_regions = 0;
   int32_t threads = 0;     // CPU threads; 0: OpenMP's default
+  Precision precision = Precision::kDouble;  // of the transport: HostRun params or params_f32
   uint32_t grid_dim = 0;   // GPU: blocks per history launch; 0: chosen by the executor
   uint32_t block_dim = 0;  // GPU: threads per block; 0: chosen by the executor
   int64_t chunk = 0;       // histories per chunk, fixed; 0: sized by time
@@ -67,6 +68,7 @@ struct RunOutput {
   uint32_t grid_dim = 0, block_dim = 0;  // GPU launch shape (0 on the CPU)
   int64_t chunk = 0;                     // most histories per chunk
   int64_t launches = 0;                  // chunks run
+  Precision precision = Precision::kDouble;
   bool aborted = false;
 };
 
@@ -130,6 +132,7 @@ RunOutput drive(Exec& ex, int64_t capacity, const RunOptions& opt) {
   out.grid_dim = ex.grid_dim();
   out.block_dim = ex.block_dim();
   out.threads_used = ex.threads_used();
+  out.precision = opt.precision;
   int64_t lower = opt.chunk, upper = opt.chunk;
   if (opt.chunk == 0) ex.chunk_bounds(opt.histories, lower, upper);
   out.chunk = upper;

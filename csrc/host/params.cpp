@@ -147,6 +147,105 @@ void build_source(const double* decays, int64_t n_voxels, uint32_t n_with_decays
 
 }  // namespace
 
+Precision parse_precision(const std::string& name) {
+  if (name == "double") return Precision::kDouble;
+  if (name == "single") return Precision::kSingle;
+  fail("precision: '" + name + "', expected 'double' or 'single'");
+}
+
+const char* precision_name(Precision p) { return p == Precision::kSingle ? "single" : "double"; }
+
+ParamsT<float> single_precision_params(const Params& p, std::vector<std::vector<float>>& store) {
+  store.clear();
+  store.reserve(32);
+  auto conv = [&store](const double* src, size_t n) -> const float* {
+    if (src == nullptr || n == 0) return nullptr;
+    store.emplace_back(src, src + n);  // each value rounded to the nearest float
+    return store.back().data();
+  };
+  ParamsT<float> f{};
+  const TableView& t = p.tab;
+  TableViewT<float>& u = f.tab;
+  const size_t me = size_t(t.n_mat) * size_t(t.n_e);
+  u.n_mat = t.n_mat;
+  u.n_e = t.n_e;
+  u.ln_e_min = float(t.ln_e_min);
+  u.inv_dln_e = float(t.inv_dln_e);
+  u.dln_e = float(t.dln_e);
+  u.mu_photo = conv(t.mu_photo, me);
+  u.mu_incoh = conv(t.mu_incoh, me);
+  u.mu_coh = conv(t.mu_coh, me);
+  // Woodcock tracking needs majorant >= the voxel's mu_photo + mu_incoh + mu_coh as the float
+  // transport sums them: the double majorant (1e-9 above them) rounds within a few 1e-7, so
+  // it is raised by 1e-5 (that many more virtual collisions, no bias).
+  std::vector<double> maj(t.majorant, t.majorant + t.n_e);
+  for (double& v : maj) v *= 1.0 + 1e-5;
+  u.majorant = conv(maj.data(), maj.size());
+  u.n_sf = t.n_sf;
+  u.sf_lnx_min = float(t.sf_lnx_min);
+  u.sf_inv_dlnx = float(t.sf_inv_dlnx);
+  u.sf_lnx_max = float(t.sf_lnx_max);
+  u.incoh_sf = conv(t.incoh_sf, size_t(t.n_mat) * size_t(t.n_sf));
+  u.n_coh = t.n_coh;
+  u.coh_x2 = conv(t.coh_x2, size_t(t.n_coh));
+  u.coh_cum = conv(t.coh_cum, size_t(t.n_mat) * size_t(t.n_coh));
+  u.el_dedx = conv(t.el_dedx, me);
+  u.el_range = conv(t.el_range, me);
+  u.el_sigma_hard = conv(t.el_sigma_hard, me);
+  u.el_tr1 = conv(t.el_tr1, me);
+  u.el_sigma_el = conv(t.el_sigma_el, me);
+  u.el_el_inv_lo = conv(t.el_el_inv_lo, me);
+  u.el_el_inv_hi = conv(t.el_el_inv_hi, me);
+  u.el_el_eta = conv(t.el_el_eta, me);
+  u.el_mott_b = conv(t.el_mott_b, me);
+  u.el_mott_c = conv(t.el_mott_c, me);
+  u.pos_range = conv(t.pos_range, me);
+  u.pos_sigma_hard = conv(t.pos_sigma_hard, me);
+  u.el_wcc = float(t.el_wcc);
+  u.brems_kc = float(t.brems_kc);
+  u.brems_nu = t.brems_nu;
+  u.el_sigma_brems = t.brems_nu > 0 ? conv(t.el_sigma_brems, me) : nullptr;
+  u.brems_rej = t.brems_nu > 0 ? conv(t.brems_rej, size_t(t.n_e) * size_t(t.brems_nu)) : nullptr;
+  u.ms_n = t.ms_n;
+  u.ms_ln_mean_min = float(t.ms_ln_mean_min);
+  u.ms_inv_dln = float(t.ms_inv_dln);
+  u.ms_mean_max = float(t.ms_mean_max);
+  u.ms_ln_lambda = conv(t.ms_ln_lambda, size_t(t.ms_n));
+  // the range tables are inverted by bisection (physics/tables.hpp index_from_range) and must
+  // stay strictly increasing in float: with steps of ~3 % between grid points they do; a tie
+  // (not seen with the shipped tables) would become the next float up
+  for (const float* r : {u.el_range, u.pos_range}) {
+    float* w = const_cast<float*>(r);  // points into `store`
+    for (int32_t m = 0; m < u.n_mat; ++m)
+      for (int32_t i = 1; i < u.n_e; ++i) {
+        float& x = w[size_t(m) * u.n_e + i];
+        const float prev = w[size_t(m) * u.n_e + i - 1];
+        if (!(x > prev)) x = std::nextafter(prev, std::numeric_limits<float>::infinity());
+      }
+  }
+
+  const GridView& g = p.grid;
+  f.grid.nx = g.nx; f.grid.ny = g.ny; f.grid.nz = g.nz;
+  f.grid.sx = float(g.sx); f.grid.sy = float(g.sy); f.grid.sz = float(g.sz);
+  f.grid.density = g.density;
+  f.grid.material = g.material;
+  f.src = p.src;  // shared: the source is drawn in double in both precisions
+
+  const Settings& st = p.set;
+  f.set.el_cut = float(st.el_cut);
+  f.set.ph_cut = float(st.ph_cut);
+  f.set.electron_transport = st.electron_transport;
+  f.set.max_loss_fraction = float(st.max_loss_fraction);
+  // a float coordinate x has an ulp <= x 2^-23: the push past a face is 4 ulp of the grid's
+  // largest coordinate (2.9e-4 mm on a 614 mm grid), so that a pushed particle is past the
+  // face after rounding, and the shortest boundary-limited step is at least that
+  const double extent = std::max({double(g.nx) * g.sx, double(g.ny) * g.sy, double(g.nz) * g.sz});
+  const double push = std::max(st.boundary_push, extent * std::ldexp(1.0, -21));
+  f.set.boundary_push = float(push);
+  f.set.min_step_mm = float(std::max(st.min_step_mm, push));
+  return f;
+}
+
 void LineYields::split(const double* y, int64_t n) {
   whole_line.clear(); whole_count.clear(); frac_line.clear(); frac_hcum.clear();
   double hcum = 0.0;
@@ -520,12 +619,15 @@ HostRun::HostRun(const RunInputs& in) {
   st.electron_transport = in.electron_transport ? 1 : 0;
   st.max_loss_fraction = 0.2;
   st.min_step_mm = 1e-4 * std::min(in.sx, std::min(in.sy, in.sz));
+  st.boundary_push = 1e-7;  // mm: small against any voxel, large against double rounding (< 1e4 mm)
 
   GridView& g = params.grid;
   g.nx = in.nx; g.ny = in.ny; g.nz = in.nz;
   g.sx = in.sx; g.sy = in.sy; g.sz = in.sz;
   g.density = in.density;
   g.material = in.material;
+
+  params_f32 = single_precision_params(params, f32_tables);
 }
 
 }  // namespace rpt::host

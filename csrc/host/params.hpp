@@ -22,6 +22,16 @@ struct ArrayRef {
   }
 };
 
+// Floating-point precision of the transport (physics/params.hpp ParamsT<Real>). The tallies
+// are 64-bit integers of quantised energy in both, so the energy balance is exact in both;
+// kDouble is the reference (and the CPU default), kSingle runs the same source instantiated
+// for float (fast on GPUs whose FP64 throughput is 1/32-1/64 of FP32's).
+enum class Precision : int32_t { kDouble = 0, kSingle = 1 };
+
+// "double" or "single" (else std::invalid_argument naming the argument); and back.
+Precision parse_precision(const std::string& name);
+const char* precision_name(Precision p);
+
 struct RunInputs {
   int32_t nz = 0, ny = 0, nx = 0;
   double sx = 0, sy = 0, sz = 0;   // mm
@@ -58,6 +68,9 @@ class HostRun {
   HostRun& operator=(const HostRun&) = delete;
 
   Params params{};
+  // the same run in single precision: float copies of the tables and settings, the source
+  // (SourceView) and the phantom shared with `params`
+  ParamsT<float> params_f32{};
   int64_t n_voxels = 0;
   double max_mev_per_decay = 0;   // upper bound of the energy one decay can emit
   double mean_mev_per_decay = 0;  // expected energy emitted per decay
@@ -67,7 +80,14 @@ class HostRun {
   std::vector<double> block_weight;
   std::vector<double> majorant, ms_ln_lambda;
   LineYields lines;
+  std::vector<std::vector<float>> f32_tables;  // the arrays params_f32 points to
 };
+
+// The single-precision parameters of a run from its double ones (HostRun builds them): every
+// table converted to float into `store`, the scalars rounded, the photon majorant raised by a
+// relative 1e-5 so that it stays above every voxel's attenuation summed in float, and the
+// boundary push and shortest step raised to a few ulp of the grid's largest coordinate.
+ParamsT<float> single_precision_params(const Params& p, std::vector<std::vector<float>>& store);
 
 // Validated view of the physics tables (majorant left null: it depends on the grid).
 // `ms_ln_lambda` receives the multiple-scattering table the view points into.

@@ -56,58 +56,61 @@ constexpr int kMaxElectronSteps = 100000;  // safety net; never reached in norma
 // (ms_ln_lambda) so that the truncated mean is exactly mean_mu; isotropic as mean_mu -> 1/2.
 // Below <mu> = 1/40 (lambda > 40, the usual condensed-history step) the truncation is below
 // 2e-16 of the mean: lambda = 1 / <mu> and mu = <mu> times an exponential deviate, no table.
-template <class Rng>
-RPT_INLINE double sample_multiple_scattering_cos(const TableView& t, double mean_mu, Rng& rng) {
-  if (mean_mu <= 0.0) return 1.0;
-  if (mean_mu < 0.025) return 1.0 - 2.0 * mean_mu * -log(1.0 - rng.uniform());
-  if (mean_mu >= t.ms_mean_max) return 2.0 * rng.uniform() - 1.0;  // isotropic limit
+template <class Real, class Rng>
+RPT_INLINE Real sample_multiple_scattering_cos(const TableViewT<Real>& t, Real mean_mu, Rng& rng) {
+  if (mean_mu <= Real(0)) return Real(1);
+  if (mean_mu < Real(0.025)) return Real(1) - Real(2) * mean_mu * -real_log(Real(1) - rng.uniform());
+  if (mean_mu >= t.ms_mean_max) return Real(2) * rng.uniform() - Real(1);  // isotropic limit
   // the table starts below 1/40 (host/params.cpp), so x > 0 here
-  const double x = (log(mean_mu) - t.ms_ln_mean_min) * t.ms_inv_dln;
+  const Real x = (real_log(mean_mu) - t.ms_ln_mean_min) * t.ms_inv_dln;
   const int32_t i = int32_t(x);
-  double ln_l;
+  Real ln_l;
   if (i >= t.ms_n - 1) {
     ln_l = t.ms_ln_lambda[t.ms_n - 1];
   } else {
-    const double f = x - double(i);
+    const Real f = x - Real(i);
     ln_l = t.ms_ln_lambda[i] + f * (t.ms_ln_lambda[i + 1] - t.ms_ln_lambda[i]);
   }
-  const double lam = exp(ln_l);
+  const Real lam = real_exp(ln_l);
   // exp(-lam) < 2^-54 above lam = 38: 1 - exp(-lam) rounds to 1 and need not be computed
-  const double norm = lam > 38.0 ? 1.0 : 1.0 - exp(-lam);
-  double mu = -log(1.0 - rng.uniform() * norm) / lam;
-  if (mu > 1.0) mu = 1.0;
-  return 1.0 - 2.0 * mu;
+  const Real norm = lam > Real(38) ? Real(1) : Real(1) - real_exp(-lam);
+  Real mu = -real_log(Real(1) - rng.uniform() * norm) / lam;
+  if (mu > Real(1)) mu = Real(1);
+  return Real(1) - Real(2) * mu;
 }
 
 // 1 - exp(-x) for x >= 0: its Taylor series to x^9 below x = 0.05 (truncation < 3e-20, and no
 // cancellation), the exponential above.
-RPT_INLINE double one_minus_exp_neg(double x) {
-  if (x >= 0.05) return 1.0 - exp(-x);
-  constexpr double c3 = 1.0 / 3, c5 = 1.0 / 5, c6 = 1.0 / 6, c7 = 1.0 / 7, c9 = 1.0 / 9;
-  return x * (1.0 - 0.5 * x * (1.0 - c3 * x * (1.0 - 0.25 * x * (1.0 - c5 * x * (1.0 - c6 * x * (
-             1.0 - c7 * x * (1.0 - 0.125 * x * (1.0 - c9 * x))))))));
+template <class Real>
+RPT_INLINE Real one_minus_exp_neg(Real x) {
+  if (x >= Real(0.05)) return Real(1) - real_exp(-x);
+  constexpr Real c3 = Real(1.0 / 3), c5 = Real(1.0 / 5), c6 = Real(1.0 / 6), c7 = Real(1.0 / 7),
+                 c9 = Real(1.0 / 9), one = Real(1), half = Real(0.5), quarter = Real(0.25),
+                 eighth = Real(0.125);
+  return x * (one - half * x * (one - c3 * x * (one - quarter * x * (one - c5 * x * (one - c6 * x * (
+             one - c7 * x * (one - eighth * x * (one - c9 * x))))))));
 }
 
 // Hard elastic event: polar deflection mu = (1-cos)/2 sampled from the hard part of the elastic
 // cross section (params.hpp: el_el_*), 1/(mu+eta) uniform between 1/(mu_c+eta) and 1/(1+eta),
 // then rejection with the McKinley-Feshbach Mott factor R(mu) <= 1 + mott_c/4.
-template <class Rng>
-RPT_INLINE double sample_hard_elastic_cos(const TableView& t, int32_t m, EIndex k, Rng& rng) {
-  const double inv_lo = lookup(t.el_el_inv_lo, t, m, k);
-  const double inv_hi = lookup(t.el_el_inv_hi, t, m, k);
-  const double eta = lookup(t.el_el_eta, t, m, k);
-  const double b = lookup(t.el_mott_b, t, m, k);
-  const double c = lookup(t.el_mott_c, t, m, k);
-  const double rmax = 1.0 + 0.25 * c;  // max of sqrt(mu) - mu is 1/4
-  double mu = 0.0;
+template <class Real, class Rng>
+RPT_INLINE Real sample_hard_elastic_cos(const TableViewT<Real>& t, int32_t m, EIndexT<Real> k, Rng& rng) {
+  const Real inv_lo = lookup(t.el_el_inv_lo, t, m, k);
+  const Real inv_hi = lookup(t.el_el_inv_hi, t, m, k);
+  const Real eta = lookup(t.el_el_eta, t, m, k);
+  const Real b = lookup(t.el_mott_b, t, m, k);
+  const Real c = lookup(t.el_mott_c, t, m, k);
+  const Real rmax = Real(1) + Real(0.25) * c;  // max of sqrt(mu) - mu is 1/4
+  Real mu = Real(0);
   for (int iter = 0; iter < 1000; ++iter) {
-    mu = 1.0 / (inv_lo - rng.uniform() * (inv_lo - inv_hi)) - eta;
-    if (mu < 0.0) mu = 0.0;
-    if (mu > 1.0) mu = 1.0;
-    const double r = 1.0 - b * mu + c * (sqrt(mu) - mu);
+    mu = Real(1) / (inv_lo - rng.uniform() * (inv_lo - inv_hi)) - eta;
+    if (mu < Real(0)) mu = Real(0);
+    if (mu > Real(1)) mu = Real(1);
+    const Real r = Real(1) - b * mu + c * (real_sqrt(mu) - mu);
     if (rng.uniform() * rmax <= r) break;
   }
-  return 1.0 - 2.0 * mu;
+  return Real(1) - Real(2) * mu;
 }
 
 // The end of a hard collision of p (kinetic energy T) that gives W to an atomic electron (Moller
@@ -115,46 +118,46 @@ RPT_INLINE double sample_hard_elastic_cos(const TableView& t, int32_t m, EIndex 
 // (T (W + 2 mc2))) at a uniform azimuth; the primary keeps T - W and the momentum that is left;
 // the electron goes onto the stack; the quantised energy is conserved exactly (the rounding
 // remainder deposited in the voxel).
-template <class Rng, class Tally>
-RPT_INLINE void knock_on(Particle& p, double w, int64_t voxel, Track<Rng, Tally>& tr) {
-  const double mc2 = kElectronMassMeV;
-  const double T = p.e;
-  double cost_d = sqrt(w * (T + 2.0 * mc2) / (T * (w + 2.0 * mc2)));
-  if (cost_d > 1.0) cost_d = 1.0;
-  Vec3 dd = rotate(p.d, cost_d, tr.rng.uniform());
-  const double p0 = sqrt(T * (T + 2.0 * mc2));
-  const double pd = sqrt(w * (w + 2.0 * mc2));
-  Vec3 pp{p0 * p.d.x - pd * dd.x, p0 * p.d.y - pd * dd.y, p0 * p.d.z - pd * dd.z};
+template <class Real, class Rng, class Tally>
+RPT_INLINE void knock_on(ParticleT<Real>& p, Real w, int64_t voxel, Track<Real, Rng, Tally>& tr) {
+  const Real mc2 = Real(kElectronMassMeV);
+  const Real T = p.e;
+  Real cost_d = real_sqrt(w * (T + Real(2) * mc2) / (T * (w + Real(2) * mc2)));
+  if (cost_d > Real(1)) cost_d = Real(1);
+  Vec3T<Real> dd = rotate(p.d, cost_d, tr.rng.uniform());
+  const Real p0 = real_sqrt(T * (T + Real(2) * mc2));
+  const Real pd = real_sqrt(w * (w + Real(2) * mc2));
+  Vec3T<Real> pp{p0 * p.d.x - pd * dd.x, p0 * p.d.y - pd * dd.y, p0 * p.d.z - pd * dd.z};
   int64_t q_old = quantize(T);
   p.e = T - w;
-  if (p.e < 0.0) p.e = 0.0;
+  if (p.e < Real(0)) p.e = Real(0);
   p.d = normalized(pp);
   int64_t rem = q_old - quantize(p.e) - quantize(w);
   if (rem != 0) tr.deposit(voxel, rem);
-  tr.emit_secondary(Particle{p.r, dd, w, kElectron}, voxel);
+  tr.emit_secondary(ParticleT<Real>{p.r, dd, w, kElectron}, voxel);
 }
 
 // Hard Moller collision of electron p (kinetic energy > 2 el_wcc): the delta ray goes onto the
 // stack, the primary is slowed down and deflected (momentum conservation).
-template <class Rng, class Tally>
-RPT_INLINE void moller_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& tr) {
-  const double mc2 = kElectronMassMeV;
-  const double T = p.e;
-  const double wcc = tr.P.tab.el_wcc;
-  if (T <= 2.0 * wcc) return;
+template <class Real, class Rng, class Tally>
+RPT_INLINE void moller_collision(ParticleT<Real>& p, int64_t voxel, Track<Real, Rng, Tally>& tr) {
+  const Real mc2 = Real(kElectronMassMeV);
+  const Real T = p.e;
+  const Real wcc = tr.P.tab.el_wcc;
+  if (T <= Real(2) * wcc) return;
   Rng& rng = tr.rng;
-  const double xmin = wcc / T, xmax = 0.5;
-  const double gam = T / mc2 + 1.0;
-  const double gamma2 = gam * gam;
-  const double gg = (2.0 * gam - 1.0) / gamma2;
-  double y = 1.0 - xmax;
-  const double grej = 1.0 - gg * xmax + xmax * xmax * (1.0 - gg + (1.0 - gg * y) / (y * y));
-  double x = xmin;
+  const Real xmin = wcc / T, xmax = Real(0.5);
+  const Real gam = T / mc2 + Real(1);
+  const Real gamma2 = gam * gam;
+  const Real gg = (Real(2) * gam - Real(1)) / gamma2;
+  Real y = Real(1) - xmax;
+  const Real grej = Real(1) - gg * xmax + xmax * xmax * (Real(1) - gg + (Real(1) - gg * y) / (y * y));
+  Real x = xmin;
   for (int iter = 0; iter < 10000; ++iter) {
-    double q = rng.uniform();
-    x = xmin * xmax / (xmin * (1.0 - q) + xmax * q);
-    y = 1.0 - x;
-    double z = 1.0 - gg * x + x * x * (1.0 - gg + (1.0 - gg * y) / (y * y));
+    Real q = rng.uniform();
+    x = xmin * xmax / (xmin * (Real(1) - q) + xmax * q);
+    y = Real(1) - x;
+    Real z = Real(1) - gg * x + x * x * (Real(1) - gg + (Real(1) - gg * y) / (y * y));
     if (grej * rng.uniform() <= z) break;
   }
   knock_on(p, x * T, voxel, tr);
@@ -165,32 +168,32 @@ RPT_INLINE void moller_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& 
 // 154:195, 1936): x from 1/x^2 between the limits, then rejection with the rest of the cross
 // section, whose bound grej is Geant4's. The electron goes onto the stack, the positron keeps
 // T - W and is deflected by momentum conservation (as in moller_collision).
-template <class Rng, class Tally>
-RPT_INLINE void bhabha_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& tr) {
-  const double mc2 = kElectronMassMeV;
-  const double T = p.e;
-  const double wcc = tr.P.tab.el_wcc;
+template <class Real, class Rng, class Tally>
+RPT_INLINE void bhabha_collision(ParticleT<Real>& p, int64_t voxel, Track<Real, Rng, Tally>& tr) {
+  const Real mc2 = Real(kElectronMassMeV);
+  const Real T = p.e;
+  const Real wcc = tr.P.tab.el_wcc;
   if (T <= wcc) return;
   Rng& rng = tr.rng;
-  const double xmin = wcc / T, xmax = 1.0;
-  const double gam = T / mc2 + 1.0;
-  const double beta2 = 1.0 - 1.0 / (gam * gam);
-  double y = 1.0 / (1.0 + gam);
-  const double y2 = y * y;
-  const double y12 = 1.0 - 2.0 * y;
-  const double b1 = 2.0 - y2;
-  const double b2 = y12 * (3.0 + y2);
-  const double y122 = y12 * y12;
-  const double b4 = y122 * y12;
-  const double b3 = b4 + y122;
+  const Real xmin = wcc / T, xmax = Real(1);
+  const Real gam = T / mc2 + Real(1);
+  const Real beta2 = Real(1) - Real(1) / (gam * gam);
+  Real y = Real(1) / (Real(1) + gam);
+  const Real y2 = y * y;
+  const Real y12 = Real(1) - Real(2) * y;
+  const Real b1 = Real(2) - y2;
+  const Real b2 = y12 * (Real(3) + y2);
+  const Real y122 = y12 * y12;
+  const Real b4 = y122 * y12;
+  const Real b3 = b4 + y122;
   y = xmax * xmax;
-  const double grej = 1.0 + (y * y * b4 - xmin * xmin * xmin * b3 + y * b2 - xmin * b1) * beta2;
-  double x = xmin;
+  const Real grej = Real(1) + (y * y * b4 - xmin * xmin * xmin * b3 + y * b2 - xmin * b1) * beta2;
+  Real x = xmin;
   for (int iter = 0; iter < 10000; ++iter) {
-    const double q = rng.uniform();
-    x = xmin * xmax / (xmin * (1.0 - q) + xmax * q);
+    const Real q = rng.uniform();
+    x = xmin * xmax / (xmin * (Real(1) - q) + xmax * q);
     y = x * x;
-    const double z = 1.0 + (y * y * b4 - x * y * b3 + y * b2 - x * b1) * beta2;
+    const Real z = Real(1) + (y * y * b4 - x * y * b3 + y * b2 - x * b1) * beta2;
     if (grej * rng.uniform() <= z) break;
   }
   knock_on(p, x * T, voxel, tr);
@@ -204,78 +207,80 @@ RPT_INLINE void bhabha_collision(Particle& p, int64_t voxel, Track<Rng, Tally>& 
 // cos'); PENELOPE's angular distribution (Salvat, PENELOPE-2018 manual, eq. 3.169; Acosta,
 // Llovet & Salvat, Appl Phys Lett 80:3228, 2002) with A = 1, beta' = beta, i.e. without its
 // fitted corrections. The electron keeps its direction (the nucleus takes the recoil).
-template <class Rng, class Tally>
-RPT_INLINE void brems_emission(Particle& p, EIndex k, int64_t voxel, Track<Rng, Tally>& tr) {
-  const TableView& t = tr.P.tab;
-  const double kc = t.brems_kc;
-  const double T = p.e;
+template <class Real, class Rng, class Tally>
+RPT_INLINE void brems_emission(ParticleT<Real>& p, EIndexT<Real> k, int64_t voxel,
+                               Track<Real, Rng, Tally>& tr) {
+  const TableViewT<Real>& t = tr.P.tab;
+  const Real kc = t.brems_kc;
+  const Real T = p.e;
   if (!(T > kc) || t.brems_nu < 2) return;
   Rng& rng = tr.rng;
-  const double ln_ratio = log(T / kc);
+  const Real ln_ratio = real_log(T / kc);
   const int32_t nu = t.brems_nu;
   const int32_t i0 = k.i < 0 ? 0 : (k.i >= t.n_e - 1 ? t.n_e - 2 : k.i);
-  const double fe = k.f < 0.0 ? 0.0 : (k.f > 1.0 ? 1.0 : k.f);
-  const double* r0 = t.brems_rej + size_t(i0) * size_t(nu);
-  const double* r1 = r0 + nu;
-  double kph = kc;
+  const Real fe = k.f < Real(0) ? Real(0) : (k.f > Real(1) ? Real(1) : k.f);
+  const Real* r0 = t.brems_rej + size_t(i0) * size_t(nu);
+  const Real* r1 = r0 + nu;
+  Real kph = kc;
   for (int iter = 0; iter < 1000; ++iter) {
-    const double u = rng.uniform();
-    kph = kc * exp(u * ln_ratio);
-    const double x = u * double(nu - 1);
+    const Real u = rng.uniform();
+    kph = kc * real_exp(u * ln_ratio);
+    const Real x = u * Real(nu - 1);
     int32_t j = int32_t(x);
     if (j > nu - 2) j = nu - 2;
-    const double fu = x - double(j);
-    const double a = r0[j] + fu * (r0[j + 1] - r0[j]);
-    const double b = r1[j] + fu * (r1[j + 1] - r1[j]);
+    const Real fu = x - Real(j);
+    const Real a = r0[j] + fu * (r0[j + 1] - r0[j]);
+    const Real b = r1[j] + fu * (r1[j + 1] - r1[j]);
     // the row above may be 0 (T just above kc at the lower row): take the non-zero one
-    const double rej = (r0[0] > 0.0 && r1[0] > 0.0) ? a + fe * (b - a) : (r0[0] > 0.0 ? a : b);
+    const Real rej = (r0[0] > Real(0) && r1[0] > Real(0)) ? a + fe * (b - a) : (r0[0] > Real(0) ? a : b);
     if (rng.uniform() <= rej) break;
   }
   if (kph >= T) kph = T;
-  const double gam = T / kElectronMassMeV + 1.0;
-  const double beta = sqrt(1.0 - 1.0 / (gam * gam));
-  double c = 0.0;
+  const Real gam = T / Real(kElectronMassMeV) + Real(1);
+  const Real beta = real_sqrt(Real(1) - Real(1) / (gam * gam));
+  Real c = Real(0);
   for (int iter = 0; iter < 1000; ++iter) {  // (1 + c^2)/2 on [-1, 1]: acceptance 2/3
-    c = 2.0 * rng.uniform() - 1.0;
-    if (2.0 * rng.uniform() <= 1.0 + c * c) break;
+    c = Real(2) * rng.uniform() - Real(1);
+    if (Real(2) * rng.uniform() <= Real(1) + c * c) break;
   }
-  double cost = (c + beta) / (1.0 + beta * c);
-  if (cost > 1.0) cost = 1.0;
-  if (cost < -1.0) cost = -1.0;
-  const Vec3 dph = rotate(p.d, cost, rng.uniform());
+  Real cost = (c + beta) / (Real(1) + beta * c);
+  if (cost > Real(1)) cost = Real(1);
+  if (cost < Real(-1)) cost = Real(-1);
+  const Vec3T<Real> dph = rotate(p.d, cost, rng.uniform());
   const int64_t q_old = quantize(T);
   p.e = T - kph;
-  if (p.e < 0.0) p.e = 0.0;
+  if (p.e < Real(0)) p.e = Real(0);
   const int64_t rem = q_old - quantize(p.e) - quantize(kph);
   if (rem != 0) tr.deposit(voxel, rem);
-  tr.emit_secondary(Particle{p.r, dph, kph, kPhoton}, voxel);
+  tr.emit_secondary(ParticleT<Real>{p.r, dph, kph, kPhoton}, voxel);
 }
 
 // A positron at rest at r (in voxel `voxel`) annihilates into two photons of m_e c^2 in
 // opposite, isotropic directions (annihilation at rest; positronium's three-photon decay and the
 // ~0.5 degree acollinearity are neglected). Their energy comes from the rest masses: it is added
 // to the emitted energy here, so emitted = deposited + escaped stays exact.
-template <class Rng, class Tally>
-RPT_INLINE void annihilate_at_rest(const Vec3& r, int64_t voxel, Track<Rng, Tally>& tr) {
-  tr.cnt.emitted += 2 * quantize(kElectronMassMeV);
-  const Vec3 d = isotropic(tr.rng);
-  tr.emit_secondary(Particle{r, d, kElectronMassMeV, kPhoton}, voxel);
-  tr.emit_secondary(Particle{r, Vec3{-d.x, -d.y, -d.z}, kElectronMassMeV, kPhoton}, voxel);
+template <class Real, class Rng, class Tally>
+RPT_INLINE void annihilate_at_rest(const Vec3T<Real>& r, int64_t voxel, Track<Real, Rng, Tally>& tr) {
+  const Real mc2 = Real(kElectronMassMeV);
+  tr.cnt.emitted += 2 * quantize(mc2);
+  const Vec3T<Real> d = isotropic(tr.rng);
+  tr.emit_secondary(ParticleT<Real>{r, d, mc2, kPhoton}, voxel);
+  tr.emit_secondary(ParticleT<Real>{r, Vec3T<Real>{-d.x, -d.y, -d.z}, mc2, kPhoton}, voxel);
 }
 
 // The end of a charged particle inside the grid: its kinetic energy into `voxel`, and for a
 // positron the annihilation photons from where it stopped.
-template <class Rng, class Tally>
-RPT_INLINE void stop_charged(const Particle& p, int64_t voxel, Track<Rng, Tally>& tr) {
+template <class Real, class Rng, class Tally>
+RPT_INLINE void stop_charged(const ParticleT<Real>& p, int64_t voxel, Track<Real, Rng, Tally>& tr) {
   tr.deposit(voxel, quantize(p.e));
   if (p.type == kPositron) annihilate_at_rest(p.r, voxel, tr);
 }
 
-template <class Rng, class Tally>
-RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
-  const Params& P = tr.P;
-  const GridView& g = P.grid;
-  const TableView& t = P.tab;
+template <class Real, class Rng, class Tally>
+RPT_INLINE void transport_electron(ParticleT<Real> p, Track<Real, Rng, Tally>& tr) {
+  const ParamsT<Real>& P = tr.P;
+  const GridViewT<Real>& g = P.grid;
+  const TableViewT<Real>& t = P.tab;
   Rng& rng = tr.rng;
   VoxelPos vp = locate(g, p.r);
   if (vp.index < 0) {
@@ -287,63 +292,63 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     return;
   }
   const bool positron = p.type == kPositron;
-  const double* range_tab = positron ? t.pos_range : t.el_range;
-  const double* hard_tab = positron ? t.pos_sigma_hard : t.el_sigma_hard;
-  EIndex k_next = energy_index(t, p.e);  // table index of p.e, carried from step to step
+  const Real* range_tab = positron ? t.pos_range : t.el_range;
+  const Real* hard_tab = positron ? t.pos_sigma_hard : t.el_sigma_hard;
+  EIndexT<Real> k_next = energy_index(t, p.e);  // table index of p.e, carried from step to step
   for (int step = 0; step < kMaxElectronSteps; ++step) {
     const int32_t m = g.material[vp.index];
-    const double rho10 = double(g.density[vp.index]) * 0.1;  // cm2/g -> 1/mm
-    const EIndex k = k_next;
-    const double range_g = lookup(range_tab, t, m, k);      // g/cm2
-    const double range_mm = range_g / rho10;
-    const double safety = safety_distance(g, vp, p.r);
+    const Real rho10 = Real(g.density[vp.index]) * Real(0.1);  // cm2/g -> 1/mm
+    const EIndexT<Real> k = k_next;
+    const Real range_g = lookup(range_tab, t, m, k);      // g/cm2
+    const Real range_mm = range_g / rho10;
+    const Real safety = safety_distance(g, vp, p.r);
     if (range_mm < safety) {
       stop_charged(p, vp.index, tr);  // range rejection (see header)
       return;
     }
-    const double s_loss = P.set.max_loss_fraction * range_mm;
+    const Real s_loss = P.set.max_loss_fraction * range_mm;
     // hard Moller collisions and hard elastic events: two independent Poisson processes,
     // sampled as one of the summed rate whose events are of either kind in proportion. The rate
     // grows as the electron slows down along the step: the path to the next event solves
     // integral(sigma ds) = x, x exponential, to second order by the midpoint rule (the rate
     // of the energy half-way along the path at the start energy's rate).
-    const bool brems = t.brems_kc > 0.0;
-    const double sig_ev0 = (lookup(hard_tab, t, m, k) + lookup(t.el_sigma_el, t, m, k) +
-                            (brems ? lookup(t.el_sigma_brems, t, m, k) : 0.0)) * rho10;
-    const double x_ev = -log(rng.uniform());
-    double s_ev = sig_ev0 > 0.0 ? x_ev / sig_ev0 : 1e300;
+    const bool brems = t.brems_kc > Real(0);
+    const Real sig_ev0 = (lookup(hard_tab, t, m, k) + lookup(t.el_sigma_el, t, m, k) +
+                            (brems ? lookup(t.el_sigma_brems, t, m, k) : Real(0))) * rho10;
+    const Real x_ev = -real_log(rng.uniform());
+    Real s_ev = sig_ev0 > Real(0) ? x_ev / sig_ev0 : far_distance<Real>();
     if (s_ev < s_loss) {
-      const EIndex km = index_from_range(t, range_tab, m, range_g - 0.5 * s_ev * rho10, k.i + 1);
+      const EIndexT<Real> km = index_from_range(t, range_tab, m, range_g - Real(0.5) * s_ev * rho10, k.i + 1);
       s_ev = x_ev / ((lookup(hard_tab, t, m, km) + lookup(t.el_sigma_el, t, m, km) +
-                      (brems ? lookup(t.el_sigma_brems, t, m, km) : 0.0)) * rho10);
+                      (brems ? lookup(t.el_sigma_brems, t, m, km) : Real(0))) * rho10);
     }
     // A path shorter than the safety distance cannot leave the voxel, whatever its
     // deflections: the distances to the faces are needed only for a step that reaches it.
-    const double s_phys = dmin(s_loss, s_ev);
+    const Real s_phys = dmin(s_loss, s_ev);
     const bool near_face = s_phys >= safety;
-    const double s_bnd = near_face ? dmax(distance_to_boundary(g, vp, p.r, p.d) + kBoundaryPush,
-                                          P.set.min_step_mm)
-                                   : 1e300;
-    double s = dmin(s_phys, s_bnd);
+    const Real s_bnd = near_face ? dmax(distance_to_boundary(g, vp, p.r, p.d) + P.set.boundary_push,
+                                        P.set.min_step_mm)
+                                 : far_distance<Real>();
+    Real s = dmin(s_phys, s_bnd);
     const bool event = s_ev < s_loss && s_ev < s_bnd;
     // energy at the end of the step (CSDA along the path; s <= s_loss < range, so > 0)
-    EIndex k_end;
-    double e_new = energy_from_range(t, range_tab, m, range_g - s * rho10, k.i + 1, k_end);
+    EIndexT<Real> k_end;
+    Real e_new = energy_from_range(t, range_tab, m, range_g - s * rho10, k.i + 1, k_end);
     // random hinge: straight to the hinge, deflect, straight on (truncated at the boundary).
     // Soft first moment over the step: s / lambda_1 integrated along the slowing-down path
     // (trapezoid rule between the start and end energies).
-    const double t1 = s * rng.uniform();
+    const Real t1 = s * rng.uniform();
     p.r = advance(p.r, p.d, t1);
-    const double tr1 = 0.5 * (lookup(t.el_tr1, t, m, k) + lookup(t.el_tr1, t, m, k_end)) * rho10;
-    const double mean_mu = 0.5 * one_minus_exp_neg(s * tr1);
-    const double cost = sample_multiple_scattering_cos(t, mean_mu, rng);
+    const Real tr1 = Real(0.5) * (lookup(t.el_tr1, t, m, k) + lookup(t.el_tr1, t, m, k_end)) * rho10;
+    const Real mean_mu = Real(0.5) * one_minus_exp_neg(s * tr1);
+    const Real cost = sample_multiple_scattering_cos(t, mean_mu, rng);
     p.d = rotate(p.d, cost, rng.uniform());
-    double t2 = s - t1;
+    Real t2 = s - t1;
     bool crossed = false;
     if (near_face) {
-      const double d2 = distance_to_boundary(g, vp, p.r, p.d);
+      const Real d2 = distance_to_boundary(g, vp, p.r, p.d);
       if (t2 >= d2) {
-        t2 = dmax(d2 + kBoundaryPush, 0.0);
+        t2 = dmax(d2 + P.set.boundary_push, Real(0));
         crossed = true;
       }
     }
@@ -351,8 +356,8 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     k_next = k_end;
     if (crossed) {
       // energy loss over the shorter path actually travelled, all in this voxel
-      const double new_range_g = range_g - (t1 + t2) * rho10;
-      e_new = new_range_g > 0.0 ? energy_from_range(t, range_tab, m, new_range_g, k.i + 1, k_next) : 0.0;
+      const Real new_range_g = range_g - (t1 + t2) * rho10;
+      e_new = new_range_g > Real(0) ? energy_from_range(t, range_tab, m, new_range_g, k.i + 1, k_next) : Real(0);
     }
     if (e_new > p.e) {
       e_new = p.e;
@@ -362,25 +367,25 @@ RPT_INLINE void transport_electron(Particle p, Track<Rng, Tally>& tr) {
     p.e = e_new;
     if (event && !crossed) {
       // the event at the step's end, with the cross sections of the energy it has there
-      const double sh1 = lookup(hard_tab, t, m, k_next);
-      const double sb1 = brems ? lookup(t.el_sigma_brems, t, m, k_next) : 0.0;
-      const double sev1 = sh1 + sb1 + lookup(t.el_sigma_el, t, m, k_next);
-      const double xev = rng.uniform() * sev1;
+      const Real sh1 = lookup(hard_tab, t, m, k_next);
+      const Real sb1 = brems ? lookup(t.el_sigma_brems, t, m, k_next) : Real(0);
+      const Real sev1 = sh1 + sb1 + lookup(t.el_sigma_el, t, m, k_next);
+      const Real xev = rng.uniform() * sev1;
       if (xev >= sh1 && xev < sh1 + sb1) {
         brems_emission(p, k_next, vp.index, tr);
-        if (p.e > 0.0) k_next = energy_index(t, p.e);
+        if (p.e > Real(0)) k_next = energy_index(t, p.e);
       } else if (xev < sh1) {
         if (positron) {
           if (p.e > t.el_wcc) {
             bhabha_collision(p, vp.index, tr);
-            if (p.e > 0.0) k_next = energy_index(t, p.e);
+            if (p.e > Real(0)) k_next = energy_index(t, p.e);
           }
-        } else if (p.e > 2.0 * t.el_wcc) {
+        } else if (p.e > Real(2) * t.el_wcc) {
           moller_collision(p, vp.index, tr);
           k_next = energy_index(t, p.e);
         }
       } else {
-        const double cos_h = sample_hard_elastic_cos(t, m, k_next, rng);
+        const Real cos_h = sample_hard_elastic_cos(t, m, k_next, rng);
         p.d = rotate(p.d, cos_h, rng.uniform());
       }
     }

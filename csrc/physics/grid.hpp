@@ -1,26 +1,24 @@
 // Voxel geometry. Positions are in the grid frame (mm): voxel (ix, iy, iz) spans
 // [ix*sx, (ix+1)*sx) x [iy*sy, (iy+1)*sy) x [iz*sz, (iz+1)*sz). Outside the grid is vacuum.
+// The push past a voxel face after a boundary-limited step is SettingsT::boundary_push.
 #pragma once
 #include "params.hpp"
 #include "types.hpp"
 
 namespace rpt {
 
-// Push past a voxel face after a boundary-limited step (mm). Small against any voxel, large
-// against double rounding at the coordinates used (< 1e4 mm).
-constexpr double kBoundaryPush = 1e-7;
-
 struct VoxelPos {
   int32_t ix, iy, iz;
   int64_t index;  // -1 outside the grid
 };
 
-RPT_INLINE VoxelPos locate(const GridView& g, const Vec3& r) {
+template <class Real>
+RPT_INLINE VoxelPos locate(const GridViewT<Real>& g, const Vec3T<Real>& r) {
   VoxelPos p;
-  const double fx = r.x / g.sx, fy = r.y / g.sy, fz = r.z / g.sz;
+  const Real fx = r.x / g.sx, fy = r.y / g.sy, fz = r.z / g.sz;
   // inside iff 0 <= f < n on every axis (NaN is outside); there truncation is the floor
-  if (fx >= 0.0 && fy >= 0.0 && fz >= 0.0 && fx < double(g.nx) && fy < double(g.ny) &&
-      fz < double(g.nz)) {
+  if (fx >= Real(0) && fy >= Real(0) && fz >= Real(0) && fx < Real(g.nx) && fy < Real(g.ny) &&
+      fz < Real(g.nz)) {
     p.ix = int32_t(fx);
     p.iy = int32_t(fy);
     p.iz = int32_t(fz);
@@ -33,28 +31,31 @@ RPT_INLINE VoxelPos locate(const GridView& g, const Vec3& r) {
 }
 
 // Distance along d from r to the faces of voxel p (p inside the grid).
-RPT_INLINE double distance_to_boundary(const GridView& g, const VoxelPos& p, const Vec3& r,
-                                       const Vec3& d) {
-  double t = 1e300;
+template <class Real>
+RPT_INLINE Real distance_to_boundary(const GridViewT<Real>& g, const VoxelPos& p,
+                                     const Vec3T<Real>& r, const Vec3T<Real>& d) {
+  Real t = far_distance<Real>();
   if (d.x > 0) t = dmin(t, ((p.ix + 1) * g.sx - r.x) / d.x);
   else if (d.x < 0) t = dmin(t, (p.ix * g.sx - r.x) / d.x);
   if (d.y > 0) t = dmin(t, ((p.iy + 1) * g.sy - r.y) / d.y);
   else if (d.y < 0) t = dmin(t, (p.iy * g.sy - r.y) / d.y);
   if (d.z > 0) t = dmin(t, ((p.iz + 1) * g.sz - r.z) / d.z);
   else if (d.z < 0) t = dmin(t, (p.iz * g.sz - r.z) / d.z);
-  return dmax(t, 0.0);
+  return dmax(t, Real(0));
 }
 
 // Shortest distance from r to any face of voxel p (isotropic safety distance).
-RPT_INLINE double safety_distance(const GridView& g, const VoxelPos& p, const Vec3& r) {
-  double s = dmin(r.x - p.ix * g.sx, (p.ix + 1) * g.sx - r.x);
+template <class Real>
+RPT_INLINE Real safety_distance(const GridViewT<Real>& g, const VoxelPos& p, const Vec3T<Real>& r) {
+  Real s = dmin(r.x - p.ix * g.sx, (p.ix + 1) * g.sx - r.x);
   s = dmin(s, dmin(r.y - p.iy * g.sy, (p.iy + 1) * g.sy - r.y));
   s = dmin(s, dmin(r.z - p.iz * g.sz, (p.iz + 1) * g.sz - r.z));
-  return dmax(s, 0.0);
+  return dmax(s, Real(0));
 }
 
-RPT_INLINE Vec3 advance(const Vec3& r, const Vec3& d, double s) {
-  return Vec3{r.x + s * d.x, r.y + s * d.y, r.z + s * d.z};
+template <class Real>
+RPT_INLINE Vec3T<Real> advance(const Vec3T<Real>& r, const Vec3T<Real>& d, Real s) {
+  return Vec3T<Real>{r.x + s * d.x, r.y + s * d.y, r.z + s * d.z};
 }
 
 }  // namespace rpt

@@ -16,19 +16,21 @@
 
 namespace rpt {
 
+// The source is sampled in double in both precisions (SourceView is shared: params.hpp), once
+// per decay; the particles it emits take the history's precision `Real`.
 template <class Rng>
 RPT_INLINE int32_t sample_count(double yield, Rng& rng) {
   double n = floor(yield);
   double frac = yield - n;
   int32_t c = int32_t(n);
-  if (frac > 0.0 && rng.uniform() < frac) ++c;
+  if (frac > 0.0 && double(rng.uniform()) < frac) ++c;
   return c;
 }
 
 // Energy from an inverse CDF tabulated at u = i/(n-1), linear in between.
 template <class Rng>
 RPT_INLINE double sample_inverse_cdf(const double* inv, int32_t n, Rng& rng) {
-  double x = rng.uniform() * double(n - 1);
+  double x = double(rng.uniform()) * double(n - 1);
   int32_t i = int32_t(x);
   if (i >= n - 1) return inv[n - 1];
   double f = x - double(i);
@@ -40,8 +42,8 @@ RPT_INLINE double sample_beta_energy(const SourceView& s, Rng& rng) {
   return sample_inverse_cdf(s.beta_inv_cdf, s.n_beta, rng);
 }
 
-template <class Rng, class Tally>
-RPT_INLINE void transport_with_secondaries(Particle p, Track<Rng, Tally>& tr) {
+template <class Real, class Rng, class Tally>
+RPT_INLINE void transport_with_secondaries(ParticleT<Real> p, Track<Real, Rng, Tally>& tr) {
   for (;;) {
     if (p.type == kPhoton) transport_photon(p, tr);
     else transport_electron(p, tr);
@@ -50,11 +52,11 @@ RPT_INLINE void transport_with_secondaries(Particle p, Track<Rng, Tally>& tr) {
   }
 }
 
-template <class Rng, class Tally>
-RPT_INLINE void emit_primary(const Vec3& r0, double e, int32_t type, Track<Rng, Tally>& tr) {
-  if (e <= 0.0) return;
+template <class Real, class Rng, class Tally>
+RPT_INLINE void emit_primary(const Vec3T<Real>& r0, Real e, int32_t type, Track<Real, Rng, Tally>& tr) {
+  if (e <= Real(0)) return;
   tr.cnt.emitted += quantize(e);
-  Particle p{r0, isotropic(tr.rng), e, type};
+  ParticleT<Real> p{r0, isotropic(tr.rng), e, type};
   transport_with_secondaries(p, tr);
 }
 
@@ -65,7 +67,9 @@ RPT_INLINE void emit_primary(const Vec3& r0, double e, int32_t type, Track<Rng, 
 // with probability 1 - exp(-h_k) = f_k, independently for disjoint intervals. After a firing
 // the process restarts at H_k (it is memoryless), so a decay costs one exponential per emitted
 // line plus one, instead of one uniform per line (Lu-177 has 100 lines, ~0.6 emitted).
-// emit(l) is called once per emission of line l, in the order drawn.
+// emit(l) is called once per emission of line l, in the order drawn. The axis is in double
+// (the hazards of rare lines stay distinct); the exponential deviates come in the generator's
+// precision.
 template <class Rng, class Emit>
 RPT_INLINE void sample_lines(const SourceView& s, Rng& rng, Emit&& emit) {
   for (int32_t k = 0; k < s.n_whole; ++k) {
@@ -76,7 +80,7 @@ RPT_INLINE void sample_lines(const SourceView& s, Rng& rng, Emit&& emit) {
   const double* H = s.frac_hcum;
   const int32_t last = s.n_frac - 1;
   int32_t lo = 0;
-  double x = -log(rng.uniform());
+  double x = -double(real_log(rng.uniform()));
   while (x <= H[last]) {
     int32_t a = lo, b = last;  // the first k >= lo with H[k] >= x
     while (a < b) {
@@ -86,7 +90,7 @@ RPT_INLINE void sample_lines(const SourceView& s, Rng& rng, Emit&& emit) {
     emit(s.frac_line[a]);
     if (a == last) return;
     lo = a + 1;
-    x = H[a] - log(rng.uniform());
+    x = H[a] - double(real_log(rng.uniform()));
   }
 }
 
@@ -100,7 +104,7 @@ RPT_INLINE uint32_t voxel_in_block(const SourceView& s, uint32_t b, uint32_t n_v
   if (s.block == 1) return b;
   const uint32_t v0 = b * s.block;
   const uint32_t len = n_voxels - v0 < s.block ? n_voxels - v0 : s.block;
-  const double target = rng.uniform() * s.block_weight[b];
+  const double target = double(rng.uniform()) * s.block_weight[b];
   const double* w = s.decays + v0;
   double c = 0.0;
   for (uint32_t i = 0; i < len; ++i) {
@@ -112,13 +116,14 @@ RPT_INLINE uint32_t voxel_in_block(const SourceView& s, uint32_t b, uint32_t n_v
   return v0;  // not reached: a drawn block has decays
 }
 
-// Simulate decay number `history` (global index, independent of batch and thread).
-template <class Tally>
-RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Tally& tally,
+// Simulate decay number `history` (global index, independent of batch and thread) in the
+// precision of `P` (ParamsT<double> or ParamsT<float>): the same random words either way.
+template <class Real, class Tally>
+RPT_INLINE void run_history(uint64_t seed, uint64_t history, const ParamsT<Real>& P, Tally& tally,
                             Counters& cnt) {
-  Philox4x32 rng(seed, history);
+  PhiloxT<Real> rng(seed, history);
   const SourceView& s = P.src;
-  const GridView& g = P.grid;
+  const GridViewT<Real>& g = P.grid;
   const uint32_t j = rng.below(s.n_src);  // alias column (params.hpp SourceView)
   const uint32_t u = rng.next_u32();
   uint32_t b;
@@ -140,10 +145,10 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Ta
   const uint32_t rem = v - iz * nxy;
   const uint32_t iy = rem / uint32_t(g.nx);
   const uint32_t ix = rem - iy * uint32_t(g.nx);
-  const Vec3 r0{(double(ix) + rng.uniform()) * g.sx, (double(iy) + rng.uniform()) * g.sy,
-                (double(iz) + rng.uniform()) * g.sz};
-  ParticleStack stack;
-  Track<Philox4x32, Tally> tr{rng, stack, cnt, tally, P};
+  const Vec3T<Real> r0{(Real(ix) + rng.uniform()) * g.sx, (Real(iy) + rng.uniform()) * g.sy,
+                       (Real(iz) + rng.uniform()) * g.sz};
+  ParticleStackT<Real> stack;
+  Track<Real, PhiloxT<Real>, Tally> tr{rng, stack, cnt, tally, P};
   if (s.local_mev > 0.0) {
     int64_t q = quantize(s.local_mev);
     cnt.emitted += q;
@@ -151,19 +156,20 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const Params& P, Ta
   }
   if (s.beta_yield > 0.0) {
     int32_t nb = sample_count(s.beta_yield, rng);
-    for (int32_t b = 0; b < nb; ++b) emit_primary(r0, sample_beta_energy(s, rng), kElectron, tr);
+    for (int32_t b = 0; b < nb; ++b)
+      emit_primary(r0, Real(sample_beta_energy(s, rng)), kElectron, tr);
   }
   if (s.pos_yield > 0.0) {
     // a positron is transported even with no kinetic energy: it annihilates where it is born
     const int32_t np = sample_count(s.pos_yield, rng);
     for (int32_t i = 0; i < np; ++i) {
-      const double e = sample_inverse_cdf(s.pos_inv_cdf, s.n_pos, rng);
+      const Real e = Real(sample_inverse_cdf(s.pos_inv_cdf, s.n_pos, rng));
       tr.cnt.emitted += quantize(e);
-      transport_with_secondaries(Particle{r0, isotropic(rng), e, kPositron}, tr);
+      transport_with_secondaries(ParticleT<Real>{r0, isotropic(rng), e, kPositron}, tr);
     }
   }
   sample_lines(s, rng, [&](int32_t l) {
-    emit_primary(r0, s.line_e[l], s.line_photon[l] ? kPhoton : kElectron, tr);
+    emit_primary(r0, Real(s.line_e[l]), s.line_photon[l] ? kPhoton : kElectron, tr);
   });
   tr.flush();
 }

@@ -39,11 +39,28 @@ typedef unsigned long long uint64_t;
 #define RPT_ASSERT(cond) ((void)0)
 #endif
 
-// Minimum / maximum of two doubles that are never NaN in the transport: plain comparisons
+// Minimum / maximum of two reals that are never NaN in the transport: plain comparisons
 // (minsd/maxsd on x86-64, min/max on the GPU). std::fmin/fmax must honour NaN operands, which
-// the baseline x86-64 build does with an out-of-line libm call.
-RPT_INLINE double dmin(double a, double b) { return a < b ? a : b; }
-RPT_INLINE double dmax(double a, double b) { return a > b ? a : b; }
+// the baseline x86-64 build does with an out-of-line libm call. Both operands have the same
+// type, so a single-precision expression is never silently widened to double.
+template <class T>
+RPT_INLINE T dmin(T a, T b) { return a < b ? a : b; }
+template <class T>
+RPT_INLINE T dmax(T a, T b) { return a > b ? a : b; }
+
+// The transport is written once for a floating type `Real` (float or double: the precision
+// switch, host/params.hpp Precision) and instantiated for both. Its math goes through these
+// overloads so that the float instantiation calls the float functions (logf, expf, sqrtf:
+// no silent promotion to double, whose throughput is 1/32-1/64 of float's on most GPUs) and
+// the double one calls exactly what it always called.
+namespace rpt {
+RPT_INLINE double real_log(double x) { return log(x); }
+RPT_INLINE float real_log(float x) { return logf(x); }
+RPT_INLINE double real_exp(double x) { return exp(x); }
+RPT_INLINE float real_exp(float x) { return expf(x); }
+RPT_INLINE double real_sqrt(double x) { return sqrt(x); }
+RPT_INLINE float real_sqrt(float x) { return sqrtf(x); }
+}  // namespace rpt
 
 // A hint that `addr` will be read soon (host compilers only; nothing on the GPU, whose caches
 // work differently): for the first cache miss of a history, whose address is known early.

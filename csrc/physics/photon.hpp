@@ -16,64 +16,65 @@
 namespace rpt {
 
 // S(x)/Z of material `mat` at momentum transfer x (1/Angstrom).
-RPT_INLINE double incoherent_sf(const TableView& t, int32_t mat, double x) {
-  if (x <= 0.0) return 0.0;
-  double lx = log(x);
-  if (lx >= t.sf_lnx_max) return 1.0;
-  double u = (lx - t.sf_lnx_min) * t.sf_inv_dlnx;
-  if (u <= 0.0) return 0.0;
+template <class Real>
+RPT_INLINE Real incoherent_sf(const TableViewT<Real>& t, int32_t mat, Real x) {
+  if (x <= Real(0)) return Real(0);
+  Real lx = real_log(x);
+  if (lx >= t.sf_lnx_max) return Real(1);
+  Real u = (lx - t.sf_lnx_min) * t.sf_inv_dlnx;
+  if (u <= Real(0)) return Real(0);
   int32_t i = int32_t(u);
   if (i >= t.n_sf - 1) return t.incoh_sf[size_t(mat) * t.n_sf + t.n_sf - 1];
-  const double* row = t.incoh_sf + size_t(mat) * t.n_sf;
-  double f = u - double(i);
+  const Real* row = t.incoh_sf + size_t(mat) * t.n_sf;
+  Real f = u - Real(i);
   return row[i] + f * (row[i + 1] - row[i]);
 }
 
 // Sample the scattered photon's energy fraction eps = E'/E and cos(theta) for incoherent
 // scattering of a photon of energy e (MeV) in material mat.
-template <class Rng>
-RPT_INLINE void sample_incoherent(const TableView& t, int32_t mat, double e, Rng& rng,
-                                  double& eps_out, double& cost_out) {
-  const double k = e / kElectronMassMeV;
-  const double eps0 = 1.0 / (1.0 + 2.0 * k);
-  const double eps0sq = eps0 * eps0;
-  const double alpha1 = -log(eps0);
-  const double alpha2 = 0.5 * (1.0 - eps0sq);
-  const double kx = e * 1e3 / kHcKeVAngstrom;  // photon wave number (1/Angstrom)
+template <class Real, class Rng>
+RPT_INLINE void sample_incoherent(const TableViewT<Real>& t, int32_t mat, Real e, Rng& rng,
+                                  Real& eps_out, Real& cost_out) {
+  const Real k = e / Real(kElectronMassMeV);
+  const Real eps0 = Real(1) / (Real(1) + Real(2) * k);
+  const Real eps0sq = eps0 * eps0;
+  const Real alpha1 = -real_log(eps0);
+  const Real alpha2 = Real(0.5) * (Real(1) - eps0sq);
+  const Real kx = e * Real(1e3) / Real(kHcKeVAngstrom);  // photon wave number (1/Angstrom)
   for (int iter = 0; iter < 10000; ++iter) {
-    double eps, epssq;
+    Real eps, epssq;
     if (alpha1 > (alpha1 + alpha2) * rng.uniform()) {
-      eps = exp(-alpha1 * rng.uniform());
+      eps = real_exp(-alpha1 * rng.uniform());
       epssq = eps * eps;
     } else {
-      epssq = eps0sq + (1.0 - eps0sq) * rng.uniform();
-      eps = sqrt(epssq);
+      epssq = eps0sq + (Real(1) - eps0sq) * rng.uniform();
+      eps = real_sqrt(epssq);
     }
-    double onecost = (1.0 - eps) / (eps * k);
-    double sint2 = onecost * (2.0 - onecost);
-    double greject = 1.0 - eps * sint2 / (1.0 + epssq);
-    double x = kx * sqrt(0.5 * onecost);  // sin(theta/2) / lambda
-    double sf = incoherent_sf(t, mat, x);
+    Real onecost = (Real(1) - eps) / (eps * k);
+    Real sint2 = onecost * (Real(2) - onecost);
+    Real greject = Real(1) - eps * sint2 / (Real(1) + epssq);
+    Real x = kx * real_sqrt(Real(0.5) * onecost);  // sin(theta/2) / lambda
+    Real sf = incoherent_sf(t, mat, x);
     if (greject * sf >= rng.uniform()) {
       eps_out = eps;
-      cost_out = 1.0 - onecost;
+      cost_out = Real(1) - onecost;
       return;
     }
   }
-  eps_out = 1.0;  // unreachable in practice; forward scattering keeps energy conserved
-  cost_out = 1.0;
+  eps_out = Real(1);  // unreachable in practice; forward scattering keeps energy conserved
+  cost_out = Real(1);
 }
 
 // Sample cos(theta) for coherent scattering of a photon of energy e (MeV) in material mat.
-template <class Rng>
-RPT_INLINE double sample_coherent(const TableView& t, int32_t mat, double e, Rng& rng) {
-  const double kx = e * 1e3 / kHcKeVAngstrom;
-  const double x2max = kx * kx;
-  const double* x2 = t.coh_x2;
-  const double* cum = t.coh_cum + size_t(mat) * t.n_coh;
+template <class Real, class Rng>
+RPT_INLINE Real sample_coherent(const TableViewT<Real>& t, int32_t mat, Real e, Rng& rng) {
+  const Real kx = e * Real(1e3) / Real(kHcKeVAngstrom);
+  const Real x2max = kx * kx;
+  const Real* x2 = t.coh_x2;
+  const Real* cum = t.coh_cum + size_t(mat) * t.n_coh;
   // cumulative at x2max
   int32_t lo = 0, hi = t.n_coh - 1;
-  double cmax;
+  Real cmax;
   if (x2max >= x2[hi]) {
     cmax = cum[hi];
   } else {
@@ -84,28 +85,28 @@ RPT_INLINE double sample_coherent(const TableView& t, int32_t mat, double e, Rng
     cmax = cum[lo] + (cum[hi] - cum[lo]) * (x2max - x2[lo]) / (x2[hi] - x2[lo]);
   }
   for (int iter = 0; iter < 10000; ++iter) {
-    double c = rng.uniform() * cmax;
+    Real c = rng.uniform() * cmax;
     int32_t a = 0, b = t.n_coh - 1;
     while (b - a > 1) {
       int32_t mid = (a + b) >> 1;
       if (cum[mid] <= c) a = mid; else b = mid;
     }
-    double dc = cum[b] - cum[a];
-    double xs = dc > 0.0 ? x2[a] + (x2[b] - x2[a]) * (c - cum[a]) / dc : x2[a];
-    double cost = 1.0 - 2.0 * xs / x2max;
-    if (cost < -1.0) cost = -1.0;
-    if (0.5 * (1.0 + cost * cost) >= rng.uniform()) return cost;
+    Real dc = cum[b] - cum[a];
+    Real xs = dc > Real(0) ? x2[a] + (x2[b] - x2[a]) * (c - cum[a]) / dc : x2[a];
+    Real cost = Real(1) - Real(2) * xs / x2max;
+    if (cost < Real(-1)) cost = Real(-1);
+    if (Real(0.5) * (Real(1) + cost * cost) >= rng.uniform()) return cost;
   }
-  return 1.0;
+  return Real(1);
 }
 
 // Transport one photon to its end (absorption, escape or cut). Electrons it sets in motion go
 // onto the track's stack.
-template <class Rng, class Tally>
-RPT_INLINE void transport_photon(Particle p, Track<Rng, Tally>& tr) {
-  const Params& P = tr.P;
-  const GridView& g = P.grid;
-  const TableView& t = P.tab;
+template <class Real, class Rng, class Tally>
+RPT_INLINE void transport_photon(ParticleT<Real> p, Track<Real, Rng, Tally>& tr) {
+  const ParamsT<Real>& P = tr.P;
+  const GridViewT<Real>& g = P.grid;
+  const TableViewT<Real>& t = P.tab;
   Rng& rng = tr.rng;
   VoxelPos vp = locate(g, p.r);
   if (vp.index < 0) {
@@ -114,14 +115,14 @@ RPT_INLINE void transport_photon(Particle p, Track<Rng, Tally>& tr) {
   }
   // table index and majorant of the current energy: recomputed only when the energy changes
   // (incoherent scattering); coherent and virtual collisions keep them
-  EIndex k = energy_index(t, p.e);
-  double mu_max = lookup1(t.majorant, k);  // 1/mm
+  EIndexT<Real> k = energy_index(t, p.e);
+  Real mu_max = lookup1(t.majorant, k);  // 1/mm
   for (;;) {
     if (p.e <= P.set.ph_cut) {
       tr.deposit(vp.index, quantize(p.e));
       return;
     }
-    double s = -log(rng.uniform()) / mu_max;
+    Real s = -real_log(rng.uniform()) / mu_max;
     p.r = advance(p.r, p.d, s);
     vp = locate(g, p.r);
     if (vp.index < 0) {
@@ -129,31 +130,31 @@ RPT_INLINE void transport_photon(Particle p, Track<Rng, Tally>& tr) {
       return;
     }
     int32_t m = g.material[vp.index];
-    double rho10 = double(g.density[vp.index]) * 0.1;  // cm2/g -> 1/mm
-    double mu_pe = lookup(t.mu_photo, t, m, k) * rho10;
-    double mu_in = lookup(t.mu_incoh, t, m, k) * rho10;
-    double mu_co = lookup(t.mu_coh, t, m, k) * rho10;
-    double r = rng.uniform() * mu_max;
+    Real rho10 = Real(g.density[vp.index]) * Real(0.1);  // cm2/g -> 1/mm
+    Real mu_pe = lookup(t.mu_photo, t, m, k) * rho10;
+    Real mu_in = lookup(t.mu_incoh, t, m, k) * rho10;
+    Real mu_co = lookup(t.mu_coh, t, m, k) * rho10;
+    Real r = rng.uniform() * mu_max;
     if (r < mu_pe) {
-      Particle el{p.r, p.d, p.e, kElectron};
+      ParticleT<Real> el{p.r, p.d, p.e, kElectron};
       tr.emit_secondary(el, vp.index);
       return;
     } else if (r < mu_pe + mu_in) {
-      double eps, cost;
+      Real eps, cost;
       sample_incoherent(t, m, p.e, rng, eps, cost);
-      double u_phi = rng.uniform();
-      Vec3 d_in = p.d;
-      double e_in = p.e;
-      double e_out = eps * e_in;
+      Real u_phi = rng.uniform();
+      Vec3T<Real> d_in = p.d;
+      Real e_in = p.e;
+      Real e_out = eps * e_in;
       p.d = rotate(d_in, cost, u_phi);
       // electron: momentum conservation p_e = k_in - k_out (units of MeV/c)
-      double t_el = e_in - e_out;
+      Real t_el = e_in - e_out;
       int64_t q_before = quantize(e_in);
       p.e = e_out;
-      if (t_el > 0.0) {
-        Vec3 pe{e_in * d_in.x - e_out * p.d.x, e_in * d_in.y - e_out * p.d.y,
-                e_in * d_in.z - e_out * p.d.z};
-        Particle el{p.r, normalized(pe), t_el, kElectron};
+      if (t_el > Real(0)) {
+        Vec3T<Real> pe{e_in * d_in.x - e_out * p.d.x, e_in * d_in.y - e_out * p.d.y,
+                       e_in * d_in.z - e_out * p.d.z};
+        ParticleT<Real> el{p.r, normalized(pe), t_el, kElectron};
         // exact integer bookkeeping: the rounding remainder is deposited here
         int64_t rem = q_before - quantize(e_out) - quantize(t_el);
         if (rem != 0) tr.deposit(vp.index, rem);
@@ -165,7 +166,7 @@ RPT_INLINE void transport_photon(Particle p, Track<Rng, Tally>& tr) {
       k = energy_index(t, p.e);
       mu_max = lookup1(t.majorant, k);
     } else if (r < mu_pe + mu_in + mu_co) {
-      double cost = sample_coherent(t, m, p.e, rng);
+      Real cost = sample_coherent(t, m, p.e, rng);
       p.d = rotate(p.d, cost, rng.uniform());
     }
     // else: delta (virtual) collision, fly on

@@ -28,7 +28,21 @@ RPT_INLINE void philox4x32_10(const uint32_t ctr_in[4], const uint32_t key_in[2]
   out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
 }
 
-struct Philox4x32 {
+// Uniform in the open interval (0, 1) from 32 random bits, in either precision (safe for log()
+// of u and of 1 - u). Double: all 32 bits, (x + 1/2) 2^-32. Float: the top 24 bits k,
+// (k + 1/4) 2^-24 with the sum rounded to float (exact below k = 2^22): from 2^-26 (k = 0) to
+// 1 - 2^-24 (k = 2^24 - 1, never rounded up to 1); one conversion, one add and an exact
+// scaling by a power of two, so the same bits on every backend.
+RPT_INLINE double uniform_open(uint32_t x, double) { return (double(x) + 0.5) * 2.3283064365386963e-10; }
+RPT_INLINE float uniform_open(uint32_t x, float) {
+  return (float(x >> 8) + 0.25f) * 5.9604644775390625e-8f;  // 2^-24
+}
+
+// `Real` is the type uniform() returns (the precision of the history that draws it); the
+// stream of 32-bit words is the same for both.
+template <class Real>
+struct PhiloxT {
+  using real_type = Real;
   static constexpr uint32_t kStreamTag = 0x52505444u;  // "RPTD": fixed 4th counter word
 
   uint32_t key0, key1;   // from the user seed
@@ -37,7 +51,7 @@ struct Philox4x32 {
   uint32_t out[4];
   int used;              // outputs of `out` already consumed
 
-  RPT_INLINE Philox4x32(uint64_t seed, uint64_t history)
+  RPT_INLINE PhiloxT(uint64_t seed, uint64_t history)
       : key0(uint32_t(seed)), key1(uint32_t(seed >> 32)), ctr0(uint32_t(history)),
         ctr1(uint32_t(history >> 32)), block(0), out{0, 0, 0, 0}, used(4) {}
 
@@ -55,10 +69,12 @@ struct Philox4x32 {
   }
 
   // Uniform in the open interval (0, 1): safe for log().
-  RPT_INLINE double uniform() { return (double(next_u32()) + 0.5) * 2.3283064365386963e-10; }
+  RPT_INLINE Real uniform() { return uniform_open(next_u32(), Real()); }
 
   // Uniform integer in [0, n) for n < 2^32 (multiply-high; bias < n / 2^32).
   RPT_INLINE uint32_t below(uint32_t n) { return uint32_t((uint64_t(next_u32()) * n) >> 32); }
 };
+
+using Philox4x32 = PhiloxT<double>;
 
 }  // namespace rpt

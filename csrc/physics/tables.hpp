@@ -1,28 +1,34 @@
-// Table look-ups: linear interpolation in ln(E) on the shared log-uniform energy grid.
+// Table look-ups: linear interpolation in ln(E) on the shared log-uniform energy grid, in the
+// precision `Real` of the table view (params.hpp).
 #pragma once
 #include "params.hpp"
 
 namespace rpt {
 
-struct EIndex {
+template <class Real>
+struct EIndexT {
   int32_t i;   // lower grid point
-  double f;    // fraction towards i+1
+  Real f;      // fraction towards i+1
 };
+using EIndex = EIndexT<double>;
 
-RPT_INLINE EIndex energy_index(const TableView& t, double e) {
-  double x = (log(e) - t.ln_e_min) * t.inv_dln_e;
-  if (x <= 0.0) return EIndex{0, 0.0};
+template <class Real>
+RPT_INLINE EIndexT<Real> energy_index(const TableViewT<Real>& t, Real e) {
+  Real x = (real_log(e) - t.ln_e_min) * t.inv_dln_e;
+  if (x <= Real(0)) return EIndexT<Real>{0, Real(0)};
   int32_t i = int32_t(x);
-  if (i >= t.n_e - 1) return EIndex{t.n_e - 2, 1.0};
-  return EIndex{i, x - double(i)};
+  if (i >= t.n_e - 1) return EIndexT<Real>{t.n_e - 2, Real(1)};
+  return EIndexT<Real>{i, x - Real(i)};
 }
 
-RPT_INLINE double lookup(const double* table, const TableView& t, int32_t mat, EIndex k) {
-  const double* row = table + size_t(mat) * size_t(t.n_e);
+template <class Real>
+RPT_INLINE Real lookup(const Real* table, const TableViewT<Real>& t, int32_t mat, EIndexT<Real> k) {
+  const Real* row = table + size_t(mat) * size_t(t.n_e);
   return row[k.i] + k.f * (row[k.i + 1] - row[k.i]);
 }
 
-RPT_INLINE double lookup1(const double* row, EIndex k) {
+template <class Real>
+RPT_INLINE Real lookup1(const Real* row, EIndexT<Real> k) {
   return row[k.i] + k.f * (row[k.i + 1] - row[k.i]);
 }
 
@@ -34,12 +40,13 @@ RPT_INLINE double lookup1(const double* row, EIndex k) {
 // searched downwards from it, which takes one or two comparisons for a condensed-history step.
 // The interval found is the one a full binary search finds, so the result does not depend on
 // the hint. Below the grid: {0, 0}; above it: its last point.
-RPT_INLINE EIndex index_from_range(const TableView& t, const double* range_tab, int32_t mat,
-                                   double range_g, int32_t hint) {
-  const double* row = range_tab + size_t(mat) * size_t(t.n_e);
-  if (range_g <= row[0]) return EIndex{0, 0.0};
+template <class Real>
+RPT_INLINE EIndexT<Real> index_from_range(const TableViewT<Real>& t, const Real* range_tab,
+                                          int32_t mat, Real range_g, int32_t hint) {
+  const Real* row = range_tab + size_t(mat) * size_t(t.n_e);
+  if (range_g <= row[0]) return EIndexT<Real>{0, Real(0)};
   int32_t hi = t.n_e - 1;
-  if (range_g >= row[hi]) return EIndex{t.n_e - 2, 1.0};
+  if (range_g >= row[hi]) return EIndexT<Real>{t.n_e - 2, Real(1)};
   if (hint > hi) hint = hi;
   if (hint < 1) hint = 1;
   int32_t lo;
@@ -63,21 +70,22 @@ RPT_INLINE EIndex index_from_range(const TableView& t, const double* range_tab, 
       if (row[mid] <= range_g) lo = mid; else hi = mid;
     }
   }
-  return EIndex{lo, (range_g - row[lo]) / (row[lo + 1] - row[lo])};
+  return EIndexT<Real>{lo, (range_g - row[lo]) / (row[lo + 1] - row[lo])};
 }
 
 // Energy whose range (g/cm2) in material `mat` is `range_g` (inverse of lookup(range_tab), so
 // E(R(E)) == E); `hint` as for index_from_range, and `k_out` receives the energy's table index.
-RPT_INLINE double energy_from_range(const TableView& t, const double* range_tab, int32_t mat,
-                                    double range_g, int32_t hint, EIndex& k_out) {
-  const double r0 = range_tab[size_t(mat) * size_t(t.n_e)];
+template <class Real>
+RPT_INLINE Real energy_from_range(const TableViewT<Real>& t, const Real* range_tab, int32_t mat,
+                                  Real range_g, int32_t hint, EIndexT<Real>& k_out) {
+  const Real r0 = range_tab[size_t(mat) * size_t(t.n_e)];
   k_out = index_from_range(t, range_tab, mat, range_g, hint);
   if (range_g <= r0) {
     // below the grid: range ~ E^2 at low energy (documented extrapolation; only reached
     // under the tracking cut, where the electron stops anyway)
-    return range_g > 0.0 ? exp(t.ln_e_min) * sqrt(range_g / r0) : 0.0;
+    return range_g > Real(0) ? real_exp(t.ln_e_min) * real_sqrt(range_g / r0) : Real(0);
   }
-  return exp(t.ln_e_min + t.dln_e * (double(k_out.i) + k_out.f));
+  return real_exp(t.ln_e_min + t.dln_e * (Real(k_out.i) + k_out.f));
 }
 
 }  // namespace rpt

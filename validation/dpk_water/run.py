@@ -145,7 +145,7 @@ def beta_reference(egs_k, etr_k, nuclide):
 # ---------------------------------------------------------------------------------------------
 # our kernels
 # ---------------------------------------------------------------------------------------------
-def our_kernel(source_factory, voxel_mm, x_max, scale_mm, dx, histories, seed, e0_mev=None):
+def our_kernel(source_factory, voxel_mm, x_max, scale_mm, dx, histories, seed, e0_mev=None, precision="auto"):
     """Run one point source in water; return bin edges (scaled), j, its 1-sigma, result info."""
     import rptdose as rd
 
@@ -158,7 +158,7 @@ def our_kernel(source_factory, voxel_mm, x_max, scale_mm, dx, histories, seed, e
     edges = np.arange(0.0, x_max + 1e-9, dx) * scale_mm
     r = common.voxel_radius_mm(ph.shape, ph.spacing_mm, (c, c, c))
     labels = common.shell_labels(r, edges)
-    res = common.run_simulation(ph, src, histories, seed=seed, regions=labels)
+    res = common.run_simulation(ph, src, histories, seed=seed, regions=labels, precision=precision)
     _, rel = common.shell_fit_stats(res, edges.size - 1)  # batch-method rel. 1-sigma per shell
     eb = res.energy_balance
     e0 = eb["emitted_mev"] if e0_mev is None else e0_mev
@@ -190,6 +190,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer histories, coarser voxels (~1 min)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--precision", choices=("auto", "single", "double"), default="auto",
+                    help="transport precision (rd.simulate's precision)")
     args = ap.parse_args()
     plt = common.setup_matplotlib()
     import rptdose as rd
@@ -204,6 +206,7 @@ def main():
     hist_beta = 200_000 if args.quick else 2_000_000
     vox_div_mono = 25 if args.quick else 50
     vox_div_beta = 20 if args.quick else 40
+    summ.add(f"Transport precision: {args.precision} (rd.simulate precision).")
     summ.add(f"Histories: {hist_mono} per monoenergetic kernel, {hist_beta} for Lu-177 betas; "
              f"voxels r0/{vox_div_mono} (monoenergetic), X90/{vox_div_beta} (Lu-177).")
     summ.add(f"Target: |ours/ref - 1| <= {100 * TARGET:.0f} % for r/X90 in {WINDOW_X90[0]}-{WINDOW_X90[1]} "
@@ -226,7 +229,8 @@ def main():
         x90s = {name: x90_of(xf, fine_kernel(ref, kind, xf)) for name, kind, ref in refs}
         x90_ref = float(np.mean(list(x90s.values())))
         fac = lambda d: rd.Source.monoenergetic("electron", e0, d)  # noqa: E731
-        xe, j, sj, res, (n, vox, x90_ours) = our_kernel(fac, r0 / vox_div_mono, 1.25, r0, 0.05, hist_mono, args.seed, e0)
+        xe, j, sj, res, (n, vox, x90_ours) = our_kernel(fac, r0 / vox_div_mono, 1.25, r0, 0.05, hist_mono, args.seed, e0,
+                                                        precision=args.precision)
         lo, hi = xe[:-1], xe[1:]
         mid = 0.5 * (lo + hi)
         x90_rows.append((f"e- {e_kev:g} keV", r0, x90_ref * r0, x90_ours * r0, "; ".join(
@@ -291,7 +295,8 @@ def main():
     x90B = float(np.interp(0.9, np.concatenate([[0], np.cumsum(0.5 * (FB[1:] + FB[:-1]) * np.diff(r_f))]), r_f))
     e_beta = lu.beta_mev_per_decay
     fac = lambda d: rd.Source(lu_beta, d)  # noqa: E731
-    xe, j, sj, res, (n, vox, x90_ours) = our_kernel(fac, x90_mm / vox_div_beta, 2.5, x90_mm, 0.05, hist_beta, args.seed)
+    xe, j, sj, res, (n, vox, x90_ours) = our_kernel(fac, x90_mm / vox_div_beta, 2.5, x90_mm, 0.05, hist_beta, args.seed,
+                                                    precision=args.precision)
     lo, hi = xe[:-1], xe[1:]
     mid = 0.5 * (lo + hi)
     xs = r_f / x90_mm

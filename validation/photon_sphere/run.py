@@ -115,6 +115,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--precision", choices=("auto", "single", "double"), default="auto",
+                    help="transport precision (rd.simulate's precision)")
     args = ap.parse_args()
     plt = common.setup_matplotlib()
     import rptdose as rd
@@ -132,6 +134,7 @@ def main():
     radii_mm = np.array(RADII_CM) * 10.0
     summ.add(f"Water cube {n}^3 of {voxel:g} mm ({n * voxel / 10:.1f} cm side), source uniform in the centre voxel, "
              f"{hist} photons per energy.")
+    summ.add(f"Transport precision: {args.precision} (rd.simulate precision).")
     summ.add(f"Target: |ours/ref - 1| <= {100 * TARGET:.0f} % for R in {WINDOW_CM[0]:g}-{WINDOW_CM[1]:g} cm.")
     summ.add("")
     r_grid = np.concatenate([np.linspace(0, 3 * voxel, 61)[:-1], np.linspace(3 * voxel, radii_mm.max() + 2 * voxel, 400)])
@@ -145,7 +148,7 @@ def main():
     for col, e in enumerate(ENERGIES_MEV):
         ref = Reference(e)
         src = rd.Source.monoenergetic("photon", e, decays)
-        res = common.run_simulation(ph, src, hist, seed=args.seed)
+        res = common.run_simulation(ph, src, hist, seed=args.seed, precision=args.precision)
         e_v = common.energy_per_decay_mev(res, ph, 1.0)
         cum = np.cumsum(e_v.reshape(-1)[order]) / e
         # statistical uncertainty of phi(R): phi(R) is a mean over histories of a bounded

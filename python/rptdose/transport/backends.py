@@ -19,6 +19,9 @@ A *runner* takes the one request type of every backend and returns the one resul
 
     runner(request: RunRequest) -> dict
 
+The request's ``precision`` ("double" or "single") is resolved from ``"auto"`` by ``simulate``
+before the runner is called.
+
 GPU backends plug in with :func:`register_runner`; a backend is reported available only when
 its prerequisites are met *and* a runner is registered for it.
 """

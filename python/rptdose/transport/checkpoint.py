@@ -6,7 +6,8 @@ counters and the next batch) are written to one HDF5 file, atomically (the previ
 stays whole until the new one has replaced it, :mod:`rptdose.io.atomic`), with the *run key*:
 a SHA-256 of everything that decides the tallies (the phantom's and the source's arrays, the
 voxel size, the physics tables, the emission data, the region labels, histories, seed,
-batches, electron transport, and the core's version). The same call after a crash, a kill or
+batches, electron transport, the precision, the backend that makes the tallies, and the core's
+version). The same call after a crash, a kill or
 Ctrl-C reads it back and continues with the next batch; because batches are exact and folded in
 batch order, the dose then equals an uninterrupted run's to the last bit.
 
@@ -60,14 +61,16 @@ def _digest_mapping(d: dict) -> str:
 
 
 def run_identity(inputs_sha256: dict[str, str], spacing_mm: Any, tables: dict, emissions: dict,
-                 histories: int, seed: int, batches: int, electron_transport: bool, core_version: str) -> dict:
+                 histories: int, seed: int, batches: int, electron_transport: bool, core_version: str,
+                 precision: str = "double") -> dict:
     """What decides a run's tallies, as a JSON-able dict (compared field by field on resume)."""
     return {"inputs_sha256": dict(sorted(inputs_sha256.items())),
             "spacing_mm": [float(s) for s in spacing_mm],
             "tables_sha256": _digest_mapping(tables),
             "emissions_sha256": _digest_mapping(emissions),
             "histories": int(histories), "seed": int(seed), "batches": int(batches),
-            "electron_transport": bool(electron_transport), "core_version": str(core_version)}
+            "electron_transport": bool(electron_transport), "core_version": str(core_version),
+            "precision": str(precision)}
 
 
 def run_key(identity: dict) -> str:
@@ -82,7 +85,8 @@ def _differences(saved: dict, now: dict) -> list[str]:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
             out += [f"{k}.{s}" for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
-        elif k in ("histories", "seed", "batches", "electron_transport", "core_version", "spacing_mm"):
+        elif k in ("histories", "seed", "batches", "electron_transport", "core_version", "spacing_mm", "precision",
+                   "tally_backend"):
             out.append(f"{k} ({a} in the file, {b} now)")
         else:
             out.append(k)

@@ -71,15 +71,18 @@ def _source_digest(src_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def nvrtc_options(src_dir: Path, params_size: int) -> tuple[str, ...]:
+def nvrtc_options(src_dir: Path, params_size: int, params_f32_size: int | None = None) -> tuple[str, ...]:
     """NVRTC options for kernels.cu (also used by the tests' compile checks).
 
-    ``--fmad=false`` as in the nvcc build; ``-DRPT_EXPECTED_PARAMS_SIZE`` makes the compile fail
-    if the device layout of ``rpt::Params`` differed from the host's. NVRTC's default dialect
-    (C++17 since CUDA 11) is the one the sources need.
+    ``--fmad=false`` as in the nvcc build; ``-DRPT_EXPECTED_PARAMS_SIZE`` (and, given
+    ``params_f32_size``, ``-DRPT_EXPECTED_PARAMS_F32_SIZE``) makes the compile fail if the
+    device layout of ``rpt::Params`` (``rpt::ParamsT<float>``) differed from the host's.
+    NVRTC's default dialect (C++17 since CUDA 11) is the one the sources need.
     """
-    return ("--fmad=false", f"-I{src_dir}", f"-DRPT_EXPECTED_PARAMS_SIZE={int(params_size)}",
-            f"-DRPT_SOURCE_DIGEST=0x{_source_digest(src_dir)}ull")
+    sizes = (f"-DRPT_EXPECTED_PARAMS_SIZE={int(params_size)}",)
+    if params_f32_size is not None:
+        sizes += (f"-DRPT_EXPECTED_PARAMS_F32_SIZE={int(params_f32_size)}",)
+    return ("--fmad=false", f"-I{src_dir}", *sizes, f"-DRPT_SOURCE_DIGEST=0x{_source_digest(src_dir)}ull")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -123,11 +126,11 @@ def available() -> tuple[bool, str]:
 class _CupyLauncher:
     """Kernels compiled by NVRTC, launched with cupy on the current device."""
 
-    def __init__(self, params_size: int) -> None:
+    def __init__(self, params_sizes: tuple[int, int]) -> None:
         import cupy
 
         self.xp = cupy
-        self._module = _compiled_module(params_size, cupy.cuda.runtime.getDevice())
+        self._module = _compiled_module(tuple(params_sizes), cupy.cuda.runtime.getDevice())
         from rptdose import _core  # the kernels' names, from the core that declares them
 
         self._kernels = {name: self._module.get_function(name) for name in _core.KERNEL_NAMES}
@@ -139,9 +142,10 @@ class _CupyLauncher:
         name = props.get("name", b"")
         self.device_name = name.decode() if isinstance(name, bytes) else str(name)
 
-    def history_shape(self, grid_dim: int, block_dim: int) -> tuple[int, int]:
-        """Launch shape of the history kernel: given, or a full device by occupancy."""
-        k = self._kernels["rpt_histories_kernel"]
+    def history_shape(self, grid_dim: int, block_dim: int,
+                      kernel: str = "rpt_histories_kernel") -> tuple[int, int]:
+        """Launch shape of a history kernel: given, or a full device by occupancy."""
+        k = self._kernels[kernel]
         block = int(block_dim) or min(128, int(k.max_threads_per_block))
         if grid_dim:
             return int(grid_dim), block
@@ -176,7 +180,8 @@ class _EmulatedLauncher:
         self.threads = int(threads)
         self.multiprocessors = int(multiprocessors)
 
-    def history_shape(self, grid_dim: int, block_dim: int) -> tuple[int, int]:
+    def history_shape(self, grid_dim: int, block_dim: int,
+                      kernel: str = "rpt_histories_kernel") -> tuple[int, int]:
         return int(grid_dim) or 2 * self.multiprocessors, int(block_dim) or 64
 
     def launch(self, name: str, grid: int, block: int, args: tuple) -> None:
@@ -191,7 +196,7 @@ class _EmulatedLauncher:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_module(params_size: int, device_id: int) -> Any:
+def _compiled_module(params_sizes: tuple[int, int], device_id: int) -> Any:
     """kernels.cu compiled by NVRTC for the current device (cached per process; cupy also
     caches the binary on disk)."""
     import cupy
@@ -203,7 +208,7 @@ def _compiled_module(params_size: int, device_id: int) -> Any:
         raise BackendUnavailableError("cupy backend unavailable (kernel sources not installed): "
                                       "reinstall rptdose with pip")
     code = (src_dir / "cuda" / "kernels.cu").read_text()
-    module = cupy.RawModule(code=code, options=nvrtc_options(src_dir, params_size), backend="nvrtc")
+    module = cupy.RawModule(code=code, options=nvrtc_options(src_dir, *params_sizes), backend="nvrtc")
     module.compile()
     return module
 
@@ -256,7 +261,8 @@ class _KernelExec:
             self.regions = xp.zeros(0, dtype=np.int32)
         self.region_units = xp.zeros((batches, n_regions), dtype=np.uint64)
         self._empty_row = xp.zeros(0, dtype=np.uint64)
-        self.grid_dim, self.block_dim = launcher.history_shape(grid_dim, block_dim)
+        self.kernel = str(prep["kernel"])  # the history kernel of the run's precision
+        self.grid_dim, self.block_dim = launcher.history_shape(grid_dim, block_dim, self.kernel)
         self.threads_used = self.grid_dim * self.block_dim
         self.voxel_shape = voxel_shape or (_core.voxel_grid(nv, launcher.multiprocessors), _core.VOXEL_BLOCK)
 
@@ -271,7 +277,7 @@ class _KernelExec:
         return self._core.gpu_chunk_bounds(histories, self.threads_used)
 
     def histories(self, seed: int, h0: int, h1: int) -> None:
-        self.launcher.launch("rpt_histories_kernel", self.grid_dim, self.block_dim,
+        self.launcher.launch(self.kernel, self.grid_dim, self.block_dim,
                              (self.params, np.uint64(seed), np.int64(h0), np.int64(h1), self.batch, self.counters))
         self.launcher.synchronize()
 
@@ -322,6 +328,7 @@ def _run(launcher: Any, prep: dict, request: Any, regions: np.ndarray | None, n_
     res["max_mev_per_decay"] = float(prep["max_mev_per_decay"])
     res["mean_mev_per_decay"] = float(prep["mean_mev_per_decay"])
     res["device"] = launcher.device_name
+    res["precision"] = str(prep.get("precision", "double"))
     return res
 
 
@@ -347,7 +354,8 @@ def simulate_cupy(request: Any) -> dict:
                                       "or use backend='auto'")
     prep = _prepare(request)
     labels, n_regions = _regions_labels(request.regions, tuple(prep["shape"]))
-    launcher = _CupyLauncher(int(prep["params_size"]))
+    sizes = prep["params_sizes"]
+    launcher = _CupyLauncher((int(sizes["double"]), int(sizes["single"])))
     return _run(launcher, prep, request, labels, n_regions)
 
 

@@ -10,7 +10,12 @@ without a usable GPU raises :class:`~rptdose.errors.BackendUnavailableError` say
 Both runners take a :class:`rptdose.transport.request.RunRequest` and return the result dict
 (docs/core_contract.md), plus ``launch`` (grid_dim, block_dim, chunk, launches) and
 ``device``; ``threads`` is accepted and ignored. Keyword-only extras: ``grid_dim``,
-``block_dim`` (0 = chosen from the kernel's occupancy).
+``block_dim`` (0 = chosen from the kernel's occupancy), ``precision`` ("double" or "single").
+
+:func:`auto_precision` is ``precision="auto"`` on a GPU: double where the device's FP64
+throughput is at least half its FP32 throughput (compute capability 6.0, 7.0, 8.0 and 9.0:
+:data:`FULL_FP64_COMPUTE_CAPABILITIES`, the data-centre parts), single elsewhere (1/32 to 1/64
+on workstation and consumer GPUs); docs/gpu_backends.md gives the table and its source.
 
 =========  ==========================  ======================================================
 backend    runner                      implementation
@@ -31,6 +36,43 @@ from typing import Any
 from rptdose.errors import BackendUnavailableError
 
 Runner = Callable[..., dict]
+
+#: Compute capabilities whose 64-bit floating-point add/multiply/fma throughput is half the
+#: 32-bit one (CUDA C++ Programming Guide, "Arithmetic Instructions", table "Throughput of
+#: Native Arithmetic Instructions"): P100 (6.0), V100 (7.0), A100/A30 (8.0), H100/H200 (9.0).
+#: Every other device runs FP64 at 1/32 or 1/64 of FP32 (or is not in that table).
+FULL_FP64_COMPUTE_CAPABILITIES = frozenset({(6, 0), (7, 0), (8, 0), (9, 0)})
+
+
+def precision_for_compute_capability(major: int, minor: int) -> tuple[str, str]:
+    """``(precision, why)`` that ``precision="auto"`` chooses on a device of compute
+    capability ``major.minor``: "double" on :data:`FULL_FP64_COMPUTE_CAPABILITIES`, else
+    "single"."""
+    cc = (int(major), int(minor))
+    if cc in FULL_FP64_COMPUTE_CAPABILITIES:
+        return "double", f"auto: compute capability {cc[0]}.{cc[1]} runs FP64 at 1/2 of FP32"
+    return "single", (f"auto: compute capability {cc[0]}.{cc[1]} is not one with FP64 at >= 1/2 of FP32 "
+                      "(6.0, 7.0, 8.0, 9.0); pass precision='double' to override")
+
+
+def _cupy_compute_capability() -> tuple[int, int]:
+    import cupy
+
+    cc = str(cupy.cuda.Device().compute_capability)  # e.g. "86"
+    return int(cc[:-1]), int(cc[-1])
+
+
+def auto_precision(backend: str) -> tuple[str, str]:
+    """``(precision, why)`` for ``precision="auto"`` on the current device of GPU backend
+    ``backend`` ("cuda" or "cupy"); "double" with the reason when the device cannot be asked."""
+    try:
+        if backend == "cuda":
+            major, minor = _import_core_cuda().device_info()["compute_capability"]
+        else:
+            major, minor = _cupy_compute_capability()
+    except Exception as exc:  # no device to ask: the run itself will say why
+        return "double", f"auto: compute capability unknown ({_first_line(exc)}), double"
+    return precision_for_compute_capability(major, minor)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 #: distributed runs add ``batched``; ``region_batch_edep_mev`` only with regions).
 RESULT_KEYS = ("edep_mev", "rel_uncertainty", "emitted_mev", "deposited_mev", "escaped_mev", "emitted_units",
                "deposited_units", "escaped_units", "energy_unit_mev", "region_batch_edep_mev", "threads_used",
-               "elapsed_s", "max_mev_per_decay", "mean_mev_per_decay")
+               "elapsed_s", "max_mev_per_decay", "mean_mev_per_decay", "precision")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class RunRequest:
     ``histories`` >= ``batches`` >= 10; ``seed`` uint64; ``threads`` CPU threads (0 = all);
     ``electron_transport``; ``regions`` int32 labels 0..R-1, -1 none, or None; ``progress``
     callable(histories_done) or None; GPU launch shape ``grid_dim`` x ``block_dim`` (0 = from the
-    kernel's occupancy) and ``chunk`` histories per launch (0 = sized by time).
+    kernel's occupancy) and ``chunk`` histories per launch (0 = sized by time); ``precision``
+    "double" or "single" of the transport (tables and arithmetic; the tallies stay integer).
     """
 
     density: np.ndarray
@@ -52,6 +53,7 @@ class RunRequest:
     grid_dim: int = 0
     block_dim: int = 0
     chunk: int = 0
+    precision: str = "double"
 
     def with_(self, **changes: Any) -> RunRequest:
         """A copy with some fields changed (e.g. ``request.with_(seed=2)``)."""

@@ -31,6 +31,12 @@ argument                default     meaning / check
 ``checkpoint``          None        a file path: the run's sums written after every batch
                                     (HDF5, atomically); the same call resumes from it
                                     (rptdose.transport.checkpoint). Same bits as uninterrupted.
+``precision``           "auto"      floating-point precision of the transport: "double",
+                                    "single", or "auto" (double on the CPU; on a GPU from
+                                    the device: double where its FP64:FP32 throughput is
+                                    >= 1/2, else single, docs/gpu_backends.md). The tallies
+                                    are 64-bit integers in both (exact energy balance);
+                                    same seed + backend + precision => same bits
 ======================  ==========  =========================================================
 
 With ``scheduler`` or ``checkpoint`` the batches run in the batch loop's export mode and are
@@ -86,6 +92,28 @@ J_PER_MEV = 1.602176634e-13
 MIN_BATCHES = 10
 MAX_BATCHES = 100_000
 SEED_MAX = 2**64 - 1
+#: Accepted values of ``precision``.
+PRECISIONS = ("auto", "single", "double")
+
+
+def check_precision(precision: object) -> str:
+    """Validate the ``precision`` argument's value ("auto", "single" or "double")."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise InputError(f"precision {precision!r} (unknown): expected 'auto', 'single' or 'double'")
+    return precision
+
+
+def resolve_precision(precision: str, backend_name: str) -> tuple[str, str]:
+    """``(precision used, why)`` for a requested ``precision`` on backend ``backend_name``:
+    as requested unless "auto"; "auto" is double on the CPU and, on a GPU, the device's choice
+    (:func:`rptdose.transport.gpu_runners.auto_precision`)."""
+    if precision != "auto":
+        return precision, "requested"
+    if backend_name == "cpu":
+        return "double", "auto: double on the CPU"
+    from rptdose.transport.gpu_runners import auto_precision
+
+    return auto_precision(backend_name)
 
 
 class _Regions:
@@ -234,7 +262,7 @@ def _version(dist: str) -> str:
 def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int = 1, backend: str = "auto",
              threads: int | None = None, batches: int = 10, electron_transport: bool = True,
              regions: Any = None, progress: Any = None, scheduler: Any = None,
-             checkpoint: Any = None) -> SimulationResult:
+             checkpoint: Any = None, precision: str = "auto") -> SimulationResult:
     """Monte Carlo absorbed dose of ``source`` in ``phantom``.
 
     See the module docstring for the arguments. Everything is validated before any work starts:
@@ -273,6 +301,7 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
 
     scheduler = check_scheduler(scheduler)
     checkpoint = None if checkpoint is None else ckpt.check_path(checkpoint)
+    check_precision(precision)
     reg = _prepare_regions(regions, phantom)
 
     emissions = source.emission_arrays()
@@ -294,6 +323,11 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
                 raise InputError(f"backend {backend!r} with a checkpoint (no batch-wise runs on it): expected "
                                  f"one of {', '.join(BATCH_BACKENDS)} or 'auto'")
             backend_name, runner = select_backend("cpu")
+    if scheduler is not None:  # the Dask workers: double unless single is asked for
+        run_precision, precision_reason = ((precision, "requested") if precision != "auto"
+                                           else ("double", "auto: double on Dask workers"))
+    else:
+        run_precision, precision_reason = resolve_precision(precision, backend_name)
 
     # ---- physics tables --------------------------------------------------------------------
     from rptdose.physics.tables import transport_tables
@@ -309,12 +343,14 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
                              spacing_mm=phantom.spacing_mm, decays=source.decays, tables=tables,
                              emissions=emissions, histories=histories, seed=seed, batches=batches,
                              threads=run_threads, electron_transport=electron_transport,
-                             regions=None if reg is None else reg.labels, progress=callback)
+                             regions=None if reg is None else reg.labels, progress=callback,
+                             precision=run_precision)
         if batched:
             from rptdose.transport.batched import run_batched
 
             identity = ckpt.run_identity(_run_inputs(phantom, source, reg), phantom.spacing_mm, tables, emissions,
-                                         histories, seed, batches, electron_transport, _core_version())
+                                         histories, seed, batches, electron_transport, _core_version(),
+                                         run_precision)
             out = run_batched(request, backend=backend if scheduler is not None else backend_name,
                               scheduler=scheduler, checkpoint=checkpoint, identity=identity)
         else:
@@ -355,7 +391,8 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
         dose_gy = total
 
     provenance = _provenance(phantom, source, reg, tables, emissions, out, backend_name, backend, histories,
-                             seed, batches, threads, electron_transport, max_mev, t_tables, elapsed_s)
+                             seed, batches, threads, electron_transport, max_mev, t_tables, elapsed_s,
+                             (str(out.get("precision", run_precision)), precision, precision_reason))
     return SimulationResult(dose_gy=dose_gy, rel_uncertainty=rel,
                             energy_balance=energy_balance, backend=backend_name, histories=histories, seed=seed,
                             batches=batches, elapsed_s=elapsed_s, provenance=provenance,
@@ -397,7 +434,7 @@ def _core_version() -> str | None:
 def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: dict, emissions: dict,
                 out: dict, backend_name: str, backend_requested: str, histories: int, seed: int, batches: int,
                 threads: int | None, electron_transport: bool, max_mev: float, t_tables: float,
-                t_transport: float) -> dict[str, Any]:
+                t_transport: float, precision: tuple[str, str, str]) -> dict[str, Any]:
     from rptdose._provenance import now_utc, rptdose_version
 
     core_version = _core_version()
@@ -424,6 +461,10 @@ def _provenance(phantom: Phantom, source: Source, reg: _Regions | None, tables: 
         "histories": histories,
         "batches": batches,
         "electron_transport": electron_transport,
+        # floating-point precision of the transport: the one used, the request, and why
+        "precision": precision[0],
+        "precision_requested": precision[1],
+        "precision_reason": precision[2],
         "threads_requested": threads,
         "threads_used": int(out.get("threads_used", 0)),
         # GPU backends: the launch shape and the device that ran it
