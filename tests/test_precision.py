@@ -214,3 +214,28 @@ def test_auto_precision_rule_of_the_gpu(cc, expected):
     precision, why = precision_for_compute_capability(*cc)
     assert precision == expected
     assert f"{cc[0]}.{cc[1]}" in why
+
+
+def test_study_file_key_and_command_line(tmp_path, capsys):
+    """[dose] precision in the study file and `rptdose run --precision`: checked, passed to the
+    transport, recorded in dose.h5's provenance."""
+    import json
+
+    import h5py
+
+    from rptdose.cli import main
+    from rptdose.demo import DemoPatient, write_demo_study
+
+    study = write_demo_study(tmp_path / "p", DemoPatient(voxel_mm=16.0), histories=2000, calibration="sensitivity",
+                             recovery=False)
+    text = study.read_text()
+    study.write_text(text.replace("[dose]\n", '[dose]\nprecision = "half"\n'))
+    assert main(["run", str(study), "-o", str(tmp_path / "bad"), "--no-plots"]) == 2
+    assert "dose.precision" in capsys.readouterr().err
+    study.write_text(text.replace("[dose]\n", '[dose]\nprecision = "single"\n'))
+    for args, expected in (([], "single"), (["--precision", "double"], "double")):
+        out = tmp_path / f"o-{expected}"
+        assert main(["run", str(study), "-o", str(out), "--no-plots", *args]) == 0
+        with h5py.File(out / "dose.h5", "r") as f:
+            prov = json.loads(f.attrs["provenance"])["dose"]["provenance"]
+        assert prov["precision"] == expected

@@ -45,6 +45,9 @@ def _add_dose_options(p: argparse.ArgumentParser, histories_default: str) -> Non
     p.add_argument("--scheduler", default=None, metavar="ADDR",
                    help="Monte Carlo transport on a Dask cluster: local:N (N workers here) or a scheduler address "
                         "tcp://HOST:PORT (default: the study file's dose.scheduler, else in this process)")
+    p.add_argument("--precision", choices=("auto", "single", "double"), default=None,
+                   help="floating point of the Monte Carlo transport (default: the study file's dose.precision, "
+                        "else auto: double on the CPU, from the device on a GPU)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
 
 
@@ -132,7 +135,7 @@ def _run_kwargs(args: argparse.Namespace) -> dict:
         check_scheduler(args.scheduler, "--scheduler")
     return {"method": args.method, "histories": args.histories, "seed": args.seed, "backend": args.backend,
             "dose_rate": args.dose_rate, "plots": not args.no_plots, "scheduler": args.scheduler,
-            "checkpoint": getattr(args, "checkpoint", None)}
+            "checkpoint": getattr(args, "checkpoint", None), "precision": args.precision}
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -175,7 +175,7 @@ def _dose_of(method: str, phantom: Any, source: Any, regions: dict, opts: dict, 
         # scheduler and checkpoint only when set: simulate() without them runs in-process as always
         extra = {k: opts[k] for k in ("scheduler", "checkpoint") if opts.get(k) is not None}
         res = simulate(phantom, source, histories=opts["histories"], seed=opts["seed"], backend=opts["backend"],
-                       threads=opts["threads"], batches=opts["batches"],
+                       threads=opts["threads"], batches=opts["batches"], precision=opts["precision"],
                        electron_transport=opts["electron_transport"], regions=regions, progress=progress, **extra)
         return DoseEstimate("mc", np.asarray(res.dose_gy), np.asarray(res.rel_uncertainty), res.region_means,
                             res.backend, res.histories, res.seed, res.batches, res.elapsed_s, res.energy_balance,
@@ -595,12 +595,12 @@ def json_clean(value: Any) -> Any:
 def run_study(study: Any, outdir: str | os.PathLike, *, method: str | None = None, histories: int | None = None,
               seed: int | None = None, backend: str | None = None, dose_rate: bool = False,
               progress: Any = None, plots: bool = True, scheduler: Any = None,
-              checkpoint: str | os.PathLike | None = None) -> RunOutcome:
+              checkpoint: str | os.PathLike | None = None, precision: str | None = None) -> RunOutcome:
     """Run a study end to end and write its outputs into ``outdir`` (module docstring).
 
     ``study`` is a study file path or a loaded :class:`rptdose.study.Study`; ``method``,
-    ``histories``, ``seed``, ``backend`` and ``scheduler`` override the study file's ``[dose]``
-    values. ``scheduler`` and ``checkpoint``: Monte Carlo on a Dask cluster, and resumable from a
+    ``histories``, ``seed``, ``backend``, ``scheduler`` and ``precision`` override the study
+    file's ``[dose]`` values. ``scheduler`` and ``checkpoint``: Monte Carlo on a Dask cluster, and resumable from a
     checkpoint file (module docstring); passed to :func:`rptdose.simulate` only when set.
 
     ``outdir`` is updated as one unit (:class:`rptdose.io.outdir.OutputFolder`): locked against
@@ -614,6 +614,10 @@ def run_study(study: Any, outdir: str | os.PathLike, *, method: str | None = Non
 
     if isinstance(scheduler, str):
         check_scheduler(scheduler, "scheduler")
+    if precision is not None:
+        from rptdose.transport.simulate import check_precision
+
+        check_precision(precision)
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, os.PathLike)) or not os.fspath(checkpoint):
             raise InputError(f"checkpoint {checkpoint!r}: expected the path of a checkpoint file (HDF5)")
@@ -623,7 +627,7 @@ def run_study(study: Any, outdir: str | os.PathLike, *, method: str | None = Non
                       transport=True) as tx:
         outcome = _run_study(study, tx, method=method, histories=histories, seed=seed, backend=backend,
                              dose_rate=dose_rate, progress=progress, plots=plots, scheduler=scheduler,
-                             checkpoint=checkpoint)
+                             checkpoint=checkpoint, precision=precision)
     outcome.outputs = {k: tx.final(v) for k, v in outcome.outputs.items()}
     outcome.output_notes = list(tx.notes)
     return outcome
@@ -631,7 +635,7 @@ def run_study(study: Any, outdir: str | os.PathLike, *, method: str | None = Non
 
 def _run_study(study: Any, tx: Any, *, method: str | None, histories: int | None, seed: int | None,
                backend: str | None, dose_rate: bool, progress: Any, plots: bool, scheduler: Any = None,
-               checkpoint: str | os.PathLike | None = None) -> RunOutcome:
+               checkpoint: str | os.PathLike | None = None, precision: str | None = None) -> RunOutcome:
     """:func:`run_study` inside its open output folder ``tx``: the work, the outputs into
     ``tx.staging``, the commit."""
     from rptdose.resources import check_dose_grid
@@ -653,6 +657,7 @@ def _run_study(study: Any, tx: Any, *, method: str | None, histories: int | None
     opts = {"histories": int(histories if histories is not None else d["histories"]),
             "seed": int(seed if seed is not None else d["seed"]),
             "backend": backend or d.get("backend") or "auto", "threads": d.get("threads"),
+            "precision": precision or d.get("precision") or "auto",
             "batches": int(d.get("batches") or 10),
             "electron_transport": True if d.get("electron_transport") is None else bool(d["electron_transport"])}
     if method == "mc":   # the fast methods run in-process: no scheduler, nothing to checkpoint

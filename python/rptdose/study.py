@@ -51,6 +51,9 @@ key                              default    meaning
 ``dose.seed``                    1          random seed
 ``dose.backend``                 "auto"     transport backend
 ``dose.threads`` / ``dose.batches`` / ``dose.electron_transport``  transport options
+``dose.precision``               "auto"     floating point of the transport: auto | single |
+                                            double (auto: double on the CPU, from the
+                                            device on a GPU: docs/gpu_backends.md)
 ``dose.scheduler``               --         Monte Carlo transport on a Dask cluster: "local:N"
                                             (N workers here) or a scheduler address
                                             ("tcp://host:8786"; tls, ws, wss, inproc)
@@ -116,7 +119,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
                     "phantom_acquisition_time", "phantom_duration_s", "phantom_voi_margin_mm", "file"),
     "segmentation": ("rtstruct", "seg", "labels", "names"),
     "dose": ("grid", "method", "histories", "seed", "backend", "threads", "batches", "electron_transport",
-             "mask_to_body", "rbe_alpha", "scheduler"),
+             "mask_to_body", "rbe_alpha", "scheduler", "precision"),
     "tia": ("model", "voxel_model", "effective_half_life_h", "timepoint", "trapezoid_start", "outside_body"),
     "recovery": ("psf_fwhm_mm", "psf_fwhm_uncertainty_pct", "contour_uncertainty_mm", "split_background", "exclude",
                  "sphere_phantom"),
@@ -454,7 +457,8 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
     else:
         raise c.error("dose.grid", grid, "not understood",
                       '"spect", "ct" or a spacing in mm (a number or [sx, sy, sz])')
-    from rptdose.transport.simulate import MAX_BATCHES, MIN_BATCHES  # the transport's limits, declared there
+    from rptdose.transport.simulate import (  # the transport's limits and choices, declared there
+        MAX_BATCHES, MIN_BATCHES, PRECISIONS)
 
     dose = {
         "grid": grid,
@@ -469,6 +473,7 @@ def read_study_file(path: str | os.PathLike) -> StudySpec:
         "mask_to_body": c.boolean(dose_t, "mask_to_body", "dose.mask_to_body"),
         "rbe_alpha": c.number(dose_t, "rbe_alpha", "dose.rbe_alpha", positive=True, maximum=100.0),
         "scheduler": dose_t.get("scheduler"),
+        "precision": c.string(dose_t, "precision", "dose.precision", choices=PRECISIONS) or "auto",
     }
     if "scheduler" in dose_t and (why := scheduler_problem(dose_t["scheduler"])) is not None:
         raise c.error("dose.scheduler", dose_t["scheduler"], why, SCHEDULER_EXPECTED)

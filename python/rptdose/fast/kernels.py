@@ -422,8 +422,9 @@ def compute_kernel(nuclide: Any, voxel_mm: Any, *, half_width: Any = DEFAULT_HAL
     decays = np.zeros(shape)
     decays[centre] = 1.0
     t0 = time.perf_counter()
+    # double precision on every device: a cached kernel is a reference, whatever computed it
     res = simulate(phantom, emitter.source(decays), histories=histories, seed=seed, backend=backend,
-                      threads=threads, progress=progress)
+                   threads=threads, progress=progress, precision="double")
     sl = tuple(slice(c - kk, c + kk + 1) for c, kk in zip(centre, (k[2], k[1], k[0])))
     s = np.array(res.dose_gy[sl], dtype=np.float64)       # Gy per decay (one decay in the map)
     rel = np.array(res.rel_uncertainty[sl], dtype=np.float64)
