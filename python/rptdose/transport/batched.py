@@ -89,8 +89,6 @@ def run_batched(request: RunRequest, *, backend: str, scheduler: Any, checkpoint
 
 def _run_distributed(request: RunRequest, cluster: Any, backend: str, start: int, fold: Callable, done0: int,
                      identity: dict, state: Any) -> dict:
-    from distributed import as_completed
-
     from rptdose.transport import distributed as dist
 
     histories, batches, progress = int(request.histories), int(request.batches), request.progress
@@ -108,11 +106,13 @@ def _run_distributed(request: RunRequest, cluster: Any, backend: str, start: int
         futures = [cluster.client.submit(dist.run_unit, key, payload_ref, versions, b0, b1, cluster.omp_threads,
                                          backend, host_slots, pure=False)
                    for b0, b1 in units]
-        pending: dict[int, dict] = {}
-        next_unit = start
         n_voxels = int(np.prod(request.shape))
         ran_on: dict[str, int] = {}
-        for fut in as_completed(futures):
+        # fetched and folded in batch order (the order of the fold): a finished unit's result waits
+        # on its worker until its turn, the client holds one unit at a time, and each unit is
+        # released once folded (the worker frees it, and a worker lost later does not have it
+        # recomputed)
+        for i, fut in enumerate(futures):
             try:
                 res = fut.result()
             except dist.WorkerMismatch as exc:
@@ -123,16 +123,15 @@ def _run_distributed(request: RunRequest, cluster: Any, backend: str, start: int
                 raise BackendUnavailableError(f"distributed transport failed on a worker ({type(exc).__name__}: "
                                               f"{exc}); the batches folded so far are kept in the checkpoint if "
                                               "one was given") from None
-            pending[res["first"]] = res
             where = _who_ran(cluster.client, fut)
             ran_on[where] = ran_on.get(where, 0) + 1
-            while next_unit in pending:
-                unit = pending.pop(next_unit)
-                for b, idx, values, emitted, escaped in unit["batches"]:
-                    fold(b, dist.dense(n_voxels, idx, values), emitted, escaped)
-                next_unit = unit["end"]
-                if progress is not None:
-                    progress(done0 + _batch_histories(histories, batches, start, next_unit))
+            for b, idx, values, emitted, escaped in res["batches"]:
+                fold(b, dist.dense(n_voxels, idx, values), emitted, escaped)
+            del res
+            fut.release()
+            futures[i] = None
+            if progress is not None:
+                progress(done0 + _batch_histories(histories, batches, start, units[i][1]))
         if state.next_batch != batches:  # cannot happen unless a unit went missing
             raise BackendUnavailableError(f"distributed transport ended with {state.next_batch} of {batches} "
                                           "batches folded")
@@ -141,7 +140,7 @@ def _run_distributed(request: RunRequest, cluster: Any, backend: str, start: int
                 "threads_per_unit": cluster.omp_threads, "units_per_worker": ran_on}
     finally:
         for f in futures:
-            if not f.done():
+            if f is not None and not f.done():
                 f.cancel()
 
 

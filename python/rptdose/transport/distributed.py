@@ -28,7 +28,6 @@ core; a mismatch stops the run with an error naming the worker.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -177,14 +176,15 @@ class Cluster:
 
 
 def unit_ranges(batches: int, workers: int, first: int = 0) -> list[tuple[int, int]]:
-    """Batches [first, batches) cut into contiguous units: about four per worker (a lost or
-    slow worker then costs a quarter of its share), at least one batch each."""
+    """Batches [first, batches) cut into contiguous units of near-equal size (differing by at
+    most one batch): about four per task slot (a lost or slow worker then costs a quarter of its
+    share, and the slots finish close together), at least one batch each."""
     left = batches - first
     if left <= 0:
         return []
     n_units = min(left, max(1, 4 * max(1, workers)))
-    size = math.ceil(left / n_units)
-    return [(b, min(batches, b + size)) for b in range(first, batches, size)]
+    bounds = [first + (left * i) // n_units for i in range(n_units + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(n_units)]
 
 
 # ---------------------------------------------------------------- on the workers
