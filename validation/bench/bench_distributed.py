@@ -425,35 +425,22 @@ def memory_model(voxels: int, batches: int, workers: int, coverage: float, sourc
     units = unit_ranges(batches, workers)
     k = max(e - b for b, e in units)                       # batches in the largest unit
     sparse = 16.0 * coverage                               # int64 index + int64 value per voxel hit
-    # one worker's units in turn (every workers-th): the earlier units' results stay on it while
-    # the client holds their futures; the unit being run holds its dense copies and sparse form
-    # (a unit's result is also copied once while it is serialised for the client: sampled RSS)
-    held_before, peak_at = 0, (0, k)
-    for b0, b1 in units[::max(1, workers)]:
-        here = held_before * sparse + (b1 - b0) * (8.0 + 2 * sparse)
-        if here >= peak_at[0] * sparse + peak_at[1] * (8.0 + 2 * sparse):
-            peak_at = (held_before, b1 - b0)
-        held_before += b1 - b0
-    held, k_peak = peak_at
+    # a worker keeps its run and one unit at a time: the unit's batches made sparse one by one as
+    # they come (one dense copy at a time), and their copy while serialised for the client; the
+    # client fetches and folds the units in batch order and releases each, so neither side holds
+    # earlier units (python/rptdose/transport/batched.py, distributed.py run_unit)
     worker = {"inputs: density float32 + material int32 + decays float64": 16.0,
               "alias table of the source (voxel table, else blocks of 32)": alias,
-              "batch tally int64 (CpuExec)": 8.0,
-              f"the unit being run: {k_peak} batch tallies copied out (int64), their sparse form and its copy "
-              "while sent": k_peak * (8.0 + 2 * sparse),
-              f"results of its earlier units, kept while the client holds their futures: {held} batches x "
-              "sparse": held * sparse}
-    # the client keeps the unit it folded while the next one arrives, and unpacking copies it once
+              "batch tally int64 (CpuExec) and one batch copied out (int64)": 16.0,
+              f"the unit being run: {k} batches sparse, and their copy while sent": k * 2 * sparse}
+    # the client receives one unit (and unpacks a copy of it), then makes one batch dense at a time
     client = {"TallyState: total int64 + m2 float32": 12.0,
               "one batch made dense for the fold (int64)": 8.0,
-              f"units received, sparse ({k} batches each): the last one, the one arriving and its unpacked copy":
-              3 * k * sparse}
+              f"the unit being folded, sparse ({k} batches), and its copy while received": 2 * k * sparse}
     # at the end TallyState.finish holds total (as float64 energy) + m2 + the uncertainty: 20 B/voxel
     return {"worker": worker, "worker_bytes_per_voxel": round(sum(worker.values()), 1),
-            # were each unit's results released once gathered: the inputs, tables and one unit
-            "worker_bytes_per_voxel_without_held_results": round(16.0 + alias + 8.0 + k * (8.0 + 2 * sparse), 1),
             "client": client, "client_bytes_per_voxel": round(sum(client.values()), 1),
-            "client_inputs_bytes_per_voxel": 16.0, "unit_batches": k, "batches_held_per_worker": held_before,
-            "coverage": coverage}
+            "client_inputs_bytes_per_voxel": 16.0, "unit_batches": k, "coverage": coverage}
 
 
 def memory_child(n: int, decays_per_voxel: float, batches: int, seed: int) -> dict:
@@ -670,8 +657,7 @@ def main() -> int:
         report["memory"] = m
         mo = m["model_one_worker"]
         print(f"  memory fit ({mem_sizes[0]}^3 -> {mem_sizes[1]}^3): worker {m['fit']['worker_bytes_per_voxel']} B/voxel "
-              f"(analytic {mo['worker_bytes_per_voxel']}: {mo['worker_bytes_per_voxel_without_held_results']} + results "
-              f"of {mo['batches_held_per_worker']} batches held), client {m['fit']['client_bytes_per_voxel']} B/voxel "
+              f"(analytic {mo['worker_bytes_per_voxel']}), client {m['fit']['client_bytes_per_voxel']} B/voxel "
               f"above its inputs (analytic peak {mo['client_bytes_per_voxel']})", flush=True)
         for part, v in mo["worker"].items():
             print(f"    worker  {v:6.1f}  {part}")

@@ -278,10 +278,14 @@ def run_unit(key: str, payload: Any, versions: dict, first: int, end: int, threa
     check_worker_backend(backend)
     run = worker_run(key, payload, backend)
     out = []
-    for b, tally, emitted, escaped in run.run_batches(int(payload.histories), int(payload.seed),
-                                                      int(payload.batches), first, end, threads=threads):
+
+    def keep_sparse(b: int, tally: np.ndarray, emitted: int, escaped: int) -> None:
+        # each batch made sparse as it comes (the voxels hit): one dense copy at a time
         idx = np.flatnonzero(tally)
         out.append((int(b), idx.astype(np.int64), tally[idx], int(emitted), int(escaped)))
+
+    run.run_batches(int(payload.histories), int(payload.seed), int(payload.batches), first, end, threads=threads,
+                    on_batch=keep_sparse)
     return {"first": first, "end": end, "batches": out}
 
 
