@@ -88,8 +88,10 @@ def test_parse_nvcc_output():
     p = gs.parse_ptxas(NVCC_SM80)
     f = p["functions"]
     entries = {n: v for n, v in f.items() if v["entry"]}
+    # the kernels of kernels.cu when the sample was captured (the live nvcc test below checks the
+    # current kernels.cu, which has gained rpt_histories_kernel_f32 since)
     assert set(entries) == {"rpt_finalize_kernel", "rpt_fold_kernel", "rpt_histories_kernel"}
-    assert set(entries) == set(_kernels_of_kernels_cu())
+    assert set(entries) <= set(_kernels_of_kernels_cu())
     h = entries["rpt_histories_kernel"]
     assert (h["arch"], h["registers"], h["barriers"], h["stack_frame"], h["spill_stores"], h["spill_loads"],
             h["cumulative_stack"], h["cmem"]) == ("sm_80", 128, 0, 3792, 0, 0, 3792, {0: 400, 2: 392})
