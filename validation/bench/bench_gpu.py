@@ -9,7 +9,7 @@ Timings are the core's own clock (the result's elapsed_s: upload, kernels, downl
 building and Python overhead excluded), after a warm-up run that pays for the CUDA context
 and, for cupy, the NVRTC compile. Each point runs long enough (>= ~3 s) to be stable. Usage:
 
-    python validation/bench/bench_gpu.py [--quick] [--cpu] [--out validation/bench/out]
+    python validation/bench/bench_gpu.py [--quick] [--cpu] [--precision double single] [--out validation/bench/out]
 """
 from __future__ import annotations
 
@@ -51,12 +51,13 @@ def water_cube(n=128, spacing=4.8):
                       emissions=emissions, histories=200_000, seed=1, batches=10)
 
 
-def rate(runner, case, electron_transport, seconds):
-    probe = runner(case.with_(electron_transport=electron_transport))  # also the warm-up
-    probe = runner(case.with_(electron_transport=electron_transport))
+def rate(runner, case, electron_transport, seconds, precision="double"):
+    case = case.with_(electron_transport=electron_transport, precision=precision)
+    probe = runner(case)  # also the warm-up
+    probe = runner(case)
     est = 200_000 / max(probe["elapsed_s"], 1e-3)
     n = int(max(1_000_000, est * seconds))
-    res = runner(case.with_(histories=n, seed=2, electron_transport=electron_transport))
+    res = runner(case.with_(histories=n, seed=2))
     assert res["emitted_units"] == res["deposited_units"] + res["escaped_units"]
     return n, res
 
@@ -65,6 +66,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs")
     ap.add_argument("--cpu", action="store_true", help="also time the CPU backend on all cores")
+    ap.add_argument("--precision", nargs="+", choices=("double", "single"), default=["double", "single"],
+                    help="precisions to time (default: both)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out"))
     args = ap.parse_args()
     seconds = 1.0 if args.quick else 4.0
@@ -83,15 +86,16 @@ def main():
 
             runners.append(("cpu", _core.simulate_cpu))
         for name, runner in runners:
-            for et in (True, False):
-                n, res = rate(runner, case, et, seconds)
+            for et, prec in ((et, prec) for prec in args.precision for et in (True, False)):
+                n, res = rate(runner, case, et, seconds, prec)
                 r = n / res["elapsed_s"]
-                row = dict(backend=name, case="water_128_4.8mm", electron_transport=et, histories=n,
+                row = dict(backend=name, case="water_128_4.8mm", precision=res.get("precision", prec),
+                           electron_transport=et, histories=n,
                            elapsed_s=round(res["elapsed_s"], 3), decays_per_s=round(r),
                            device=res.get("device", platform.processor()),
                            launch=res.get("launch"), threads_used=res.get("threads_used"))
                 rows.append(row)
-                print(f"{name:5s} water_128_4.8mm e-transport={str(et):5s}: {r:12.4g} decays/s "
+                print(f"{name:5s} water_128_4.8mm {row['precision']:6s} e-transport={str(et):5s}: {r:12.4g} decays/s "
                       f"({row['device']}, {row['launch'] or row['threads_used']})", flush=True)
     report = dict(rows=rows, not_run=missing, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   machine=platform.machine(), cores=os.cpu_count(),
