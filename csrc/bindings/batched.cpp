@@ -33,19 +33,7 @@ class PyTallyState {
     for (auto s : shape_)
       if (s < 0) throw std::invalid_argument("shape: expected sizes >= 0");
     const int64_t nv = int64_t(shape_[0]) * shape_[1] * shape_[2];
-    int32_t nr = 0;
-    if (!regions.is_none()) {
-      regions_ = IArr::ensure(regions);
-      if (!regions_) throw std::invalid_argument("regions: expected an integer array");
-      rpt::bind::check_3d(regions_, "regions", shape_);
-      int32_t mx = -1;
-      const int32_t* r = regions_.data();
-      for (py::ssize_t i = 0; i < regions_.size(); ++i) {
-        if (r[i] < -1) throw std::invalid_argument("regions: labels must be >= -1");
-        mx = std::max(mx, r[i]);
-      }
-      nr = mx + 1;
-    }
+    const int32_t nr = rpt::bind::parse_regions(regions, shape_, regions_);
     st_ = std::make_unique<rpt::host::TallyState>(nv, batches, nr > 0 ? regions_.data() : nullptr, nr);
   }
 

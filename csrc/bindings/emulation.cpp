@@ -180,7 +180,7 @@ void params_image(rpt::ParamsT<Real> p, int64_t n_voxels, py::dict& r) {
 
 py::dict prepare_run(py::object request) {
   rpt::bind::RunArgs a;
-  rpt::bind::parse_inputs(a, request, false);
+  rpt::bind::parse_inputs(a, request);  // the region labels checked too ('n_regions')
   const rpt::host::Precision prec = rpt::host::parse_precision(rpt::bind::field<std::string>(request, "precision"));
   std::unique_ptr<rpt::host::HostRun> hr;
   {
@@ -198,6 +198,7 @@ py::dict prepare_run(py::object request) {
   sizes["single"] = py::int_(sizeof(rpt::ParamsT<float>));
   r["params_sizes"] = sizes;
   r["n_voxels"] = hr->n_voxels;
+  r["n_regions"] = a.n_regions;
   r["shape"] = py::make_tuple(a.shape[0], a.shape[1], a.shape[2]);
   r["max_mev_per_decay"] = hr->max_mev_per_decay;
   r["mean_mev_per_decay"] = hr->mean_mev_per_decay;
@@ -316,7 +317,7 @@ void init_emulation(py::module_& m) {
         "points to, host-derived ones included), 'params_bytes' (the host layout of "
         "rpt::Params, pointers zeroed) with 'pointer_offsets' (byte offset of each array's "
         "pointer), 'params_size', 'n_voxels', 'max_mev_per_decay', 'mean_mev_per_decay', 'max_histories', "
-        "'tally_guard_units' (emitted energy at which a run stops).");
+        "'tally_guard_units' (emitted energy at which a run stops), 'n_regions' (of the request's checked region labels).");
   m.def("emulate_kernel", &emulate_kernel, py::arg("name"), py::arg("grid"), py::arg("block"),
         py::arg("args"), py::arg("threads") = 0,
         "Run one kernel of csrc/cuda/kernels.cu on the CPU with numpy arrays for its pointer "

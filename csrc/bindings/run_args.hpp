@@ -45,7 +45,23 @@ inline void check_3d(const py::array& a, const char* name, const std::vector<py:
       throw std::invalid_argument(std::string(name) + ": shape differs from the density's");
 }
 
-// Same checks and conversions as simulate_cpu (module.cpp).
+// Region labels [z, y, x] (int32, -1 = none, else 0..R-1) checked against `shape` into `out`;
+// returns R (0 for None).
+inline int32_t parse_regions(const py::object& regions, const std::vector<py::ssize_t>& shape, IArr& out) {
+  if (regions.is_none()) return 0;
+  out = IArr::ensure(regions);
+  if (!out) throw std::invalid_argument("regions: expected an integer array");
+  check_3d(out, "regions", shape);
+  int32_t mx = -1;
+  const int32_t* r = out.data();
+  for (py::ssize_t i = 0; i < out.size(); ++i) {
+    if (r[i] < -1) throw std::invalid_argument("regions: labels must be >= -1");
+    mx = std::max(mx, r[i]);
+  }
+  return mx + 1;
+}
+
+// The checks and conversions of a run's inputs, for every entry point.
 inline void parse_run_args(RunArgs& a, FArr density, IArr material,
                            std::tuple<double, double, double> spacing_mm, DArr decays,
                            py::dict tables, py::dict emissions, bool electron_transport,
@@ -78,18 +94,7 @@ inline void parse_run_args(RunArgs& a, FArr density, IArr material,
     in.line_photon = a.line_photon.data();
     in.n_line_photon = a.line_photon.shape(0);
   }
-  if (!regions.is_none()) {
-    a.regions = IArr::ensure(regions);
-    if (!a.regions) throw std::invalid_argument("regions: expected an integer array");
-    check_3d(a.regions, "regions", a.shape);
-    int32_t mx = -1;
-    const int32_t* r = a.regions.data();
-    for (py::ssize_t i = 0; i < a.regions.size(); ++i) {
-      if (r[i] < -1) throw std::invalid_argument("regions: labels must be >= -1");
-      mx = std::max(mx, r[i]);
-    }
-    a.n_regions = mx + 1;
-  }
+  a.n_regions = parse_regions(regions, a.shape, a.regions);
 }
 
 inline void fill_options(const RunArgs& a, host::RunOptions& opt, int64_t histories,

@@ -216,28 +216,12 @@ def _compiled_module(params_sizes: tuple[int, int], device_id: int) -> Any:
 # ---------------------------------------------------------------- the run
 
 
-def _regions_labels(regions: Any, shape: tuple[int, int, int]) -> tuple[np.ndarray | None, int]:
-    """Region labels as simulate_cpu takes them: int32 [z, y, x], -1 = none; count = max + 1."""
-    if regions is None:
-        return None, 0
-    r = np.ascontiguousarray(regions, dtype=np.int32)
-    if r.ndim != 3:
-        raise ValueError("regions: expected a 3-D array [z, y, x]")
-    if r.shape != tuple(shape):
-        raise ValueError("regions: shape differs from the density's")
-    if r.size and int(r.min()) < -1:
-        raise ValueError("regions: labels must be >= -1")
-    n = int(r.max()) + 1 if r.size else 0
-    return r, max(n, 0)
-
-
 class _KernelExec:
     """The executor of csrc/host/driver.hpp (the one batch loop, run by ``_core.drive_executor``)
     over a launcher: the kernels of kernels.cu on the device memory this object holds. Its
     methods are the executor interface of csrc/bindings/py_exec.cpp."""
 
-    def __init__(self, launcher: Any, prep: dict, regions: np.ndarray | None, n_regions: int, batches: int,
-                 grid_dim: int, block_dim: int, voxel_shape: tuple[int, int] | None) -> None:
+    def __init__(self, launcher: Any, prep: dict, request: Any, voxel_shape: tuple[int, int] | None) -> None:
         from rptdose import _core
 
         self._core = _core
@@ -254,15 +238,18 @@ class _KernelExec:
         self.total = xp.zeros(nv, dtype=np.uint64)
         self.m2 = xp.zeros(nv, dtype=np.float32)  # spread of the batch means (physics/batch.hpp)
         self.counters = xp.zeros(_core.NUM_COUNTERS, dtype=np.uint64)
-        self.n_regions = n_regions
+        # the request's region labels, checked by prepare_run (int32, -1 none, 0..n_regions-1)
+        n_regions = self.n_regions = int(prep["n_regions"])
+        batches = int(request.batches)
         if n_regions > 0:
-            self.regions = xp.asarray(regions.reshape(-1))
+            self.regions = xp.asarray(np.ascontiguousarray(request.regions, dtype=np.int32).reshape(-1))
         else:
             self.regions = xp.zeros(0, dtype=np.int32)
         self.region_units = xp.zeros((batches, n_regions), dtype=np.uint64)
         self._empty_row = xp.zeros(0, dtype=np.uint64)
         self.kernel = str(prep["kernel"])  # the history kernel of the run's precision
-        self.grid_dim, self.block_dim = launcher.history_shape(grid_dim, block_dim, self.kernel)
+        self.grid_dim, self.block_dim = launcher.history_shape(int(request.grid_dim), int(request.block_dim),
+                                                               self.kernel)
         self.threads_used = self.grid_dim * self.block_dim
         self.voxel_shape = voxel_shape or (_core.voxel_grid(nv, launcher.multiprocessors), _core.VOXEL_BLOCK)
 
@@ -284,19 +271,11 @@ class _KernelExec:
     def emitted_units(self) -> int:
         return self._counter("emitted")
 
-    def escaped_units(self) -> int:
-        return self._counter("escaped")
-
     def fold(self, b: int, h_before: int, n_batch: int) -> None:
         row = self.region_units[b] if self.n_regions > 0 else self._empty_row
         self.launcher.launch("rpt_fold_kernel", *self.voxel_shape,
                              (np.int64(self.n_voxels), self.batch, self.total, self.m2, np.int64(h_before),
                               np.int64(n_batch), self.regions, np.int32(self.n_regions), row))
-
-    def take_batch(self) -> np.ndarray:
-        out = self._host(self.batch).view(np.int64)
-        self.batch[...] = 0
-        return out
 
     def finalize(self, histories: int, batches: int) -> None:
         edep = self.batch.view(np.float64)  # the batch tally is zero after the last fold
@@ -315,15 +294,13 @@ class _KernelExec:
                 "region_units": self._host(self.region_units).view(np.int64).reshape(-1)}
 
 
-def _run(launcher: Any, prep: dict, request: Any, regions: np.ndarray | None, n_regions: int,
-         voxel_shape: tuple[int, int] | None = None) -> dict:
+def _run(launcher: Any, prep: dict, request: Any, voxel_shape: tuple[int, int] | None = None) -> dict:
     """A run on any launcher (cupy or emulation): this executor under the one batch loop."""
     from rptdose import _core
 
-    ex = _KernelExec(launcher, prep, regions, n_regions, int(request.batches), int(request.grid_dim),
-                     int(request.block_dim), voxel_shape)
+    ex = _KernelExec(launcher, prep, request, voxel_shape)
     res = _core.drive_executor(ex, tuple(int(s) for s in prep["shape"]), int(request.histories), int(request.seed),
-                               int(request.batches), int(n_regions), int(prep["max_histories"]), int(request.chunk),
+                               int(request.batches), ex.n_regions, int(prep["max_histories"]), int(request.chunk),
                                request.progress)
     res["max_mev_per_decay"] = float(prep["max_mev_per_decay"])
     res["mean_mev_per_decay"] = float(prep["mean_mev_per_decay"])
@@ -353,10 +330,9 @@ def simulate_cupy(request: Any) -> dict:
         raise BackendUnavailableError(f"backend 'cupy' unavailable ({why}): install what is missing, "
                                       "or use backend='auto'")
     prep = _prepare(request)
-    labels, n_regions = _regions_labels(request.regions, tuple(prep["shape"]))
     sizes = prep["params_sizes"]
     launcher = _CupyLauncher((int(sizes["double"]), int(sizes["single"])))
-    return _run(launcher, prep, request, labels, n_regions)
+    return _run(launcher, prep, request)
 
 
 def simulate_cupy_emulated(request: Any, voxel_shape: tuple[int, int] | None = None) -> dict:
@@ -364,6 +340,5 @@ def simulate_cupy_emulated(request: Any, voxel_shape: tuple[int, int] | None = N
     kernels emulated on the CPU (the request's ``threads`` OpenMP threads): a test hook, equal to
     simulate_cpu bit for bit. ``voxel_shape``: the voxel kernels' launch (default as on a GPU)."""
     prep = _prepare(request)
-    labels, n_regions = _regions_labels(request.regions, tuple(prep["shape"]))
     launcher = _EmulatedLauncher(request.threads)
-    return _run(launcher, prep, request, labels, n_regions, voxel_shape=voxel_shape)
+    return _run(launcher, prep, request, voxel_shape=voxel_shape)
