@@ -7,8 +7,8 @@
 // The Python object provides (the executor interface of host/driver.hpp, in Python):
 //   grid_dim, block_dim, threads_used            ints (attributes)
 //   chunk_bounds(histories) -> (lower, upper)
-//   histories(seed, h0, h1); emitted_units() -> int; escaped_units() -> int
-//   fold(batch, h_before, n_batch); take_batch() -> int64 numpy array [n_voxels]
+//   histories(seed, h0, h1); emitted_units() -> int
+//   fold(batch, h_before, n_batch)
 //   finalize(histories, batches)
 //   download() -> {"edep_mev": float64 [n_voxels], "rel_uncertainty": float64 [n_voxels],
 //                  "emitted", "escaped", "deposited": ints, "region_units": int64 [batches, regions]}
@@ -51,14 +51,10 @@ class PyExec {
   }
   void histories(uint64_t seed, int64_t h0, int64_t h1) { o_.attr("histories")(seed, h0, h1); }
   int64_t emitted_units() const { return o_.attr("emitted_units")().cast<int64_t>(); }
-  int64_t escaped_units() const { return o_.attr("escaped_units")().cast<int64_t>(); }
+  // export mode is not offered through drive_executor (no take_batch consumer): never called
+  int64_t escaped_units() const { throw std::logic_error("PyExec: no export mode"); }
   void fold(int32_t b, int64_t h_before, int64_t n_batch) { o_.attr("fold")(b, h_before, n_batch); }
-  const int64_t* take_batch() {
-    I64 a = I64::ensure(o_.attr("take_batch")());
-    check(a, "take_batch()");
-    taken_.assign(a.data(), a.data() + nv_);
-    return taken_.data();
-  }
+  const int64_t* take_batch() { throw std::logic_error("PyExec: no export mode"); }
   void finalize(int64_t histories, int32_t batches) { o_.attr("finalize")(histories, batches); }
   void download(rpt::host::RunOutput& out) {
     py::dict d = o_.attr("download")();
@@ -89,7 +85,6 @@ class PyExec {
 
   py::object o_;
   int64_t nv_;
-  std::vector<int64_t> taken_;
 };
 
 py::dict drive_executor(py::object executor, std::tuple<int64_t, int64_t, int64_t> shape, int64_t histories,

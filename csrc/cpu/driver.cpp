@@ -111,7 +111,7 @@ class CpuExec {
  public:
   CpuExec(const host::HostRun& hr, const host::RunOptions& opt)
       : P_(hr.params), P32_(hr.params_f32), single_(opt.precision == host::Precision::kSingle), nv_(hr.n_voxels),
-        threads_(opt.threads > 0 ? opt.threads : omp_get_max_threads()),
+        threads_(opt.threads > 0 ? opt.threads : omp_get_max_threads()), histories_(opt.histories),
         batch_(size_t(hr.n_voxels), 0) {
     if (!opt.take_batch) state_ = std::make_unique<host::TallyState>(nv_, opt.batches, opt.regions, opt.n_regions);
   }
@@ -157,10 +157,8 @@ class CpuExec {
     clear_ = true;
     return batch_.data();
   }
-  void finalize(int64_t histories, int32_t /*batches*/) { finalize_histories_ = histories; }
-  void download(host::RunOutput& out) { state_->finish(finalize_histories_, batch_, out, threads_); }
-
-  int64_t histories_ = 0;  // the run's histories (TallyState::fold derives the batch from it)
+  void finalize(int64_t /*histories*/, int32_t /*batches*/) {}  // done by download (TallyState::finish)
+  void download(host::RunOutput& out) { state_->finish(histories_, batch_, out, threads_); }
 
  private:
   const Params& P_;
@@ -168,11 +166,11 @@ class CpuExec {
   bool single_;
   int64_t nv_;
   int threads_;
+  int64_t histories_;  // the run's (TallyState::fold derives each batch's range from it)
   std::vector<int64_t> batch_;
   std::unique_ptr<host::TallyState> state_;
   bool clear_ = false;
   int64_t emitted_ = 0, escaped_ = 0, folded_em_ = 0, folded_es_ = 0;
-  int64_t finalize_histories_ = 0;
 };
 
 }  // namespace
@@ -180,7 +178,6 @@ class CpuExec {
 host::RunOutput run(const host::HostRun& hr, const host::RunOptions& opt) {
   host::validate_options(hr, opt);
   CpuExec ex(hr, opt);
-  ex.histories_ = opt.histories;
   return host::drive(ex, host::max_histories(hr.mean_mev_per_decay), opt);
 }
 
