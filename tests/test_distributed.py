@@ -311,3 +311,15 @@ def test_cli_unreachable_scheduler_exits_2(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "scheduler 'tcp://127.0.0.1:9' (unreachable within 1 s" in err and "Traceback" not in err
     assert not (out / "dose.h5").exists()
+
+
+def test_threads_with_a_scheduler_are_the_workers(case, thread_client):
+    """threads=N with a scheduler sets each unit's OpenMP threads on its worker, recorded in the
+    provenance; it is not capped to this process's CPUs (no warning: warnings are errors here)."""
+    import os
+
+    many = 4 * (os.cpu_count() or 1)
+    res = _run(case, scheduler=thread_client, threads=many)
+    assert res.provenance["batched"]["threads_per_unit"] == [many]
+    auto = _run(case, scheduler=thread_client)
+    assert len(auto.provenance["batched"]["threads_per_unit"]) == 1 and auto.provenance["batched"]["threads_per_unit"][0] >= 1

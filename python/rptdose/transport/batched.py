@@ -108,6 +108,7 @@ def _run_distributed(request: RunRequest, cluster: Any, backend: str, start: int
                    for b0, b1 in units]
         n_voxels = int(np.prod(request.shape))
         ran_on: dict[str, int] = {}
+        unit_threads: set[int] = set()
         # fetched and folded in batch order (the order of the fold): a finished unit's result waits
         # on its worker until its turn, the client holds one unit at a time, and each unit is
         # released once folded (the worker frees it, and a worker lost later does not have it
@@ -125,6 +126,7 @@ def _run_distributed(request: RunRequest, cluster: Any, backend: str, start: int
                                               "one was given") from None
             where = _who_ran(cluster.client, fut)
             ran_on[where] = ran_on.get(where, 0) + 1
+            unit_threads.add(int(res["threads"]))
             for b, idx, values, emitted, escaped in res["batches"]:
                 fold(b, dist.dense(n_voxels, idx, values), emitted, escaped)
             del res
@@ -137,7 +139,7 @@ def _run_distributed(request: RunRequest, cluster: Any, backend: str, start: int
                                           "batches folded")
         return {"scheduler": cluster.address, "workers": sorted(workers), "worker_threads": workers,
                 "units": len(units), "unit_batches": [list(u) for u in units],
-                "threads_per_unit": cluster.omp_threads, "units_per_worker": ran_on}
+                "threads_per_unit": sorted(unit_threads), "units_per_worker": ran_on}
     finally:
         for f in futures:
             if f is not None and not f.done():

@@ -173,17 +173,3 @@ def save(path: Path, identity: dict, state: Any, histories: int) -> None:
         f.create_dataset("total", data=a["total"])
         f.create_dataset("m2", data=a["m2"])
         f.create_dataset("region_units", data=a["region_units"])
-
-
-def batches_done(path: Any) -> int:
-    """Batches a checkpoint file holds (0 when there is none); no identity check (for reports)."""
-    p = Path(path)
-    if not p.is_file():
-        return 0
-    import h5py
-
-    try:
-        with h5py.File(p, "r") as f:
-            return int(f.attrs["next_batch"])
-    except (OSError, KeyError, ValueError):
-        return 0

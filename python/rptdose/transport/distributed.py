@@ -102,15 +102,12 @@ class Cluster:
         distributed = _import_distributed()
         self._own_cluster = None
         self._own_client = False
-        self.omp_threads = threads  # OpenMP threads per unit; None: decided on the worker
+        # OpenMP threads per unit; None: decided on the worker (run_unit: its host's CPUs over the
+        # task slots on that host)
+        self.omp_threads = threads
         if isinstance(scheduler, str) and scheduler.startswith("local:"):
-            from rptdose.resources import available_cpus
-
             n = int(scheduler.split(":")[1])
-            per_worker = max(1, available_cpus() // n)
-            if self.omp_threads is None:
-                self.omp_threads = per_worker
-            # one task at a time per worker process; the task's OpenMP threads use its CPUs
+            # one task at a time per worker process; its OpenMP threads share the CPUs (run_unit)
             self._own_cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                          dashboard_address=":0", silence_logs=40)
             self.client = distributed.Client(self._own_cluster)
@@ -286,7 +283,7 @@ def run_unit(key: str, payload: Any, versions: dict, first: int, end: int, threa
 
     run.run_batches(int(payload.histories), int(payload.seed), int(payload.batches), first, end, threads=threads,
                     on_batch=keep_sparse)
-    return {"first": first, "end": end, "batches": out}
+    return {"first": first, "end": end, "batches": out, "threads": threads}
 
 
 def dense(n_voxels: int, idx: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -16,7 +16,9 @@ argument                default     meaning / check
 ``threads``             None        CPU threads (None: all the OpenMP default gives), >= 1;
                                     more than the CPUs available to this process are capped
                                     to that number with a warning (results do not depend on
-                                    the thread count; oversubscription only slows the run)
+                                    the thread count; oversubscription only slows the run);
+                                    with a scheduler: each unit's threads on its worker,
+                                    not capped here (None: its host's CPUs over its slots)
 ``batches``             10          batches for the uncertainty (batch method), >= 10
 ``electron_transport``  True        False: electrons deposit their energy where created
 ``regions``             None        {name: bool mask [z, y, x]} (masks may overlap) or an
@@ -284,7 +286,8 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
     run_threads = 0  # the core's "all the OpenMP default gives"
     if threads is not None:
         threads = as_int("threads", threads, minimum=1, maximum=2**31 - 1)
-        run_threads = min(threads, available_cpus())
+        # capped to this process's CPUs when it runs the batches; on a scheduler they are the workers'
+        run_threads = min(threads, available_cpus()) if scheduler is None else threads
         if run_threads < threads:  # provenance keeps the request (threads_requested) and what ran
             import warnings
 
@@ -314,8 +317,12 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
                          "split the run over seeds")
 
     batched = scheduler is not None or checkpoint is not None
-    if scheduler is not None:  # the workers' backend is chosen with the cluster (Cluster.resolve_backend)
+    if scheduler is not None:
+        # the workers' backend is chosen with the cluster (Cluster.resolve_backend); their
+        # precision: double unless single is asked for
         backend_name, runner = "dask", None
+        run_precision, precision_reason = ((precision, "requested") if precision != "auto"
+                                           else ("double", "auto: double on Dask workers"))
     else:
         backend_name, runner = select_backend(backend)  # BackendUnavailableError says why
         if checkpoint is not None and backend_name not in BATCH_BACKENDS:
@@ -323,10 +330,6 @@ def simulate(phantom: Phantom, source: Source, histories: int = 10**6, seed: int
                 raise InputError(f"backend {backend!r} with a checkpoint (no batch-wise runs on it): expected "
                                  f"one of {', '.join(BATCH_BACKENDS)} or 'auto'")
             backend_name, runner = select_backend("cpu")
-    if scheduler is not None:  # the Dask workers: double unless single is asked for
-        run_precision, precision_reason = ((precision, "requested") if precision != "auto"
-                                           else ("double", "auto: double on Dask workers"))
-    else:
         run_precision, precision_reason = resolve_precision(precision, backend_name)
 
     # ---- physics tables --------------------------------------------------------------------
