@@ -23,8 +23,9 @@ file                   content
                        figure of the region doses across the studies (:mod:`rptdose.report.many`)
 =====================  ==========================================================================
 
-``--method``, ``--histories``, ``--seed``, ``--backend`` and ``--scheduler`` override every study
-file's ``[dose]`` values. Exit codes: 0 all studies done, 1 at least one failed, 2 bad command
+The dose options are those of ``rptdose run`` (``--method``, ``--histories``, ``--seed``,
+``--backend``, ``--dose-rate``, ``--scheduler``, ``--precision``, ``--no-plots``: cli_run.py) and
+override every study file's ``[dose]`` values. Exit codes: 0 all studies done, 1 at least one failed, 2 bad command
 line (a study file missing or given twice, a bad ``--scheduler``, ``--histories`` < 1), before
 any study runs; 130 / 143 interrupted (no summary written).
 """
@@ -40,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rptdose.transport.backends import BACKEND_NAMES
 
 #: summary.json: the format name and version.
 SUMMARY_FORMAT = "rptdose-run-many"
@@ -72,7 +72,7 @@ class StudyRun:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from rptdose.study import DOSE_METHODS
+    from rptdose.cli_run import _add_dose_options
 
     p = sub.add_parser("run-many", help="run several studies (patients) and summarise their region doses",
                        description="Run each study file as 'rptdose run' does, each into OUTDIR/<its folder's "
@@ -81,17 +81,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "Exit code 0: all studies done; 1: some failed; 2: bad command line.")
     p.add_argument("studies", nargs="+", metavar="STUDY", help="study files (TOML)")
     p.add_argument("-o", "--output", required=True, help="output folder: one folder per study and the summary")
-    p.add_argument("--method", choices=DOSE_METHODS, default=None,
-                   help="dose method for every study (default: each study file's dose.method, else mc)")
-    p.add_argument("--histories", type=int, default=None, help="decays to simulate per study "
-                                                               "(default: each study file's dose.histories)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: each study file's dose.seed)")
-    p.add_argument("--backend", choices=("auto",) + BACKEND_NAMES, default=None,
-                   help="transport backend (default: each study file's dose.backend, else auto)")
-    p.add_argument("--scheduler", default=None, metavar="ADDR",
-                   help="Monte Carlo transport on a Dask cluster: local:N or tcp://HOST:PORT (default: each study "
-                        "file's dose.scheduler, else in this process)")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures (each study's and the summary's)")
+    _add_dose_options(p, "default: each study file's dose.histories")  # those of rptdose run, for every study
     p.set_defaults(func=cmd_run_many)
 
 
@@ -123,7 +113,6 @@ def _check_arguments(args: argparse.Namespace) -> tuple[list[Path], Path]:
     """Everything about the command line that can be checked before any study runs (InputError:
     exit code 2)."""
     from rptdose.errors import InputError
-    from rptdose.study import check_scheduler
 
     paths = [Path(s) for s in args.studies]
     seen: dict[str, Path] = {}
@@ -139,8 +128,6 @@ def _check_arguments(args: argparse.Namespace) -> tuple[list[Path], Path]:
         raise InputError(f"--histories {args.histories}: expected an integer >= 1")
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed {args.seed}: expected an integer >= 0")
-    if args.scheduler is not None:
-        check_scheduler(args.scheduler, "--scheduler")
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"--output '{out}' (is a file): expected a folder for the studies' results")
@@ -154,8 +141,9 @@ def cmd_run_many(args: argparse.Namespace) -> int:
     paths, out = _check_arguments(args)
     names = study_names(paths)
     runs = [StudyRun(name, path) for name, path in zip(names, paths)]
-    settings = {"method": args.method, "histories": args.histories, "seed": args.seed, "backend": args.backend,
-                "scheduler": args.scheduler, "plots": not args.no_plots}
+    from rptdose.cli_run import _run_kwargs
+
+    settings = _run_kwargs(args)  # the keyword arguments of run_study, as for rptdose run
     with lock_folder(out, command="run-many"):
         cluster = None
         run_settings = settings
@@ -193,9 +181,7 @@ def _run_one(run: StudyRun, out: Path, settings: dict) -> None:
         pass
     t0 = time.perf_counter()
     try:
-        outcome = run_study(run.study_file, out / run.name, method=settings["method"],
-                            histories=settings["histories"], seed=settings["seed"], backend=settings["backend"],
-                            scheduler=settings["scheduler"], plots=settings["plots"], progress=None)
+        outcome = run_study(run.study_file, out / run.name, progress=None, **settings)
     except Exception as exc:             # noqa: BLE001 - one study's failure must not stop the others
         run.elapsed_s = time.perf_counter() - t0
         run.status = "failed"
