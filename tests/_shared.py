@@ -7,20 +7,14 @@ only place looked at: set it to a folder that does not exist to run the tests as
 clone (``RPTDOSE_SHARED=/nonexistent pytest tests/...``).
 """
 
-import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path | None:
-    env = os.environ.get("RPTDOSE_SHARED")
-    if env:
-        return Path(env) if Path(env).is_dir() else None
-    for c in (ROOT.parent / "shared", ROOT / "shared"):
-        if c.is_dir():
-            return c
-    return None
+    """The lookup of data/make_reference_tables.py (one rule for the tables' maker and the tests)."""
+    return data_maker().shared_dir()
 
 
 def shared_path(*parts: str) -> Path | None:
