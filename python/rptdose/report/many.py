@@ -161,7 +161,8 @@ def summary_html(doc: dict[str, Any], figure_png: bytes | None = None) -> str:
                      f"src='data:image/png;base64,{data}'><figcaption>Each study's region mean doses (the field of "
                      "view left out), with the uncertainties of the table as error bars.</figcaption></figure>")
     settings = doc.get("settings") or {}
-    shown = {k: v for k, v in settings.items() if v is not None and k != "plots"}
+    # what was set on the command line (unset options are None; --dose-rate off is False)
+    shown = {k: v for k, v in settings.items() if v is not None and v is not False and k != "plots"}
     parts.append("<h2>Settings</h2><p>Overrides of every study file's [dose] values: "
                  + (", ".join(f"{_e(k)} = {_e(v)}" for k, v in shown.items()) if shown else "none")
                  + ".</p></body></html>")
