@@ -19,9 +19,18 @@ namespace py = pybind11;
 
 namespace {
 
-struct NullTally {
-  void add(int64_t, int64_t) {}
-  void prefetch(int64_t) {}
+// The context of electron.hpp's collision routines for sampling: no grid, no tally; the
+// particle a collision emits is recorded as made.
+struct RecordingCtx {
+  const rpt::Params& P;
+  rpt::Counters cnt{0, 0};
+  bool made = false;
+  rpt::Particle last{};
+  void deposit(int64_t, int64_t) {}
+  void emit(rpt::Philox4x32&, const rpt::Particle& q, int64_t) {
+    made = true;
+    last = q;
+  }
 };
 
 struct TablesHolder {
@@ -47,22 +56,18 @@ void check_mat(const rpt::TableView& t, int32_t mat) {
 static py::tuple sample_knock_on(py::dict tables, double e_mev, int64_t n, uint64_t seed, int32_t kind) {
   TablesHolder th(tables);
   py::array_t<double> w(n), cost_primary(n);
-  rpt::ParticleStack stack;
-  rpt::Counters cnt{0, 0};
-  NullTally tally;
   rpt::Params P{};
   P.tab = th.view;
   for (int64_t i = 0; i < n; ++i) {
     rpt::Philox4x32 rng(seed, uint64_t(i));
-    rpt::Track<double, rpt::Philox4x32, NullTally> tr{rng, stack, cnt, tally, P};
+    RecordingCtx c{P};
     rpt::Particle p{{0, 0, 0}, {0, 0, 1}, e_mev, kind};
-    stack.n = 0;
     if (kind == rpt::kPositron) {
-      rpt::bhabha_collision(p, 0, tr);
+      rpt::bhabha_collision(p, 0, rng, c);
     } else {
-      rpt::moller_collision(p, 0, tr);
+      rpt::moller_collision(p, 0, rng, c);
     }
-    w.mutable_data()[i] = stack.n ? stack.p[0].e : 0.0;
+    w.mutable_data()[i] = c.made ? c.last.e : 0.0;
     cost_primary.mutable_data()[i] = p.d.z;
   }
   return py::make_tuple(w, cost_primary);

@@ -105,6 +105,23 @@ struct CpuTally {
   inline void prefetch(int64_t voxel) const { __builtin_prefetch(e + voxel, 1); }
 };
 
+// The history loop's stack on the CPU: grows as needed (no particle is ever deposited for want
+// of room), one per thread, reused from history to history.
+template <class Real>
+struct VectorStack {
+  std::vector<TrackT<Real>> v;
+  bool empty() const { return v.empty(); }
+  bool push(const TrackT<Real>& t) {
+    v.push_back(t);
+    return true;
+  }
+  TrackT<Real> pop() {
+    TrackT<Real> t = v.back();
+    v.pop_back();
+    return t;
+  }
+};
+
 // The executor of host/driver.hpp on CPU threads. Memory: the batch tally (8 B per voxel) and,
 // when it folds (not in export mode), a TallyState (12 B per voxel).
 class CpuExec {
@@ -134,13 +151,18 @@ class CpuExec {
     }
     const CpuTally tally{batch_.data()};
     int64_t em = 0, es = 0;
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 64) reduction(+ : em, es)
-    for (int64_t h = h0; h < h1; ++h) {
-      Counters cnt{0, 0};
-      if (single_) run_history(seed, uint64_t(h), P32_, tally, cnt);
-      else run_history(seed, uint64_t(h), P_, tally, cnt);
-      em += cnt.emitted;
-      es += cnt.escaped;
+#pragma omp parallel num_threads(threads_) reduction(+ : em, es)
+    {
+      VectorStack<double> stack;
+      VectorStack<float> stack32;
+#pragma omp for schedule(dynamic, 64)
+      for (int64_t h = h0; h < h1; ++h) {
+        Counters cnt{0, 0};
+        if (single_) run_history(seed, uint64_t(h), P32_, tally, cnt, stack32);
+        else run_history(seed, uint64_t(h), P_, tally, cnt, stack);
+        em += cnt.emitted;
+        es += cnt.escaped;
+      }
     }
     emitted_ += em;
     escaped_ += es;
@@ -157,6 +179,7 @@ class CpuExec {
     clear_ = true;
     return batch_.data();
   }
+  void report(host::RunOutput& /*out*/) const {}
   void finalize(int64_t /*histories*/, int32_t /*batches*/) {}  // done by download (TallyState::finish)
   void download(host::RunOutput& out) { state_->finish(histories_, batch_, out, threads_); }
 

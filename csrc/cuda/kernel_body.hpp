@@ -61,7 +61,13 @@ RPT_INLINE int64_t grid_stride(const Idx3& block_dim, const Idx3& grid_dim) {
   return int64_t(grid_dim.x) * int64_t(block_dim.x);
 }
 
-// Histories [h0, h1) of one launch, one thread per history in a grid-stride loop. Each thread
+// Live particles of one history in the history kernel: beyond this many, a new particle is
+// deposited where it is made (the CPU's stack grows instead; the wavefront has no limit).
+constexpr int kHistoryStack = 24;
+
+// The history kernel: histories [h0, h1) of one launch, one thread per history in a
+// grid-stride loop, each history to its end on a stack in local memory. Kept beside the
+// wavefront (wavefront_body.hpp) for comparison and for the cupy backend. Each thread
 // sums its own energy counters and adds them to `counters` once at the end.
 // `P` points to a ParamsT (double or float: the run's precision) whose array pointers are valid
 // where this runs (device memory on the GPU); it is copied to a local so the compiler may keep
@@ -74,9 +80,10 @@ RPT_INLINE void histories_body(const Idx3& block_idx, const Idx3& block_dim, con
   const ParamsT<Real> params = *P;
   AtomicTally tally{batch_tally};
   Counters cnt{0, 0};
+  FixedStack<Real, kHistoryStack> stack;
   const int64_t stride = grid_stride(block_dim, grid_dim);
   for (int64_t h = h0 + global_thread(block_idx, block_dim, thread_idx); h < h1; h += stride)
-    run_history(seed, uint64_t(h), params, tally, cnt);
+    run_history(seed, uint64_t(h), params, tally, cnt, stack);
   if (cnt.emitted != 0) atomic_add_u64(counters + kEmitted, (unsigned long long)cnt.emitted);
   if (cnt.escaped != 0) atomic_add_u64(counters + kEscaped, (unsigned long long)cnt.escaped);
 }

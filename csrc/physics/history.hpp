@@ -1,4 +1,4 @@
-// The one per-history entry point that every backend calls.
+// A decay (the one function every backend starts a history with) and the history-based loop.
 //
 // One decay = one history: the voxel drawn from the source map (an alias table over voxels,
 // or over blocks of voxels on large grids: params.hpp SourceView), a uniform
@@ -8,7 +8,9 @@
 // X rays) emitted floor(y) times plus once with probability y - floor(y) (independently of the
 // other lines), isotropically, each transported with all its secondaries. Lines below the
 // tracking cuts are deposited at the decay site as their expected energy (zero-variance local
-// deposition, documented).
+// deposition, documented). Each particle is then moved step by step (photon_step,
+// electron_step) with a random stream of its own (rng.hpp), by the history loop (run_history:
+// the CPU, the GPU's history kernel) or by the GPU's wavefront (csrc/cuda/wavefront_body.hpp).
 #pragma once
 #include "electron.hpp"
 #include "photon.hpp"
@@ -42,22 +44,13 @@ RPT_INLINE double sample_beta_energy(const SourceView& s, Rng& rng) {
   return sample_inverse_cdf(s.beta_inv_cdf, s.n_beta, rng);
 }
 
-template <class Real, class Rng, class Tally>
-RPT_INLINE void transport_with_secondaries(ParticleT<Real> p, Track<Real, Rng, Tally>& tr) {
-  for (;;) {
-    if (p.type == kPhoton) transport_photon(p, tr);
-    else transport_electron(p, tr);
-    if (tr.stack.n == 0) return;
-    p = tr.stack.pop();
-  }
-}
-
-template <class Real, class Rng, class Tally>
-RPT_INLINE void emit_primary(const Vec3T<Real>& r0, Real e, int32_t type, Track<Real, Rng, Tally>& tr) {
+// One emitted particle of a decay at r0 in voxel v: counted as emitted, a stream of its own.
+template <class Real, class Ctx>
+RPT_INLINE void emit_primary(const Vec3T<Real>& r0, int64_t v, Real e, int32_t type,
+                             PhiloxT<Real>& rng, Ctx& c) {
   if (e <= Real(0)) return;
-  tr.cnt.emitted += quantize(e);
-  ParticleT<Real> p{r0, isotropic(tr.rng), e, type};
-  transport_with_secondaries(p, tr);
+  c.cnt.emitted += quantize(e);
+  c.emit(rng, ParticleT<Real>{r0, isotropic(rng), e, type}, v);
 }
 
 // The discrete lines of one decay. Line l of yield n_l + f_l is emitted n_l times, plus once
@@ -116,12 +109,16 @@ RPT_INLINE uint32_t voxel_in_block(const SourceView& s, uint32_t b, uint32_t n_v
   return v0;  // not reached: a drawn block has decays
 }
 
-// Simulate decay number `history` (global index, independent of batch and thread) in the
-// precision of `P` (ParamsT<double> or ParamsT<float>): the same random words either way.
-template <class Real, class Tally>
-RPT_INLINE void run_history(uint64_t seed, uint64_t history, const ParamsT<Real>& P, Tally& tally,
-                            Counters& cnt) {
+// Decay number `history` (global index, independent of batch and thread) in the precision of
+// the context's parameters (ParamsT<double> or ParamsT<float>: the same random words either
+// way): its voxel and position, the energy it deposits at once, and every particle it emits,
+// each with a stream of its own; the particles that do not end at once go to the context's
+// sink. The decay is a pure function of (seed, history): the GPU's wavefront runs it twice,
+// once to count the particles (room in its queues), once to emit them.
+template <class Real, class Tally, class Sink>
+RPT_INLINE void decay(uint64_t seed, uint64_t history, StepCtx<Real, Tally, Sink>& c) {
   PhiloxT<Real> rng(seed, history);
+  const ParamsT<Real>& P = c.P;
   const SourceView& s = P.src;
   const GridViewT<Real>& g = P.grid;
   const uint32_t j = rng.below(s.n_src);  // alias column (params.hpp SourceView)
@@ -136,42 +133,61 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const ParamsT<Real>
   }
   const uint32_t nxy = uint32_t(g.nx) * uint32_t(g.ny);
   const uint32_t v = voxel_in_block(s, b, nxy * uint32_t(g.nz), rng);
-  // the decay voxel's phantom entries are read by the first particle, its tally entry when
-  // the history ends: start those cache misses now
+  // the decay voxel's phantom entries are read by the first particle, its tally entry soon
+  // after: start those cache misses now
   RPT_PREFETCH(g.material + v);
   RPT_PREFETCH(g.density + v);
-  tally.prefetch(int64_t(v));
+  c.tally.prefetch(int64_t(v));
   const uint32_t iz = v / nxy;
   const uint32_t rem = v - iz * nxy;
   const uint32_t iy = rem / uint32_t(g.nx);
   const uint32_t ix = rem - iy * uint32_t(g.nx);
   const Vec3T<Real> r0{(Real(ix) + rng.uniform()) * g.sx, (Real(iy) + rng.uniform()) * g.sy,
                        (Real(iz) + rng.uniform()) * g.sz};
-  ParticleStackT<Real> stack;
-  Track<Real, PhiloxT<Real>, Tally> tr{rng, stack, cnt, tally, P};
   if (s.local_mev > 0.0) {
-    int64_t q = quantize(s.local_mev);
-    cnt.emitted += q;
-    tr.deposit(int64_t(v), q);
+    const int64_t q = quantize(s.local_mev);
+    c.cnt.emitted += q;
+    c.deposit(int64_t(v), q);
   }
   if (s.beta_yield > 0.0) {
-    int32_t nb = sample_count(s.beta_yield, rng);
-    for (int32_t b = 0; b < nb; ++b)
-      emit_primary(r0, Real(sample_beta_energy(s, rng)), kElectron, tr);
+    const int32_t nb = sample_count(s.beta_yield, rng);
+    for (int32_t i = 0; i < nb; ++i)
+      emit_primary(r0, int64_t(v), Real(sample_beta_energy(s, rng)), kElectron, rng, c);
   }
   if (s.pos_yield > 0.0) {
-    // a positron is transported even with no kinetic energy: it annihilates where it is born
+    // a positron is emitted even with no kinetic energy: it annihilates where it is born
     const int32_t np = sample_count(s.pos_yield, rng);
     for (int32_t i = 0; i < np; ++i) {
       const Real e = Real(sample_inverse_cdf(s.pos_inv_cdf, s.n_pos, rng));
-      tr.cnt.emitted += quantize(e);
-      transport_with_secondaries(ParticleT<Real>{r0, isotropic(rng), e, kPositron}, tr);
+      c.cnt.emitted += quantize(e);
+      c.emit(rng, ParticleT<Real>{r0, isotropic(rng), e, kPositron}, int64_t(v));
     }
   }
   sample_lines(s, rng, [&](int32_t l) {
-    emit_primary(r0, Real(s.line_e[l]), s.line_photon[l] ? kPhoton : kElectron, tr);
+    emit_primary(r0, int64_t(v), Real(s.line_e[l]), s.line_photon[l] ? kPhoton : kElectron, rng, c);
   });
-  tr.flush();
+}
+
+// One step of a live particle, of either kind; false when it has ended.
+template <class Real, class Tally, class Sink>
+RPT_INLINE bool track_step(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
+  return t.p.type == kPhoton ? photon_step(t, c) : electron_step(t, c);
+}
+
+// The history-based loop (the CPU backend, the GPU's history kernel): decay `history`, then
+// every particle of it to its end, depth first, from `stack` (empty on entry and on return;
+// a std::vector-backed stack on the CPU, a FixedStack on a GPU).
+template <class Real, class Tally, class Stack>
+RPT_INLINE void run_history(uint64_t seed, uint64_t history, const ParamsT<Real>& P, Tally& tally,
+                            Counters& cnt, Stack& stack) {
+  StepCtx<Real, Tally, Stack> c(P, tally, cnt, stack);
+  decay(seed, history, c);
+  while (!stack.empty()) {
+    TrackT<Real> t = stack.pop();
+    while (track_step(t, c)) {
+    }
+  }
+  c.flush();
 }
 
 }  // namespace rpt

@@ -1,4 +1,4 @@
-// Photon transport: Woodcock (delta) tracking against the grid's majorant, photoelectric
+// Photon transport, one interaction per step (photon_step): Woodcock (delta) tracking against the grid's majorant, photoelectric
 // absorption, incoherent scattering (Klein-Nishina with the incoherent scattering function)
 // and coherent scattering (Thomson angular factor with the atomic form factor).
 //
@@ -10,7 +10,7 @@
 // tissue elements is < 4 keV) and starts in the photon's direction.
 #pragma once
 #include "grid.hpp"
-#include "particle_stack.hpp"
+#include "track.hpp"
 #include "tables.hpp"
 
 namespace rpt {
@@ -100,77 +100,91 @@ RPT_INLINE Real sample_coherent(const TableViewT<Real>& t, int32_t mat, Real e, 
   return Real(1);
 }
 
-// Transport one photon to its end (absorption, escape or cut). Electrons it sets in motion go
-// onto the track's stack.
-template <class Real, class Rng, class Tally>
-RPT_INLINE void transport_photon(ParticleT<Real> p, Track<Real, Rng, Tally>& tr) {
-  const ParamsT<Real>& P = tr.P;
-  const GridViewT<Real>& g = P.grid;
-  const TableViewT<Real>& t = P.tab;
-  Rng& rng = tr.rng;
-  VoxelPos vp = locate(g, p.r);
-  if (vp.index < 0) {
-    tr.cnt.escaped += quantize(p.e);
-    return;
+// A new photon: where it is, its energy's table index; false if it ends at once (outside the
+// grid: escaped; at or below the photon cut: deposited where it is).
+template <class Real, class Tally, class Sink>
+RPT_INLINE bool settle_photon(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
+  t.vp = locate(c.P.grid, t.p.r);
+  if (t.vp.index < 0) {
+    c.cnt.escaped += quantize(t.p.e);
+    return false;
   }
-  // table index and majorant of the current energy: recomputed only when the energy changes
-  // (incoherent scattering); coherent and virtual collisions keep them
-  EIndexT<Real> k = energy_index(t, p.e);
-  Real mu_max = lookup1(t.majorant, k);  // 1/mm
-  for (;;) {
-    if (p.e <= P.set.ph_cut) {
-      tr.deposit(vp.index, quantize(p.e));
-      return;
-    }
-    Real s = -real_log(rng.uniform()) / mu_max;
+  if (t.p.e <= c.P.set.ph_cut) {
+    c.deposit(t.vp.index, quantize(t.p.e));
+    return false;
+  }
+  t.k = energy_index(c.P.tab, t.p.e);
+  return true;
+}
+
+// One step of photon t: Woodcock flights to its next real interaction, and that interaction.
+// Returns false when the photon ends (absorbed, escaped, or scattered to below the cut).
+// Electrons it sets in motion are emitted to the context.
+template <class Real, class Tally, class Sink>
+RPT_INLINE bool photon_step(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
+  const ParamsT<Real>& P = c.P;
+  const GridViewT<Real>& g = P.grid;
+  const TableViewT<Real>& tab = P.tab;
+  PhiloxT<Real>& rng = t.rng;
+  ParticleT<Real>& p = t.p;
+  // the majorant of the current energy (delta tracking against the whole grid's maximum)
+  const Real mu_max = lookup1(tab.majorant, t.k);  // 1/mm
+  for (int iter = 0; iter < 1000000; ++iter) {
+    const Real s = -real_log(rng.uniform()) / mu_max;
     p.r = advance(p.r, p.d, s);
-    vp = locate(g, p.r);
-    if (vp.index < 0) {
-      tr.cnt.escaped += quantize(p.e);
-      return;
+    t.vp = locate(g, p.r);
+    if (t.vp.index < 0) {
+      c.cnt.escaped += quantize(p.e);
+      return false;
     }
-    int32_t m = g.material[vp.index];
-    Real rho10 = Real(g.density[vp.index]) * Real(0.1);  // cm2/g -> 1/mm
-    Real mu_pe = lookup(t.mu_photo, t, m, k) * rho10;
-    Real mu_in = lookup(t.mu_incoh, t, m, k) * rho10;
-    Real mu_co = lookup(t.mu_coh, t, m, k) * rho10;
-    Real r = rng.uniform() * mu_max;
+    const int64_t v = t.vp.index;
+    const int32_t m = g.material[v];
+    const Real rho10 = Real(g.density[v]) * Real(0.1);  // cm2/g -> 1/mm
+    const Real mu_pe = lookup(tab.mu_photo, tab, m, t.k) * rho10;
+    const Real mu_in = lookup(tab.mu_incoh, tab, m, t.k) * rho10;
+    const Real mu_co = lookup(tab.mu_coh, tab, m, t.k) * rho10;
+    const Real r = rng.uniform() * mu_max;
     if (r < mu_pe) {
-      ParticleT<Real> el{p.r, p.d, p.e, kElectron};
-      tr.emit_secondary(el, vp.index);
-      return;
+      c.emit(rng, ParticleT<Real>{p.r, p.d, p.e, kElectron}, v);
+      return false;
     } else if (r < mu_pe + mu_in) {
       Real eps, cost;
-      sample_incoherent(t, m, p.e, rng, eps, cost);
-      Real u_phi = rng.uniform();
-      Vec3T<Real> d_in = p.d;
-      Real e_in = p.e;
-      Real e_out = eps * e_in;
+      sample_incoherent(tab, m, p.e, rng, eps, cost);
+      const Real u_phi = rng.uniform();
+      const Vec3T<Real> d_in = p.d;
+      const Real e_in = p.e;
+      const Real e_out = eps * e_in;
       p.d = rotate(d_in, cost, u_phi);
       // electron: momentum conservation p_e = k_in - k_out (units of MeV/c)
-      Real t_el = e_in - e_out;
-      int64_t q_before = quantize(e_in);
+      const Real t_el = e_in - e_out;
+      const int64_t q_before = quantize(e_in);
       p.e = e_out;
       if (t_el > Real(0)) {
-        Vec3T<Real> pe{e_in * d_in.x - e_out * p.d.x, e_in * d_in.y - e_out * p.d.y,
-                       e_in * d_in.z - e_out * p.d.z};
-        ParticleT<Real> el{p.r, normalized(pe), t_el, kElectron};
+        const Vec3T<Real> pe{e_in * d_in.x - e_out * p.d.x, e_in * d_in.y - e_out * p.d.y,
+                             e_in * d_in.z - e_out * p.d.z};
         // exact integer bookkeeping: the rounding remainder is deposited here
-        int64_t rem = q_before - quantize(e_out) - quantize(t_el);
-        if (rem != 0) tr.deposit(vp.index, rem);
-        tr.emit_secondary(el, vp.index);
+        const int64_t rem = q_before - quantize(e_out) - quantize(t_el);
+        if (rem != 0) c.deposit(v, rem);
+        c.emit(rng, ParticleT<Real>{p.r, normalized(pe), t_el, kElectron}, v);
       } else {
-        int64_t rem = q_before - quantize(e_out);
-        if (rem != 0) tr.deposit(vp.index, rem);
+        const int64_t rem = q_before - quantize(e_out);
+        if (rem != 0) c.deposit(v, rem);
       }
-      k = energy_index(t, p.e);
-      mu_max = lookup1(t.majorant, k);
+      if (p.e <= P.set.ph_cut) {
+        c.deposit(v, quantize(p.e));
+        return false;
+      }
+      t.k = energy_index(tab, p.e);
+      return true;
     } else if (r < mu_pe + mu_in + mu_co) {
-      Real cost = sample_coherent(t, m, p.e, rng);
+      const Real cost = sample_coherent(tab, m, p.e, rng);
       p.d = rotate(p.d, cost, rng.uniform());
+      return true;
     }
     // else: delta (virtual) collision, fly on
   }
+  c.deposit(t.vp.index, quantize(p.e));  // safety net, never reached in transport
+  return false;
 }
 
 }  // namespace rpt

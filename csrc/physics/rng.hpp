@@ -2,8 +2,16 @@
 //
 // Reference: J. K. Salmon, M. A. Moraes, R. O. Dror, D. E. Shaw, "Parallel random numbers: as
 // easy as 1, 2, 3", SC'11 (2011); constants as in Random123 and cuRAND's Philox.
-// Each history owns the stream keyed by (seed) with counter (history index, block number), so
-// its random numbers do not depend on the thread, the batch layout or the backend.
+// Every particle owns a stream: key (seed), counter (history index, block number, stream id).
+// A decay draws from stream kStreamTag of its history; each particle it emits, and each
+// secondary a particle sets in motion, gets a stream id drawn from its parent's stream
+// (PhiloxT::child). A particle's random numbers therefore depend only on (seed, history, its
+// ancestry), never on the thread, the batch layout, the backend or the order in which the
+// particles of a history are transported (depth-first on the CPU, one step per kernel launch
+// in the GPU's wavefront: csrc/cuda/wavefront_body.hpp), so every order gives the same bits.
+// Stream ids are 32-bit random words: two particles of one history share a stream with
+// probability ~ n^2 / 2^33 for n particles (2e-8 for a history of 20 particles); such a pair
+// would draw the same numbers from different states, which leaves the results unbiased.
 #pragma once
 #include "macros.hpp"
 
@@ -43,29 +51,63 @@ RPT_INLINE float uniform_open(uint32_t x, float) {
 template <class Real>
 struct PhiloxT {
   using real_type = Real;
-  static constexpr uint32_t kStreamTag = 0x52505444u;  // "RPTD": fixed 4th counter word
+  static constexpr uint32_t kStreamTag = 0x52505444u;  // "RPTD": the decay's stream id
 
   uint32_t key0, key1;   // from the user seed
   uint32_t ctr0, ctr1;   // history index (64 bit)
-  uint32_t block;        // block number within the history's stream
+  uint32_t block;        // block number within the stream
+  uint32_t stream;       // stream id (4th counter word)
   uint32_t out[4];
   int used;              // outputs of `out` already consumed
 
-  RPT_INLINE PhiloxT(uint64_t seed, uint64_t history)
+  PhiloxT() = default;
+  RPT_INLINE PhiloxT(uint64_t seed, uint64_t history, uint32_t stream_id = kStreamTag)
       : key0(uint32_t(seed)), key1(uint32_t(seed >> 32)), ctr0(uint32_t(history)),
-        ctr1(uint32_t(history >> 32)), block(0), out{0, 0, 0, 0}, used(4) {}
+        ctr1(uint32_t(history >> 32)), block(0), stream(stream_id), out{0, 0, 0, 0}, used(4) {}
+
+  RPT_INLINE uint64_t history() const { return uint64_t(ctr0) | (uint64_t(ctr1) << 32); }
+
+  // A stream saved as (seed, history, stream, block, used) continues where it stopped: the
+  // block last drawn is computed again when some of its words are left (used < 4).
+  RPT_INLINE static PhiloxT resume(uint64_t seed, uint64_t history, uint32_t stream_id,
+                                   uint32_t block_no, int used_words) {
+    PhiloxT r(seed, history, stream_id);
+    if (used_words < 4 && block_no > 0) {
+      r.block = block_no - 1;
+      r.refill();
+      r.used = used_words;
+    } else {
+      r.block = block_no;
+    }
+    return r;
+  }
+
+  // The stream of a new particle: same key and history, a stream id drawn from this stream
+  // (never the decay's).
+  RPT_INLINE PhiloxT child() {
+    uint32_t id = next_u32();
+    if (id == kStreamTag) id ^= 1u;
+    PhiloxT c;
+    c.key0 = key0; c.key1 = key1; c.ctr0 = ctr0; c.ctr1 = ctr1;
+    c.block = 0; c.stream = id; c.used = 4;
+    c.out[0] = c.out[1] = c.out[2] = c.out[3] = 0;
+    return c;
+  }
 
   RPT_INLINE void refill() {
-    uint32_t ctr[4] = {ctr0, ctr1, block, kStreamTag};
+    uint32_t ctr[4] = {ctr0, ctr1, block, stream};
     uint32_t key[2] = {key0, key1};
     philox4x32_10(ctr, key, out);
     ++block;
     used = 0;
   }
 
+  // (the word is selected, not indexed: a constant-indexed out[] stays in registers on a GPU
+  // instead of going to local memory)
   RPT_INLINE uint32_t next_u32() {
     if (used == 4) refill();
-    return out[used++];
+    const int i = used++;
+    return i == 0 ? out[0] : (i == 1 ? out[1] : (i == 2 ? out[2] : out[3]));
   }
 
   // Uniform in the open interval (0, 1): safe for log().

@@ -3,9 +3,9 @@ tests/regression/<case>/results_true.json). A physics change that moves a result
 
 Rules of comparison:
 - the emitted energy must match exactly (integer tallies); it depends on the decay sampling
-  and, since a history transports its betas before it samples its lines from the same
-  random-number stream, on how many random numbers the transport draws: a physics change
-  that draws differently (bremsstrahlung events, 2026-12-04) moves it within the statistics;
+  only: each particle draws from a random stream of its own (csrc/physics/rng.hpp), so a
+  change of the transport physics leaves it unchanged (before 2026-12-05 the particles drew
+  from their decay's stream, and a physics change that drew differently moved it);
 - slab mean doses are compared within 4 combined standard errors (batch statistics of both the
   stored and the new run), because libm differences between platforms can change individual
   histories even with the same seed; on the platform that wrote the file they match exactly.
