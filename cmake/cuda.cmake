@@ -51,6 +51,7 @@ python_add_library(_core_cuda MODULE
   csrc/bindings/cuda_module.cpp
   csrc/cuda/kernels.cu
   csrc/cuda/launch.cu
+  csrc/cuda/wavefront_kernels.cu
   csrc/host/params.cpp
   WITH_SOABI)
 target_include_directories(_core_cuda PRIVATE csrc)

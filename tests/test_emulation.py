@@ -1,11 +1,13 @@
 """The GPU backends' launch logic, checked on the CPU.
 
 `_core.simulate_emulated` runs the batch loop of every backend (csrc/host/driver.hpp) over the
-very kernel bodies that the __global__ kernels call (csrc/cuda/kernel_body.hpp), looping over
-block and thread indices; `cupy_backend.simulate_cupy_emulated` runs the cupy backend's host
+very kernel bodies that the __global__ kernels call (csrc/cuda/kernel_body.hpp for the history
+kernel, csrc/cuda/wavefront_body.hpp and the wavefront's rounds, wavefront_loop.hpp), looping
+over block and thread indices concurrently (OpenMP), so the queues' atomics race as on a device; `cupy_backend.simulate_cupy_emulated` runs the cupy backend's host
 code (Params image with pointers, uploads, batch loop) with numpy arrays, each kernel emulated
 by `_core.emulate_kernel`. Histories draw their random numbers from (seed, history index) and
-tallies are integers, so both must equal `simulate_cpu` bit for bit whatever the launch shape:
+tallies are integers, so both must equal `simulate_cpu` bit for bit whatever the launch shape
+and whatever order the wavefront's queues end up in (each particle has its own random stream):
 grid-stride indexing, batch ranges, chunking, fold and counter reductions are all exercised
 (region sums are integer units on every backend, so they are compared exactly too).
 """
@@ -84,10 +86,12 @@ SHAPES = [(1, 1, 0), (3, 7, 0), (64, 64, 0), (5, 32, 37), (2, 128, 1000), (13, 1
 
 
 @pytest.mark.parametrize("grid_dim,block_dim,chunk", SHAPES)
-def test_emulated_cuda_equals_cpu(case, regions, cpu_ref, grid_dim, block_dim, chunk):
-    res = _core.simulate_emulated(_req(case, grid_dim=grid_dim, block_dim=block_dim, regions=regions, chunk=chunk))
+def test_emulated_history_kernel_equals_cpu(case, regions, cpu_ref, grid_dim, block_dim, chunk):
+    res = _core.simulate_emulated(_req(case, grid_dim=grid_dim, block_dim=block_dim, regions=regions, chunk=chunk,
+                                       gpu_transport="history"))
     assert_same(cpu_ref, res)
     launch = res["launch"]
+    assert launch["transport"] == "history"
     assert (launch["grid_dim"], launch["block_dim"]) == (grid_dim, block_dim)
     per_batch = -(-HISTORIES // BATCHES)  # the largest batch
     expected_chunk = chunk or max(16 * grid_dim * block_dim, -(-HISTORIES // 100))
@@ -98,9 +102,68 @@ def test_emulated_cuda_equals_cpu(case, regions, cpu_ref, grid_dim, block_dim, c
     assert res["threads_used"] == grid_dim * block_dim
 
 
-def test_emulated_local_deposition_equals_cpu(case):
+# (grid_dim, block_dim, chunk, queue_capacity): as above, with queues from the smallest (16
+# particles: decays deferred, particles held over rounds) to more than a batch needs
+WAVE_SHAPES = [(1, 1, 0, 16), (3, 7, 0, 64), (64, 64, 0, 0), (5, 32, 37, 100), (2, 128, 1000, 4096),
+               (13, 1, 64, 40)]
+
+
+@pytest.mark.parametrize("grid_dim,block_dim,chunk,capacity", WAVE_SHAPES)
+def test_emulated_wavefront_equals_cpu(case, regions, cpu_ref, grid_dim, block_dim, chunk, capacity):
+    res = _core.simulate_emulated(_req(case, grid_dim=grid_dim, block_dim=block_dim, regions=regions, chunk=chunk,
+                                       queue_capacity=capacity))
+    assert_same(cpu_ref, res)
+    launch = res["launch"]
+    assert launch["transport"] == "wavefront"
+    assert launch["queue_capacity"] == (capacity or 65536)
+    fill = launch["queue_capacity"] // 4  # decays per decay launch at most
+    assert launch["chunk"] == (chunk or max(4 * fill, -(-HISTORIES // 100)))
+    assert launch["electron_steps"] > 0 and launch["photon_steps"] > 0
+    assert launch["rounds"] >= BATCHES and launch["decay_launches"] >= BATCHES
+    if capacity and capacity <= 40:
+        assert launch["deferred_decays"] > 0  # small queues: decays wait for room
+
+
+@pytest.mark.parametrize("precision", ["single", "double"])
+def test_emulated_wavefront_single_and_double(case, regions, precision):
+    """Both precisions of the wavefront equal the CPU backend's run in that precision."""
+    ref = _core.simulate_cpu(_req(case, regions=regions, precision=precision))
+    res = _core.simulate_emulated(_req(case, grid_dim=7, block_dim=32, regions=regions, precision=precision,
+                                       queue_capacity=48))
+    assert_same(ref, res)
+    assert res["precision"] == precision
+
+
+def test_emulated_wavefront_positron_emitter():
+    """F-18: positrons in the electron queue, their annihilation photons made in the decay
+    kernel (a positron that stops at once) and in the electron kernel; equal to the CPU. The
+    smallest queues: decays wait for room and particles wait a round for room for what their
+    step may make (held), and neither changes a bit."""
+    tables = transport_tables(["water", "lung"])
+    n = 6
+    density = np.ones((n, n, n), np.float32)
+    material = np.zeros((n, n, n), np.int32)
+    material[:, :3] = 1
+    density[:, :3] = 0.26
+    decays = np.zeros((n, n, n))
+    decays[2:4, 2:4, 2:4] = 1.0
+    req = RunRequest(density=density, material=material, spacing_mm=(1.5, 1.5, 1.5), decays=decays, tables=tables,
+                     emissions=load_nuclide("F-18").emission_arrays(), histories=1500, seed=3, batches=10,
+                     threads=2)
+    ref = _core.simulate_cpu(req)
+    res = _core.simulate_emulated(req.with_(grid_dim=4, block_dim=16, queue_capacity=64))
+    assert_same(ref, res, regions=False)
+    assert res["emitted_units"] > 0 and res["escaped_units"] > 0
+    res = _core.simulate_emulated(req.with_(threads=1, grid_dim=3, block_dim=8, queue_capacity=16))
+    assert_same(ref, res, regions=False)
+    assert res["launch"]["deferred_decays"] > 0 and res["launch"]["held_particles"] > 0
+
+
+@pytest.mark.parametrize("transport", ["history", "wavefront"])
+def test_emulated_local_deposition_equals_cpu(case, transport):
     ref = _cpu(case, electron_transport=False)
-    res = _core.simulate_emulated(_req(case, threads=1, electron_transport=False, grid_dim=6, block_dim=33))
+    res = _core.simulate_emulated(_req(case, threads=1, electron_transport=False, grid_dim=6, block_dim=33,
+                                       gpu_transport=transport))
     assert_same(ref, res, regions=False)
     assert "region_batch_edep_mev" not in res
 
@@ -161,6 +224,10 @@ def test_emulated_rejects_bad_options(case):
         _core.simulate_emulated(req(grid_dim=0))
     with pytest.raises(ValueError, match="block_dim"):
         _core.simulate_emulated(req(block_dim=1025))
+    with pytest.raises(ValueError, match="gpu_transport: expected 'wavefront' or 'history', got 'event'"):
+        _core.simulate_emulated(req(gpu_transport="event"))
+    with pytest.raises(ValueError, match="queue_capacity"):
+        _core.simulate_emulated(req(queue_capacity=-1))
     with pytest.raises(ValueError, match="batches: expected >= 10"):
         cupy_backend.simulate_cupy_emulated(req(batches=1, grid_dim=0, block_dim=0))
     with pytest.raises(ValueError, match="exceeds the tally capacity"):

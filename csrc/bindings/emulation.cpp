@@ -29,6 +29,7 @@
 #include "host/driver.hpp"
 #include "cuda/kernel_body.hpp"
 #include "cuda/param_arrays.hpp"
+#include "cuda/wavefront_loop.hpp"
 
 namespace py = pybind11;
 using rpt::gpu::Idx3;
@@ -49,26 +50,96 @@ void emulate_launch(uint32_t grid, uint32_t block, int threads, Body&& body) {
   }
 }
 
+// Device interface of wavefront_loop.hpp on the CPU: the queues and lists a CudaExec keeps on
+// the device, the kernel bodies over emulated launches of `grid` blocks of `block` threads.
+template <class Real>
+struct EmulatedWaveDev {
+  const rpt::ParamsT<Real>* P;
+  uint64_t seed;
+  rpt::gpu::TrackQueue<Real> q[2][2];  // [buffer][0 electrons, 1 photons]
+  long long* def[2];
+  unsigned long long *words_d, *tally, *counters;
+  uint32_t grid, block;
+  int threads;
+  int side = 0, dside = 0;
+
+  void words(unsigned long long* w, bool to_device) {
+    if (to_device) std::memcpy(words_d, w, rpt::gpu::kWaveWords * sizeof(*w));
+    else std::memcpy(w, words_d, rpt::gpu::kWaveWords * sizeof(*w));
+  }
+  void decay(int64_t n_list, int64_t h_start, int64_t n_fresh, uint32_t limit) {
+    if (n_list + n_fresh == 0) return;
+    emulate_launch(grid, block, threads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
+      rpt::gpu::wave_decay_body(bi, bd, gd, ti, *P, seed, def[dside], n_list, h_start, n_fresh, q[side][0],
+                                q[side][1], limit, limit, words_d, def[dside ^ 1], tally, counters);
+    });
+  }
+  void swap_deferred() { dside ^= 1; }
+  void step(bool photon, int64_t n_in, int64_t n_step) {
+    emulate_launch(grid, block, threads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
+      if (photon)
+        rpt::gpu::wave_step_body<true>(bi, bd, gd, ti, *P, seed, q[side][1], n_in, n_step, q[side ^ 1][0],
+                                       q[side ^ 1][1], words_d, tally, counters);
+      else
+        rpt::gpu::wave_step_body<false>(bi, bd, gd, ti, *P, seed, q[side][0], n_in, n_step, q[side ^ 1][0],
+                                        q[side ^ 1][1], words_d, tally, counters);
+    });
+  }
+  void swap_queues() { side ^= 1; }
+};
+
+// Queue capacity of an emulated wavefront when the request leaves it at 0.
+constexpr int64_t kEmulatedQueueCapacity = 1 << 16;
+
 // The executor of host/driver.hpp on the CPU: the memory a CudaExec keeps on the device.
 class EmulatedExec {
  public:
   EmulatedExec(const rpt::host::HostRun& hr, const rpt::host::RunOptions& opt, int threads)
       : P_(hr.params), P32_(hr.params_f32), single_(opt.precision == rpt::host::Precision::kSingle),
-        nv_(hr.n_voxels), grid_(opt.grid_dim), block_(opt.block_dim),
+        nv_(hr.n_voxels), grid_(opt.grid_dim), block_(opt.block_dim), wavefront_(opt.wavefront),
         threads_(threads), regions_(opt.regions), n_regions_(opt.n_regions),
         batch_(size_t(nv_), 0ull), total_(size_t(nv_), 0ull), m2_(size_t(nv_), 0.0f),
         counters_(rpt::gpu::kNumCounters, 0ull),
-        region_units_(size_t(opt.batches) * size_t(opt.n_regions > 0 ? opt.n_regions : 0), 0ull) {}
+        region_units_(size_t(opt.batches) * size_t(opt.n_regions > 0 ? opt.n_regions : 0), 0ull) {
+    if (wavefront_) {
+      wave_.capacity = uint64_t(std::max<int64_t>(
+          opt.queue_capacity > 0 ? opt.queue_capacity : kEmulatedQueueCapacity, int64_t(rpt::gpu::kMinQueueCapacity)));
+      const uint64_t per = single_ ? rpt::gpu::track_queue_bytes<float>() : rpt::gpu::track_queue_bytes<double>();
+      queues_.assign(size_t(4 * wave_.capacity * per / 8), 0ull);
+      deferred_.assign(2 * size_t(wave_.max_decays()), 0ll);
+    }
+  }
 
   uint32_t grid_dim() const { return grid_; }
   uint32_t block_dim() const { return block_; }
   int32_t threads_used() const { return int32_t(int64_t(grid_) * block_); }
   void chunk_bounds(int64_t histories, int64_t& lower, int64_t& upper) const {
+    if (wavefront_) {
+      rpt::gpu::wave_chunk_bounds(wave_, histories, lower, upper);
+      return;
+    }
     lower = rpt::host::min_chunk(int64_t(grid_) * block_);
     upper = rpt::host::default_chunk(histories, int64_t(grid_) * block_);
   }
 
+  void report(rpt::host::RunOutput& out) const {
+    out.wavefront = wavefront_;
+    if (!wavefront_) return;
+    out.queue_capacity = int64_t(wave_.capacity);
+    out.wave_rounds = stats_.rounds;
+    out.wave_decay_launches = stats_.decay_launches;
+    out.wave_deferred = stats_.deferred;
+    out.electron_steps = stats_.electron_steps;
+    out.photon_steps = stats_.photon_steps;
+    out.wave_held = stats_.held;
+  }
+
   void histories(uint64_t seed, int64_t h0, int64_t h1) {
+    if (wavefront_) {
+      if (single_) wave(P32_, seed, h0, h1);
+      else wave(P_, seed, h0, h1);
+      return;
+    }
     emulate_launch(grid_, block_, threads_, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
       if (single_)
         rpt::gpu::histories_body(bi, bd, gd, ti, &P32_, seed, h0, h1, batch_.data(), counters_.data());
@@ -114,11 +185,37 @@ class EmulatedExec {
   }
 
  private:
+  template <class Real>
+  void wave(const rpt::ParamsT<Real>& P, uint64_t seed, int64_t h0, int64_t h1) {
+    EmulatedWaveDev<Real> d;
+    d.P = &P;
+    d.seed = seed;
+    const uint64_t cap = wave_.capacity, per = rpt::gpu::track_queue_bytes<Real>();
+    unsigned char* base = reinterpret_cast<unsigned char*>(queues_.data());
+    for (int b = 0; b < 2; ++b)
+      for (int k = 0; k < 2; ++k) d.q[b][k] = rpt::gpu::carve_track_queue<Real>(base + (2 * b + k) * cap * per, cap);
+    d.def[0] = deferred_.data();
+    d.def[1] = deferred_.data() + wave_.max_decays();
+    d.words_d = words_;
+    d.tally = batch_.data();
+    d.counters = counters_.data();
+    d.grid = grid_;
+    d.block = block_;
+    d.threads = threads_;
+    rpt::gpu::run_wavefront(d, wave_, h0, h1, stats_);
+  }
+
   const rpt::Params& P_;
   const rpt::ParamsT<float>& P32_;
   bool single_;
   int64_t nv_;
   uint32_t grid_, block_;
+  bool wavefront_;
+  rpt::gpu::WaveShape wave_;
+  rpt::gpu::WaveStats stats_;
+  std::vector<unsigned long long> queues_;  // 8-byte aligned
+  std::vector<long long> deferred_;
+  unsigned long long words_[rpt::gpu::kWaveWords] = {0, 0, 0, 0};
   int threads_;
   const int32_t* regions_;
   int32_t n_regions_;

@@ -56,6 +56,7 @@ class PyExec {
   void fold(int32_t b, int64_t h_before, int64_t n_batch) { o_.attr("fold")(b, h_before, n_batch); }
   const int64_t* take_batch() { throw std::logic_error("PyExec: no export mode"); }
   void finalize(int64_t histories, int32_t batches) { o_.attr("finalize")(histories, batches); }
+  void report(rpt::host::RunOutput& /*out*/) const {}  // the history kernel only
   void download(rpt::host::RunOutput& out) {
     py::dict d = o_.attr("download")();
     F64 edep = F64::ensure(d["edep_mev"]), rel = F64::ensure(d["rel_uncertainty"]);

@@ -167,6 +167,11 @@ inline void parse_request(RunArgs& a, host::RunOptions& opt, const py::object& r
   opt.block_dim = field<uint32_t>(req, "block_dim");
   opt.chunk = field<int64_t>(req, "chunk");
   opt.precision = host::parse_precision(field<std::string>(req, "precision"));
+  const std::string transport = field<std::string>(req, "gpu_transport");
+  if (transport != "wavefront" && transport != "history")
+    throw std::invalid_argument("gpu_transport: expected 'wavefront' or 'history', got '" + transport + "'");
+  opt.wavefront = transport == "wavefront";
+  opt.queue_capacity = field<int64_t>(req, "queue_capacity");
   opt.progress = make_progress(field<py::object>(req, "progress"), error);
 }
 
@@ -210,6 +215,16 @@ inline py::dict result_dict(const std::vector<py::ssize_t>& shape, int32_t n_reg
     launch["block_dim"] = out.block_dim;
     launch["chunk"] = out.chunk;
     launch["launches"] = out.launches;
+    launch["transport"] = out.wavefront ? "wavefront" : "history";
+    if (out.wavefront) {
+      launch["queue_capacity"] = out.queue_capacity;
+      launch["rounds"] = out.wave_rounds;
+      launch["decay_launches"] = out.wave_decay_launches;
+      launch["deferred_decays"] = out.wave_deferred;
+      launch["electron_steps"] = out.electron_steps;
+      launch["photon_steps"] = out.photon_steps;
+      launch["held_particles"] = out.wave_held;
+    }
     res["launch"] = launch;
   }
   return res;

@@ -11,6 +11,8 @@
 #include "cuda/kernels.cuh"
 #include "cuda/launch.hpp"
 #include "cuda/param_arrays.hpp"
+#include "cuda/wavefront_kernels.cuh"
+#include "cuda/wavefront_loop.hpp"
 
 namespace rpt::gpu {
 namespace {
@@ -30,6 +32,13 @@ class DeviceParams {
   }
   template <class Real>
   const ParamsT<Real>* get() const { return reinterpret_cast<const ParamsT<Real>*>(params_.get()); }
+  // the same struct on the host (its pointers to device memory), for kernels that take it by value
+  template <class Real>
+  ParamsT<Real> host_copy() const {
+    ParamsT<Real> p;
+    std::memcpy(&p, host_.data(), sizeof(p));
+    return p;
+  }
 
  private:
   template <class Real>
@@ -47,10 +56,12 @@ class DeviceParams {
     });
     params_ = DeviceBuffer<unsigned char>(sizeof(p), "params struct");
     params_.upload(reinterpret_cast<const unsigned char*>(&p), sizeof(p));
+    host_.assign(reinterpret_cast<const unsigned char*>(&p), reinterpret_cast<const unsigned char*>(&p) + sizeof(p));
   }
 
   std::vector<DeviceBuffer<unsigned char>> arrays_;
   DeviceBuffer<unsigned char> params_;
+  std::vector<unsigned char> host_;  // the uploaded struct, as on the host
 };
 
 // Launch shape of a history kernel: occupancy-derived unless given (grid-stride: the grid only
@@ -76,17 +87,105 @@ void history_shape(Kernel kernel, int sms, const host::RunOptions& opt, uint32_t
   block_out = uint32_t(std::max(block, 1));
 }
 
+// The wavefront kernels of one precision (the overloads pick the kernel).
+inline void launch_wave_decay(uint32_t g, uint32_t b, const ParamsT<double>& P, uint64_t seed,
+                              const long long* list, int64_t n_list, int64_t h_start, int64_t n_fresh,
+                              TrackQueue<double> qe, TrackQueue<double> qp, uint32_t limit,
+                              unsigned long long* words, long long* deferred, unsigned long long* tally,
+                              unsigned long long* counters) {
+  rpt_wave_decay_kernel<<<g, b>>>(P, seed, list, n_list, h_start, n_fresh, qe, qp, limit, limit, words,
+                                  deferred, tally, counters);
+}
+inline void launch_wave_decay(uint32_t g, uint32_t b, const ParamsT<float>& P, uint64_t seed,
+                              const long long* list, int64_t n_list, int64_t h_start, int64_t n_fresh,
+                              TrackQueue<float> qe, TrackQueue<float> qp, uint32_t limit,
+                              unsigned long long* words, long long* deferred, unsigned long long* tally,
+                              unsigned long long* counters) {
+  rpt_wave_decay_kernel_f32<<<g, b>>>(P, seed, list, n_list, h_start, n_fresh, qe, qp, limit, limit,
+                                      words, deferred, tally, counters);
+}
+inline void launch_wave_step(bool photon, uint32_t g, uint32_t b, const ParamsT<double>& P, uint64_t seed,
+                             TrackQueue<double> in, int64_t n_in, int64_t n_step, TrackQueue<double> oe,
+                             TrackQueue<double> op, unsigned long long* words, unsigned long long* tally,
+                             unsigned long long* counters) {
+  if (photon) rpt_wave_photon_kernel<<<g, b>>>(P, seed, in, n_in, n_step, oe, op, words, tally, counters);
+  else rpt_wave_electron_kernel<<<g, b>>>(P, seed, in, n_in, n_step, oe, op, words, tally, counters);
+}
+inline void launch_wave_step(bool photon, uint32_t g, uint32_t b, const ParamsT<float>& P, uint64_t seed,
+                             TrackQueue<float> in, int64_t n_in, int64_t n_step, TrackQueue<float> oe,
+                             TrackQueue<float> op, unsigned long long* words, unsigned long long* tally,
+                             unsigned long long* counters) {
+  if (photon) rpt_wave_photon_kernel_f32<<<g, b>>>(P, seed, in, n_in, n_step, oe, op, words, tally, counters);
+  else rpt_wave_electron_kernel_f32<<<g, b>>>(P, seed, in, n_in, n_step, oe, op, words, tally, counters);
+}
+
+// Device interface of wavefront_loop.hpp on a CUDA device: two buffers of an electron and a
+// photon queue, two deferred-decay lists, the counter words.
+template <class Real>
+struct CudaWaveDev {
+  ParamsT<Real> P;  // pointers to device memory; passed by value to the kernels
+  uint64_t seed;
+  TrackQueue<Real> q[2][2];  // [buffer][0 electrons, 1 photons]
+  long long* def[2];
+  unsigned long long *words_d, *tally, *counters;
+  uint32_t block, max_grid;
+  int side = 0, dside = 0;
+
+  uint32_t grid_for(int64_t n) const {
+    return uint32_t(std::max<int64_t>(1, std::min<int64_t>((n + block - 1) / block, max_grid)));
+  }
+  void words(unsigned long long* w, bool to_device) {
+    if (to_device)
+      RPT_CUDA_CHECK(cudaMemcpy(words_d, w, kWaveWords * sizeof(*w), cudaMemcpyHostToDevice), "wavefront counters");
+    else
+      RPT_CUDA_CHECK(cudaMemcpy(w, words_d, kWaveWords * sizeof(*w), cudaMemcpyDeviceToHost),
+                     "wavefront counters (after the kernels of the round)");
+  }
+  void decay(int64_t n_list, int64_t h_start, int64_t n_fresh, uint32_t limit) {
+    const int64_t n = n_list + n_fresh;
+    if (n == 0) return;
+    launch_wave_decay(grid_for(n), block, P, seed, def[dside], n_list, h_start, n_fresh, q[side][0], q[side][1],
+                      limit, words_d, def[dside ^ 1], tally, counters);
+    RPT_CUDA_CHECK(cudaGetLastError(), "launch of the wavefront's decay kernel");
+  }
+  void swap_deferred() { dside ^= 1; }
+  void step(bool photon, int64_t n_in, int64_t n_step) {
+    launch_wave_step(photon, grid_for(n_in), block, P, seed, q[side][photon ? 1 : 0], n_in, n_step,
+                     q[side ^ 1][0], q[side ^ 1][1], words_d, tally, counters);
+    RPT_CUDA_CHECK(cudaGetLastError(), std::string("launch of the wavefront's ") +
+                                           (photon ? "photon" : "electron") + " kernel");
+  }
+  void swap_queues() { side ^= 1; }
+};
+
 class CudaExec {
  public:
   CudaExec(const host::HostRun& hr, const host::RunOptions& opt)
       : nv_(hr.n_voxels), n_regions_(opt.n_regions), single_(opt.precision == host::Precision::kSingle),
-        params_(hr, opt.precision) {
+        wavefront_(opt.wavefront), params_(hr, opt.precision) {
     int dev = 0;
     RPT_CUDA_CHECK(cudaGetDevice(&dev), "current device");
     RPT_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, dev),
                    "multiprocessor count");
-    if (single_) history_shape(rpt_histories_kernel_f32, sms_, opt, grid_, block_);
-    else history_shape(rpt_histories_kernel, sms_, opt, grid_, block_);
+    if (wavefront_) {
+      // wavefront kernels: one thread per decay or particle, grid-stride beyond 64 blocks per SM
+      block_ = opt.block_dim > 0 ? opt.block_dim : 256;
+      grid_ = opt.grid_dim > 0 ? opt.grid_dim : uint32_t(64 * sms_);
+      size_t free_b = 0, total_b = 0;
+      RPT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b), "free device memory");
+      const uint64_t per = single_ ? track_queue_bytes<float>() : track_queue_bytes<double>();
+      // four queues (two buffers of two types), within a quarter of the free memory
+      uint64_t cap = opt.queue_capacity > 0 ? uint64_t(opt.queue_capacity)
+                                            : std::min<uint64_t>(uint64_t(1) << 21, free_b / 4 / (4 * per));
+      wave_.capacity = std::max<uint64_t>(cap, kMinQueueCapacity);
+      queues_ = DeviceBuffer<unsigned char>(4 * wave_.capacity * per, "wavefront particle queues");
+      deferred_ = DeviceBuffer<long long>(2 * size_t(wave_.max_decays()), "wavefront deferred decays");
+      words_ = DeviceBuffer<unsigned long long>(kWaveWords, "wavefront counters");
+    } else if (single_) {
+      history_shape(rpt_histories_kernel_f32, sms_, opt, grid_, block_);
+    } else {
+      history_shape(rpt_histories_kernel, sms_, opt, grid_, block_);
+    }
     // voxel kernels: kVoxelBlock threads, grid-stride over the voxels
     voxel_grid_ = voxel_grid(nv_, sms_);
 
@@ -112,12 +211,21 @@ class CudaExec {
   uint32_t block_dim() const { return block_; }
   int32_t threads_used() const { return int32_t(std::min<int64_t>(int64_t(grid_) * block_, INT32_MAX)); }
   void chunk_bounds(int64_t histories, int64_t& lower, int64_t& upper) const {
+    if (wavefront_) {
+      wave_chunk_bounds(wave_, histories, lower, upper);
+      return;
+    }
     const int64_t threads = int64_t(grid_) * block_;
     lower = host::min_chunk(threads);
     upper = host::default_chunk(histories, threads);
   }
 
   void histories(uint64_t seed, int64_t h0, int64_t h1) {
+    if (wavefront_) {
+      if (single_) wave<float>(seed, h0, h1);
+      else wave<double>(seed, h0, h1);
+      return;
+    }
     const std::string kernel = single_ ? "rpt_histories_kernel_f32" : "rpt_histories_kernel";
     if (single_)
       rpt_histories_kernel_f32<<<grid_, block_>>>(params_.get<float>(), seed, h0, h1, batch_.get(),
@@ -129,6 +237,18 @@ class CudaExec {
                                            std::to_string(grid_) + ", " + std::to_string(block_) + ">>>");
     RPT_CUDA_CHECK(cudaDeviceSynchronize(), kernel + ", histories " +
                                                 std::to_string(h0) + ".." + std::to_string(h1));
+  }
+
+  void report(host::RunOutput& out) const {
+    out.wavefront = wavefront_;
+    if (!wavefront_) return;
+    out.queue_capacity = int64_t(wave_.capacity);
+    out.wave_rounds = stats_.rounds;
+    out.wave_decay_launches = stats_.decay_launches;
+    out.wave_deferred = stats_.deferred;
+    out.electron_steps = stats_.electron_steps;
+    out.photon_steps = stats_.photon_steps;
+    out.wave_held = stats_.held;
   }
 
   int64_t emitted_units() const { return counter(kEmitted, "emitted-energy counter"); }
@@ -182,6 +302,26 @@ class CudaExec {
   }
 
  private:
+  template <class Real>
+  void wave(uint64_t seed, int64_t h0, int64_t h1) {
+    CudaWaveDev<Real> d;
+    d.P = params_.host_copy<Real>();
+    d.seed = seed;
+    const uint64_t cap = wave_.capacity, per = track_queue_bytes<Real>();
+    for (int b = 0; b < 2; ++b)
+      for (int k = 0; k < 2; ++k)
+        d.q[b][k] = carve_track_queue<Real>(queues_.get() + (2 * b + k) * cap * per, cap);
+    d.def[0] = deferred_.get();
+    d.def[1] = deferred_.get() + wave_.max_decays();
+    d.words_d = words_.get();
+    d.tally = batch_.get();
+    d.counters = counters_.get();
+    d.block = block_;
+    d.max_grid = grid_;
+    run_wavefront(d, wave_, h0, h1, stats_);
+    RPT_CUDA_CHECK(cudaDeviceSynchronize(), "wavefront, histories " + std::to_string(h0) + ".." + std::to_string(h1));
+  }
+
   int64_t counter(int32_t index, const char* what) const {
     unsigned long long e = 0;
     RPT_CUDA_CHECK(cudaMemcpy(&e, counters_.get() + index, sizeof(e), cudaMemcpyDeviceToHost), what);
@@ -191,6 +331,7 @@ class CudaExec {
   int64_t nv_;
   int32_t n_regions_;
   bool single_;
+  bool wavefront_;
   int sms_ = 1;
   uint32_t grid_ = 1, block_ = 1, voxel_grid_ = 1;
   DeviceParams params_;
@@ -198,6 +339,11 @@ class CudaExec {
   DeviceBuffer<float> m2_;
   DeviceBuffer<int32_t> regions_;
   std::vector<int64_t> taken_;  // export mode: the last batch tally on the host
+  WaveShape wave_;
+  WaveStats stats_;
+  DeviceBuffer<unsigned char> queues_;
+  DeviceBuffer<long long> deferred_;
+  DeviceBuffer<unsigned long long> words_;
 };
 
 }  // namespace

@@ -48,6 +48,8 @@ struct RunOptions {
   uint32_t grid_dim = 0;   // GPU: blocks per history launch; 0: chosen by the executor
   uint32_t block_dim = 0;  // GPU: threads per block; 0: chosen by the executor
   int64_t chunk = 0;       // histories per chunk, fixed; 0: sized by time
+  bool wavefront = true;   // GPU: the wavefront (cuda/wavefront_body.hpp), else the history kernel
+  int64_t queue_capacity = 0;  // GPU wavefront: particles per queue; 0: chosen by the executor
   // export mode: batches [first_batch, end_batch) (end_batch < 0: to the last) handed to
   // take_batch instead of folded; nothing is finalized
   int32_t first_batch = 0;
@@ -68,6 +70,11 @@ struct RunOutput {
   uint32_t grid_dim = 0, block_dim = 0;  // GPU launch shape (0 on the CPU)
   int64_t chunk = 0;                     // most histories per chunk
   int64_t launches = 0;                  // chunks run
+  bool wavefront = false;                // GPU: the wavefront ran (else the history kernel)
+  int64_t queue_capacity = 0;            // wavefront: particles per queue
+  int64_t wave_rounds = 0, wave_decay_launches = 0, wave_deferred = 0;
+  int64_t electron_steps = 0, photon_steps = 0;  // wavefront: steps taken
+  int64_t wave_held = 0;                 // wavefront: particles held over a round without a step
   Precision precision = Precision::kDouble;
   bool aborted = false;
 };
@@ -85,6 +92,8 @@ inline void validate_options(int64_t capacity, const RunOptions& opt) {
   if (opt.n_regions < 0) throw std::invalid_argument("regions: negative region count");
   if (opt.n_regions > 0 && !opt.regions) throw std::invalid_argument("regions: null array");
   if (opt.block_dim > 1024) throw std::invalid_argument("block_dim: expected 0 (auto) or 1..1024");
+  if (opt.queue_capacity < 0 || opt.queue_capacity > 0x7fffffffLL)
+    throw std::invalid_argument("queue_capacity: expected 0 (auto) or up to 2^31-1");
   if (opt.chunk < 0 || opt.chunk > kMaxChunk)
     throw std::invalid_argument("chunk: expected 0 (auto) or 1.." + std::to_string(kMaxChunk));
   const int32_t end = opt.end_batch < 0 ? opt.batches : opt.end_batch;
@@ -121,6 +130,7 @@ inline int64_t default_chunk(int64_t histories, int64_t threads_per_launch) {
 //                                               zeroed by the next histories() call
 //   void finalize(int64_t histories, int32_t batches);
 //   void download(RunOutput& out);              edep, rel_uncertainty, counters, region sums
+//   void report(RunOutput& out) const;          what the executor ran (GPU: wavefront figures)
 inline void validate_options(const HostRun& hr, const RunOptions& opt) {
   validate_options(max_histories(hr.mean_mev_per_decay), opt);
 }
@@ -168,6 +178,7 @@ RunOutput drive(Exec& ex, int64_t capacity, const RunOptions& opt) {
       ex.fold(b, h0, h1 - h0);
     }
   }
+  ex.report(out);
   if (out.aborted || export_mode) return out;
   ex.finalize(opt.histories, opt.batches);
   ex.download(out);

@@ -34,7 +34,11 @@ class RunRequest:
     ``electron_transport``; ``regions`` int32 labels 0..R-1, -1 none, or None; ``progress``
     callable(histories_done) or None; GPU launch shape ``grid_dim`` x ``block_dim`` (0 = from the
     kernel's occupancy) and ``chunk`` histories per launch (0 = sized by time); ``precision``
-    "double" or "single" of the transport (tables and arithmetic; the tallies stay integer).
+    "double" or "single" of the transport (tables and arithmetic; the tallies stay integer);
+    ``gpu_transport`` "wavefront" (particle queues, one step per launch: docs/gpu_backends.md)
+    or "history" (one thread per history), for the cuda backend and its emulation (the cupy
+    backend runs "history"); ``queue_capacity`` particles per wavefront queue (0 = from the
+    device's free memory).
     """
 
     density: np.ndarray
@@ -54,6 +58,8 @@ class RunRequest:
     block_dim: int = 0
     chunk: int = 0
     precision: str = "double"
+    gpu_transport: str = "wavefront"
+    queue_capacity: int = 0
 
     def with_(self, **changes: Any) -> RunRequest:
         """A copy with some fields changed (e.g. ``request.with_(seed=2)``)."""
