@@ -5,7 +5,14 @@
   uncertainties: chi-square over the voxels with < 5 % uncertainty in both;
 - energy balance: emitted == deposited + escaped exactly, in integer units;
 - determinism: the same seed gives the same bits, whatever the launch shape (histories draw
-  from (seed, history index); tallies are integers, so the order of GPU atomics is irrelevant).
+  from (seed, history index); tallies are integers, so the order of GPU atomics is irrelevant);
+- the cuda backend's two transports: the wavefront (its default: particle queues, a decay
+  kernel and electron / photon step kernels, one step per launch) and the history kernel
+  (``gpu_transport="history"``) give the same bits in double and single precision (every
+  particle has its own random stream); so does the wavefront with a small queue capacity
+  (decays deferred, particles held a round), whose step counts equal the default capacity's;
+  its launch dict reports the transport, the queue capacity, rounds, decay launches, deferred
+  decays, electron and photon steps and held particles, consistently.
 """
 import numpy as np
 import pytest
@@ -24,6 +31,14 @@ BATCHES = 20
 SEED = 11
 
 
+def _same_bits(a, b):
+    np.testing.assert_array_equal(a["edep_mev"], b["edep_mev"])
+    np.testing.assert_array_equal(a["rel_uncertainty"], b["rel_uncertainty"])
+    np.testing.assert_array_equal(a["region_batch_edep_mev"], b["region_batch_edep_mev"])
+    for k in ("emitted_units", "deposited_units", "escaped_units"):
+        assert a[k] == b[k], k
+
+
 def _runner(name):
     if name == "cuda":
         ok, why = gpu_runners.cuda_available()
@@ -37,6 +52,14 @@ def gpu(request):
     runner, why = _runner(request.param)
     if runner is None:
         pytest.skip(f"{request.param}: {why}")
+    return runner
+
+
+@pytest.fixture
+def cuda():
+    runner, why = _runner("cuda")
+    if runner is None:
+        pytest.skip(f"cuda: {why}")
     return runner
 
 
@@ -95,7 +118,7 @@ def test_gpu_energy_balance_and_regions(gpu, case):
     rb = g["region_batch_edep_mev"]
     assert rb.shape == (BATCHES, 2)
     for r in (0, 1):
-        assert rb[:, r].sum() == pytest.approx(g["edep_mev"][case["regions"] == r].sum(), rel=1e-12)
+        assert rb[:, r].sum() == pytest.approx(g["edep_mev"][case.regions == r].sum(), rel=1e-12)
     assert np.all(g["rel_uncertainty"][g["edep_mev"] == 0] == 1.0)
 
 
@@ -161,3 +184,63 @@ def test_simulate_auto_precision_on_the_gpu(case):
     res = rd.simulate(ph, rd.Source("Lu-177", dec), histories=2000, backend=name, progress=False)
     assert res.provenance["precision"] == expected
     assert res.provenance["precision_requested"] == "auto"
+
+
+WAVE_KEYS = ("queue_capacity", "rounds", "decay_launches", "deferred_decays", "electron_steps", "photon_steps",
+             "held_particles")
+
+
+@pytest.mark.parametrize("precision", ["double", "single"])
+def test_cuda_wavefront_equals_history_kernel(cuda, case, precision):
+    """Every particle draws from its own stream and the tallies are integers: the wavefront and
+    the history kernel give the same bits on one device (the history kernel's fixed stack of
+    24 particles never fills for Lu-177)."""
+    w = _run(cuda, case, precision=precision)
+    h = _run(cuda, case, precision=precision, gpu_transport="history")
+    assert w["launch"]["transport"] == "wavefront" and h["launch"]["transport"] == "history"
+    assert w["precision"] == h["precision"] == precision
+    _same_bits(w, h)
+    assert w["emitted_units"] == w["deposited_units"] + w["escaped_units"]
+    assert not set(WAVE_KEYS) & set(h["launch"])
+
+
+@pytest.mark.parametrize("precision", ["double", "single"])
+def test_cuda_wavefront_small_queues(cuda, case, precision):
+    """A queue capacity of 32 (a decay launch fills at most 8 per queue) defers decays (and
+    holds particles whose outputs might not fit, a few in the CPU emulation of this case): the
+    same bits, and the same steps, as the default capacity and the history kernel."""
+    n = 20_000
+    a = _run(cuda, case, precision=precision, histories=n)
+    b = _run(cuda, case, precision=precision, histories=n, queue_capacity=32)
+    _same_bits(a, b)
+    la, lb = a["launch"], b["launch"]
+    assert la["transport"] == lb["transport"] == "wavefront"
+    assert lb["queue_capacity"] == 32 and la["queue_capacity"] > 32
+    assert lb["deferred_decays"] > 0
+    assert lb["decay_launches"] > la["decay_launches"] and lb["rounds"] > la["rounds"]
+    assert (lb["electron_steps"], lb["photon_steps"]) == (la["electron_steps"], la["photon_steps"])
+    assert lb["held_particles"] >= 0
+    h = _run(cuda, case, precision=precision, histories=n, gpu_transport="history")
+    _same_bits(b, h)
+
+
+def test_cuda_wavefront_launch_dict(cuda, case):
+    """The wavefront's launch figures: steps and rounds counted, at least one decay launch per
+    launch (chunk), no deferred decay or held particle where the queues hold a batch many times
+    over (the default capacity on a large GPU)."""
+    res = _run(cuda, case)
+    launch = res["launch"]
+    assert launch["transport"] == "wavefront"
+    assert set(WAVE_KEYS) | {"grid_dim", "block_dim", "chunk", "launches"} <= set(launch)
+    assert all(isinstance(launch[k], int) and launch[k] >= 0 for k in WAVE_KEYS)
+    assert launch["electron_steps"] > 0 and launch["photon_steps"] > 0
+    assert launch["rounds"] > 0 and launch["launches"] > 0
+    assert launch["decay_launches"] >= launch["launches"]
+    assert launch["rounds"] >= launch["decay_launches"]
+    assert launch["queue_capacity"] >= 16
+    if launch["queue_capacity"] >= 64 * (HISTORIES // BATCHES):  # room for a whole batch many times over
+        assert launch["deferred_decays"] == 0 and launch["held_particles"] == 0
+    # a Lu-177 decay emits at least one electron (its beta), most of them transported
+    assert launch["electron_steps"] >= HISTORIES
+    local = _run(cuda, case, electron_transport=False)["launch"]
+    assert local["electron_steps"] == 0 and local["photon_steps"] > 0
