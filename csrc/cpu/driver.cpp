@@ -105,22 +105,29 @@ struct CpuTally {
   inline void prefetch(int64_t voxel) const { __builtin_prefetch(e + voxel, 1); }
 };
 
-// The history loop's stack on the CPU: grows as needed (no particle is ever deposited for want
-// of room), one per thread, reused from history to history.
+// The CPU's sink of new particles: each one runs to its end as it is made, and its own
+// secondaries likewise, recursively (depth first, as the history kernel's stack; the depth is
+// the number of generations). No stack to copy particles through and no limit on their number.
 template <class Real>
-struct VectorStack {
-  std::vector<TrackT<Real>> v;
-  bool empty() const { return v.empty(); }
+struct RunNow {
+  StepCtx<Real, const CpuTally, RunNow>* ctx = nullptr;
   bool push(const TrackT<Real>& t) {
-    v.push_back(t);
+    TrackT<Real> u = t;
+    run_to_end(u, *ctx);
     return true;
   }
-  TrackT<Real> pop() {
-    TrackT<Real> t = v.back();
-    v.pop_back();
-    return t;
-  }
 };
+
+// Decay `history` and all it sets in motion (physics/history.hpp decay, run_to_end).
+template <class Real>
+void run_history_cpu(uint64_t seed, uint64_t history, const ParamsT<Real>& P, const CpuTally& tally,
+                     Counters& cnt) {
+  RunNow<Real> sink;
+  StepCtx<Real, const CpuTally, RunNow<Real>> c(P, tally, cnt, sink);
+  sink.ctx = &c;
+  decay(seed, history, c);
+  c.flush();
+}
 
 // The executor of host/driver.hpp on CPU threads. Memory: the batch tally (8 B per voxel) and,
 // when it folds (not in export mode), a TallyState (12 B per voxel).
@@ -151,18 +158,13 @@ class CpuExec {
     }
     const CpuTally tally{batch_.data()};
     int64_t em = 0, es = 0;
-#pragma omp parallel num_threads(threads_) reduction(+ : em, es)
-    {
-      VectorStack<double> stack;
-      VectorStack<float> stack32;
-#pragma omp for schedule(dynamic, 64)
-      for (int64_t h = h0; h < h1; ++h) {
-        Counters cnt{0, 0};
-        if (single_) run_history(seed, uint64_t(h), P32_, tally, cnt, stack32);
-        else run_history(seed, uint64_t(h), P_, tally, cnt, stack);
-        em += cnt.emitted;
-        es += cnt.escaped;
-      }
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 64) reduction(+ : em, es)
+    for (int64_t h = h0; h < h1; ++h) {
+      Counters cnt{0, 0};
+      if (single_) run_history_cpu(seed, uint64_t(h), P32_, tally, cnt);
+      else run_history_cpu(seed, uint64_t(h), P_, tally, cnt);
+      em += cnt.emitted;
+      es += cnt.escaped;
     }
     emitted_ += em;
     escaped_ += es;

@@ -11,7 +11,7 @@ __device__ __forceinline__ rpt::gpu::Idx3 idx3(const dim3& v) { return {v.x, v.y
 // At most kWaveMaxBlock threads per block, so ptxas keeps each kernel within 65536 / 512 =
 // 128 registers per thread (validation/bench/gpu_static.py).
 #define RPT_WAVE_KERNELS(REAL, SUFFIX)                                                            \
-  __global__ void __launch_bounds__(rpt::gpu::kWaveMaxBlock) rpt_wave_decay_kernel##SUFFIX(                                                \
+  __global__ void __launch_bounds__(rpt::gpu::kWaveMaxBlock, 1) rpt_wave_decay_kernel##SUFFIX(                                                \
       const rpt::ParamsT<REAL> params,      unsigned long long seed,                   \
       const long long* list, long long n_list, long long h_start, long long n_fresh,            \
       rpt::gpu::TrackQueue<REAL> qe, rpt::gpu::TrackQueue<REAL> qp, unsigned int limit_e,       \
@@ -21,7 +21,7 @@ __device__ __forceinline__ rpt::gpu::Idx3 idx3(const dim3& v) { return {v.x, v.y
                               params, seed, list, n_list, h_start, n_fresh, qe, qp, limit_e,    \
                               limit_p, words, deferred, batch_tally, counters);                 \
   }                                                                                             \
-  __global__ void __launch_bounds__(rpt::gpu::kWaveMaxBlock) rpt_wave_electron_kernel##SUFFIX(                                             \
+  __global__ void __launch_bounds__(rpt::gpu::kWaveMaxBlock, 1) rpt_wave_electron_kernel##SUFFIX(                                             \
       const rpt::ParamsT<REAL> params,      unsigned long long seed,                   \
       rpt::gpu::TrackQueue<REAL> in, long long n_in, long long n_step,                          \
       rpt::gpu::TrackQueue<REAL> out_e, rpt::gpu::TrackQueue<REAL> out_p,                       \
@@ -30,7 +30,7 @@ __device__ __forceinline__ rpt::gpu::Idx3 idx3(const dim3& v) { return {v.x, v.y
                                     idx3(threadIdx), params, seed, in, n_in, n_step, out_e,     \
                                     out_p, words, batch_tally, counters);                       \
   }                                                                                             \
-  __global__ void __launch_bounds__(rpt::gpu::kWaveMaxBlock) rpt_wave_photon_kernel##SUFFIX(                                               \
+  __global__ void __launch_bounds__(rpt::gpu::kWaveMaxBlock, 1) rpt_wave_photon_kernel##SUFFIX(                                               \
       const rpt::ParamsT<REAL> params,      unsigned long long seed,                   \
       rpt::gpu::TrackQueue<REAL> in, long long n_in, long long n_step,                          \
       rpt::gpu::TrackQueue<REAL> out_e, rpt::gpu::TrackQueue<REAL> out_p,                       \

@@ -313,7 +313,7 @@ RPT_INLINE bool settle_electron(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) 
 // false when it ends (range rejected at the step's start, stopped, or escaped). Secondaries
 // (delta rays, bremsstrahlung and annihilation photons) are emitted to the context.
 template <class Real, class Tally, class Sink>
-RPT_INLINE bool electron_step(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
+RPT_STEP_INLINE bool electron_step(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
   const ParamsT<Real>& P = c.P;
   const GridViewT<Real>& g = P.grid;
   const TableViewT<Real>& tab = P.tab;

@@ -168,15 +168,21 @@ RPT_INLINE void decay(uint64_t seed, uint64_t history, StepCtx<Real, Tally, Sink
   });
 }
 
-// One step of a live particle, of either kind; false when it has ended.
+// A live particle's steps to its end.
 template <class Real, class Tally, class Sink>
-RPT_INLINE bool track_step(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
-  return t.p.type == kPhoton ? photon_step(t, c) : electron_step(t, c);
+RPT_INLINE void run_to_end(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
+  if (t.p.type == kPhoton) {
+    while (photon_step(t, c)) {
+    }
+  } else {
+    while (electron_step(t, c)) {
+    }
+  }
 }
 
-// The history-based loop (the CPU backend, the GPU's history kernel): decay `history`, then
-// every particle of it to its end, depth first, from `stack` (empty on entry and on return;
-// a std::vector-backed stack on the CPU, a FixedStack on a GPU).
+// The history-based loop of the GPU's history kernel: decay `history`, then every particle of
+// it to its end, depth first, from `stack` (a FixedStack; empty on entry and on return). The
+// CPU runs each new particle to its end as it is made (cpu/driver.cpp), the same bits.
 template <class Real, class Tally, class Stack>
 RPT_INLINE void run_history(uint64_t seed, uint64_t history, const ParamsT<Real>& P, Tally& tally,
                             Counters& cnt, Stack& stack) {
@@ -184,8 +190,7 @@ RPT_INLINE void run_history(uint64_t seed, uint64_t history, const ParamsT<Real>
   decay(seed, history, c);
   while (!stack.empty()) {
     TrackT<Real> t = stack.pop();
-    while (track_step(t, c)) {
-    }
+    run_to_end(t, c);
   }
   c.flush();
 }

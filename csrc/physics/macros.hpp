@@ -14,6 +14,15 @@
 
 #define RPT_INLINE RPT_HD inline
 
+// The step functions (photon_step, electron_step) and the direction rotation they call on
+// every step: inlined on the CPU, so a particle's state stays in registers from step to step
+// (GCC and Clang would otherwise call them); on a GPU the compiler's own choice.
+#if defined(RPT_DEVICE_CODE) || !defined(__GNUC__)
+#define RPT_STEP_INLINE RPT_INLINE
+#else
+#define RPT_STEP_INLINE inline __attribute__((always_inline))
+#endif
+
 #if !defined(__CUDACC_RTC__)
 #include <cstdint>
 #include <cmath>

@@ -102,12 +102,16 @@ struct PhiloxT {
     used = 0;
   }
 
-  // (the word is selected, not indexed: a constant-indexed out[] stays in registers on a GPU
-  // instead of going to local memory)
+  // On a GPU the word is selected, not indexed, so out[] stays in registers instead of going
+  // to local memory; on the CPU an indexed load (the same word either way).
   RPT_INLINE uint32_t next_u32() {
     if (used == 4) refill();
+#if defined(RPT_DEVICE_CODE)
     const int i = used++;
     return i == 0 ? out[0] : (i == 1 ? out[1] : (i == 2 ? out[2] : out[3]));
+#else
+    return out[used++];
+#endif
   }
 
   // Uniform in the open interval (0, 1): safe for log().

@@ -94,13 +94,18 @@ struct StepCtx {
   // gets a stream of its own; what ends at once (outside the grid, below its cut, an electron
   // whose range does not reach its voxel's faces) ends here, the rest waits in the sink. A
   // full sink (only the GPU history kernel's fixed stack) deposits the energy in `voxel`.
+  // The stream is drawn only for a particle that draws random numbers: one that lives on, or
+  // a positron (its annihilation photons' directions); an electron or photon that ends at once
+  // costs its parent no random number (deterministic: settling draws none).
   RPT_INLINE void emit(PhiloxT<Real>& parent, const ParticleT<Real>& q, int64_t voxel) {
     TrackT<Real> t;
     t.p = q;
     t.steps = 0;
-    t.rng = parent.child();
+    if (q.type == kPositron) t.rng = parent.child();
     const bool alive = q.type == kPhoton ? settle_photon(t, *this) : settle_electron(t, *this);
-    if (alive && !sink.push(t)) deposit(voxel, quantize(q.e));
+    if (!alive) return;
+    if (q.type != kPositron) t.rng = parent.child();
+    if (!sink.push(t)) deposit(voxel, quantize(q.e));
   }
 
   // The same for a photon (annihilation photons: no call back into the electron routines).
@@ -108,8 +113,9 @@ struct StepCtx {
     TrackT<Real> t;
     t.p = q;
     t.steps = 0;
+    if (!settle_photon(t, *this)) return;
     t.rng = parent.child();
-    if (settle_photon(t, *this) && !sink.push(t)) deposit(voxel, quantize(q.e));
+    if (!sink.push(t)) deposit(voxel, quantize(q.e));
   }
 };
 

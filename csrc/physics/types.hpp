@@ -107,7 +107,7 @@ RPT_INLINE Vec3T<typename Rng::real_type> isotropic(Rng& rng) {
 // Rotate direction d by polar angle (cos_theta) and azimuth 2 pi u_phi (the usual EGS/PENELOPE
 // form).
 template <class Real>
-RPT_INLINE Vec3T<Real> rotate(const Vec3T<Real>& d, Real cos_theta, Real u_phi) {
+RPT_STEP_INLINE Vec3T<Real> rotate(const Vec3T<Real>& d, Real cos_theta, Real u_phi) {
   const Real sin2 = dmax(Real(0), Real(1) - cos_theta * cos_theta);
   Real cp, sp;
   sincos_2pi(u_phi, cp, sp);
