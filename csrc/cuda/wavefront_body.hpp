@@ -36,6 +36,11 @@
 #pragma once
 #include "kernel_body.hpp"
 
+#if defined(__CUDACC__)  // both passes of nvcc (the host stubs must see what the device code does)
+#include <cooperative_groups.h>
+#include <cooperative_groups/scan.h>
+#endif
+
 namespace rpt {
 namespace gpu {
 
@@ -180,14 +185,31 @@ struct ReservedSink {
   }
 };
 
+// The next free entry of a queue whose count is words[which]. On a GPU the lanes of a warp that
+// append to the same queue at the same time take their entries with one atomic add
+// (cooperative groups: the lanes converged here, partitioned by queue); elsewhere one each.
+RPT_INLINE uint64_t append_index(unsigned long long* words, int which) {
+#if defined(__CUDA_ARCH__)
+  namespace cg = cooperative_groups;
+  const cg::coalesced_group active = cg::coalesced_threads();
+  const cg::coalesced_group peers = cg::labeled_partition(active, which);
+  unsigned long long base = 0;
+  if (peers.thread_rank() == 0) base = atomicAdd(words + which, (unsigned long long)peers.size());
+  base = peers.shfl(base, 0);
+  return uint64_t(base) + peers.thread_rank();
+#else
+  return atomic_fetch_add_u64(words + which, 1ull);
+#endif
+}
+
 // Appends to the output queues (room guaranteed by the host: wavefront_loop.hpp).
 template <class Real>
 struct AppendSink {
   TrackQueue<Real> qe, qp;
   unsigned long long* words;
   RPT_INLINE bool push(const TrackT<Real>& t) {
-    if (t.p.type == kPhoton) qp.store(atomic_fetch_add_u64(words + kWaveOutP, 1ull), t);
-    else qe.store(atomic_fetch_add_u64(words + kWaveOutE, 1ull), t);
+    if (t.p.type == kPhoton) qp.store(append_index(words, kWaveOutP), t);
+    else qe.store(append_index(words, kWaveOutE), t);
     return true;
   }
 };
@@ -209,6 +231,34 @@ RPT_INLINE bool reserve_room(unsigned long long* word, uint32_t ne, uint32_t np,
     }
     old = seen;
   }
+}
+
+// Room for one decay's ne electrons and np photons (reserve_room). On a GPU the lanes of a warp
+// that reach this together reserve with one compare-and-swap for all of them (their counts
+// summed, each lane's room at its prefix sum), and are all deferred if it fails; elsewhere
+// each decay reserves its own. A decay without particles needs no room.
+RPT_INLINE bool reserve_decay(unsigned long long* words, uint32_t ne, uint32_t np, uint32_t limit_e,
+                              uint32_t limit_p, uint64_t& base_e, uint64_t& base_p) {
+#if defined(__CUDA_ARCH__)
+  namespace cg = cooperative_groups;
+  const cg::coalesced_group g = cg::coalesced_threads();
+  const uint32_t end_e = cg::inclusive_scan(g, ne), end_p = cg::inclusive_scan(g, np);
+  const uint32_t last = g.size() - 1;
+  const uint32_t sum_e = g.shfl(end_e, last), sum_p = g.shfl(end_p, last);
+  if ((sum_e | sum_p) == 0) return true;
+  uint64_t be = 0, bp = 0;
+  int ok = 0;
+  if (g.thread_rank() == 0) ok = reserve_room(words + kWaveIn, sum_e, sum_p, limit_e, limit_p, be, bp) ? 1 : 0;
+  ok = g.shfl(ok, 0);
+  be = g.shfl(be, 0);
+  bp = g.shfl(bp, 0);
+  base_e = be + (end_e - ne);
+  base_p = bp + (end_p - np);
+  return ok != 0;
+#else
+  if ((ne | np) == 0) return true;
+  return reserve_room(words + kWaveIn, ne, np, limit_e, limit_p, base_e, base_p);
+#endif
 }
 
 // The decay kernel: decays list[0..n_list) then h_start .. h_start + n_fresh - 1, one thread
@@ -234,9 +284,8 @@ RPT_INLINE void wave_decay_body(const Idx3& block_idx, const Idx3& block_dim, co
     StepCtx<Real, NullTally, CountSink<Real>> dry(P, none, scratch, count);
     decay(seed, uint64_t(h), dry);
     uint64_t be = 0, bp = 0;
-    if ((count.electrons | count.photons) != 0 &&
-        !reserve_room(words + kWaveIn, count.electrons, count.photons, limit_e, limit_p, be, bp)) {
-      deferred[atomic_fetch_add_u64(words + kWaveDeferred, 1ull)] = h;
+    if (!reserve_decay(words, count.electrons, count.photons, limit_e, limit_p, be, bp)) {
+      deferred[append_index(words, kWaveDeferred)] = h;
       continue;
     }
     ReservedSink<Real> sink{qe, qp, be, bp};
