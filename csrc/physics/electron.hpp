@@ -268,7 +268,7 @@ RPT_INLINE void annihilate_at_rest(const Vec3T<Real>& r, int64_t voxel, Rng& rng
 // The end of a charged particle inside the grid: its kinetic energy into `voxel`, and for a
 // positron the annihilation photons from where it stopped.
 template <class Real, class Ctx>
-RPT_INLINE void stop_charged(TrackT<Real>& t, int64_t voxel, Ctx& c) {
+RPT_HOT_INLINE void stop_charged(TrackT<Real>& t, int64_t voxel, Ctx& c) {
   c.deposit(voxel, quantize(t.p.e));
   if (t.p.type == kPositron) annihilate_at_rest(t.p.r, voxel, t.rng, c);
 }
@@ -313,7 +313,7 @@ RPT_INLINE bool settle_electron(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) 
 // false when it ends (range rejected at the step's start, stopped, or escaped). Secondaries
 // (delta rays, bremsstrahlung and annihilation photons) are emitted to the context.
 template <class Real, class Tally, class Sink>
-RPT_STEP_INLINE bool electron_step(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
+RPT_HOT_INLINE bool electron_step(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
   const ParamsT<Real>& P = c.P;
   const GridViewT<Real>& g = P.grid;
   const TableViewT<Real>& tab = P.tab;

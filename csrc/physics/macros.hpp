@@ -14,13 +14,14 @@
 
 #define RPT_INLINE RPT_HD inline
 
-// The step functions (photon_step, electron_step) and the direction rotation they call on
-// every step: inlined on the CPU, so a particle's state stays in registers from step to step
-// (GCC and Clang would otherwise call them); on a GPU the compiler's own choice.
+// The step functions (photon_step, electron_step) and the small functions every step calls
+// (random numbers, rotation, deposits): always inlined on the CPU, so a particle's state stays
+// in registers from step to step and no call goes through the PLT (GCC's inliner otherwise
+// stops short in the large step loop); on a GPU the compiler's own choice.
 #if defined(RPT_DEVICE_CODE) || !defined(__GNUC__)
-#define RPT_STEP_INLINE RPT_INLINE
+#define RPT_HOT_INLINE RPT_INLINE
 #else
-#define RPT_STEP_INLINE inline __attribute__((always_inline))
+#define RPT_HOT_INLINE inline __attribute__((always_inline))
 #endif
 
 #if !defined(__CUDACC_RTC__)

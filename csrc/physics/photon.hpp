@@ -121,7 +121,7 @@ RPT_INLINE bool settle_photon(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
 // Returns false when the photon ends (absorbed, escaped, or scattered to below the cut).
 // Electrons it sets in motion are emitted to the context.
 template <class Real, class Tally, class Sink>
-RPT_STEP_INLINE bool photon_step(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
+RPT_HOT_INLINE bool photon_step(TrackT<Real>& t, StepCtx<Real, Tally, Sink>& c) {
   const ParamsT<Real>& P = c.P;
   const GridViewT<Real>& g = P.grid;
   const TableViewT<Real>& tab = P.tab;

@@ -41,8 +41,8 @@ RPT_INLINE void philox4x32_10(const uint32_t ctr_in[4], const uint32_t key_in[2]
 // (k + 1/4) 2^-24 with the sum rounded to float (exact below k = 2^22): from 2^-26 (k = 0) to
 // 1 - 2^-24 (k = 2^24 - 1, never rounded up to 1); one conversion, one add and an exact
 // scaling by a power of two, so the same bits on every backend.
-RPT_INLINE double uniform_open(uint32_t x, double) { return (double(x) + 0.5) * 2.3283064365386963e-10; }
-RPT_INLINE float uniform_open(uint32_t x, float) {
+RPT_HOT_INLINE double uniform_open(uint32_t x, double) { return (double(x) + 0.5) * 2.3283064365386963e-10; }
+RPT_HOT_INLINE float uniform_open(uint32_t x, float) {
   return (float(x >> 8) + 0.25f) * 5.9604644775390625e-8f;  // 2^-24
 }
 
@@ -104,7 +104,7 @@ struct PhiloxT {
 
   // On a GPU the word is selected, not indexed, so out[] stays in registers instead of going
   // to local memory; on the CPU an indexed load (the same word either way).
-  RPT_INLINE uint32_t next_u32() {
+  RPT_HOT_INLINE uint32_t next_u32() {
     if (used == 4) refill();
 #if defined(RPT_DEVICE_CODE)
     const int i = used++;
@@ -115,7 +115,7 @@ struct PhiloxT {
   }
 
   // Uniform in the open interval (0, 1): safe for log().
-  RPT_INLINE Real uniform() { return uniform_open(next_u32(), Real()); }
+  RPT_HOT_INLINE Real uniform() { return uniform_open(next_u32(), Real()); }
 
   // Uniform integer in [0, n) for n < 2^32 (multiply-high; bias < n / 2^32).
   RPT_INLINE uint32_t below(uint32_t n) { return uint32_t((uint64_t(next_u32()) * n) >> 32); }

@@ -75,7 +75,7 @@ struct StepCtx {
   RPT_INLINE StepCtx(const ParamsT<Real>& p, Tally& t, Counters& c, Sink& s)
       : P(p), tally(t), cnt(c), sink(s) {}
 
-  RPT_INLINE void deposit(int64_t voxel, int64_t units) {
+  RPT_HOT_INLINE void deposit(int64_t voxel, int64_t units) {
     if (voxel != pend_voxel) {
       if (pend_units != 0) tally.add(pend_voxel, pend_units);
       pend_voxel = voxel;

@@ -51,7 +51,7 @@ using Particle = ParticleT<double>;
 // sin and cos at 2 pi r (|x| <= pi/4: truncation below 5e-17) and the quarter-turn symmetry.
 // Within 2 ulp of the correctly rounded values; the same bits on every backend, and several
 // times faster than libm's sin and cos (which save and restore the rounding mode).
-RPT_INLINE void sincos_2pi(double u, double& c, double& s) {
+RPT_HOT_INLINE void sincos_2pi(double u, double& c, double& s) {
   const int32_t qi = int32_t(4.0 * u + 0.5);  // u >= 0: truncation is the floor
   const double q = double(qi);
   const double x = kTwoPi * (u - 0.25 * q);
@@ -76,7 +76,7 @@ RPT_INLINE void sincos_2pi(double u, double& c, double& s) {
 // The same in float: the same exact reduction (4u, u - q/4 are exact in float too), the series
 // to x^9 (sin) and x^10 (cos), whose truncation at |x| = pi/4 is below 3e-9, under float's
 // rounding (6e-8).
-RPT_INLINE void sincos_2pi(float u, float& c, float& s) {
+RPT_HOT_INLINE void sincos_2pi(float u, float& c, float& s) {
   const int32_t qi = int32_t(4.0f * u + 0.5f);
   const float q = float(qi);
   const float x = float(kTwoPi) * (u - 0.25f * q);
@@ -95,7 +95,7 @@ RPT_INLINE void sincos_2pi(float u, float& c, float& s) {
 
 // Isotropic unit vector, in the precision of the generator's uniform().
 template <class Rng>
-RPT_INLINE Vec3T<typename Rng::real_type> isotropic(Rng& rng) {
+RPT_HOT_INLINE Vec3T<typename Rng::real_type> isotropic(Rng& rng) {
   using Real = typename Rng::real_type;
   Real w = Real(2) * rng.uniform() - Real(1);
   Real cp, sp;
@@ -107,7 +107,7 @@ RPT_INLINE Vec3T<typename Rng::real_type> isotropic(Rng& rng) {
 // Rotate direction d by polar angle (cos_theta) and azimuth 2 pi u_phi (the usual EGS/PENELOPE
 // form).
 template <class Real>
-RPT_STEP_INLINE Vec3T<Real> rotate(const Vec3T<Real>& d, Real cos_theta, Real u_phi) {
+RPT_HOT_INLINE Vec3T<Real> rotate(const Vec3T<Real>& d, Real cos_theta, Real u_phi) {
   const Real sin2 = dmax(Real(0), Real(1) - cos_theta * cos_theta);
   Real cp, sp;
   sincos_2pi(u_phi, cp, sp);
