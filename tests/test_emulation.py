@@ -226,6 +226,11 @@ def test_emulated_rejects_bad_options(case):
         _core.simulate_emulated(req(block_dim=1025))
     with pytest.raises(ValueError, match="gpu_transport: expected 'wavefront' or 'history', got 'event'"):
         _core.simulate_emulated(req(gpu_transport="event"))
+    with pytest.raises(ValueError, match="block_dim: expected at most 512 for the wavefront kernels, got 1024"):
+        _core.simulate_emulated(req(block_dim=1024))
+    with pytest.raises(ValueError, match="block_dim: expected at most 512 for the single-precision history"):
+        _core.simulate_emulated(req(block_dim=1024, gpu_transport="history", precision="single"))
+    _core.simulate_emulated(req(block_dim=1024, gpu_transport="history"))  # the double history kernel takes 1024
     with pytest.raises(ValueError, match="queue_capacity"):
         _core.simulate_emulated(req(queue_capacity=-1))
     with pytest.raises(ValueError, match="batches: expected >= 10"):

@@ -78,10 +78,16 @@ ptxas info    : Function properties for _ZN3rpt26transport_with_secondariesINS_1
 
 
 def _kernels_of_kernels_cu():
+    """The kernels defined in csrc/cuda/kernels.cu and wavefront_kernels.cu (the latter through a
+    macro instantiated once per precision suffix)."""
+    bounds = r"(?:__launch_bounds__\([^)]*\)\s+)?"
     text = (ROOT / "csrc" / "cuda" / "kernels.cu").read_text()
-    names = re.findall(r"__global__\s+void\s+(\w+)\s*\(", text)
-    assert names
-    return names
+    names = re.findall(r"__global__\s+void\s+" + bounds + r"(\w+)\s*\(", text)
+    wave = (ROOT / "csrc" / "cuda" / "wavefront_kernels.cu").read_text()
+    stems = re.findall(r"__global__\s+void\s+" + bounds + r"(\w+)##SUFFIX", wave)
+    suffixes = re.findall(r"^RPT_WAVE_KERNELS\(\w+,\s*(\w*)\)", wave, re.M)
+    assert names and stems and suffixes == ["", "_f32"]
+    return names + [stem + sfx for stem in stems for sfx in suffixes]
 
 
 def test_parse_nvcc_output():

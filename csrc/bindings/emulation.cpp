@@ -101,6 +101,7 @@ class EmulatedExec {
         batch_(size_t(nv_), 0ull), total_(size_t(nv_), 0ull), m2_(size_t(nv_), 0.0f),
         counters_(rpt::gpu::kNumCounters, 0ull),
         region_units_(size_t(opt.batches) * size_t(opt.n_regions > 0 ? opt.n_regions : 0), 0ull) {
+    rpt::gpu::check_block_dim(block_, wavefront_, single_);
     if (wavefront_) {
       wave_.capacity = uint64_t(std::max<int64_t>(
           opt.queue_capacity > 0 ? opt.queue_capacity : kEmulatedQueueCapacity, int64_t(rpt::gpu::kMinQueueCapacity)));

@@ -70,14 +70,14 @@ constexpr int kHistoryStack = 24;
 // wavefront (wavefront_body.hpp) for comparison and for the cupy backend. Each thread
 // sums its own energy counters and adds them to `counters` once at the end.
 // `P` points to a ParamsT (double or float: the run's precision) whose array pointers are valid
-// where this runs (device memory on the GPU); it is copied to a local so the compiler may keep
-// its fields in registers.
+// where this runs (device memory on the GPU); its fields are read through the pointer where
+// used (a copy in registers took 232 registers in single precision, 154 in double).
 template <class Real>
 RPT_INLINE void histories_body(const Idx3& block_idx, const Idx3& block_dim, const Idx3& grid_dim,
                                const Idx3& thread_idx, const ParamsT<Real>* P, uint64_t seed,
                                int64_t h0, int64_t h1, unsigned long long* batch_tally,
                                unsigned long long* counters) {
-  const ParamsT<Real> params = *P;
+  const ParamsT<Real>& params = *P;
   AtomicTally tally{batch_tally};
   Counters cnt{0, 0};
   FixedStack<Real, kHistoryStack> stack;

@@ -31,8 +31,9 @@ __global__ void rpt_histories_kernel(const rpt::Params* __restrict__ params,
                            params, seed, h0, h1, batch_tally, counters);
 }
 
-// The same in single precision (rpt::ParamsT<float>: float tables, float transport).
-__global__ void rpt_histories_kernel_f32(const rpt::ParamsT<float>* __restrict__ params,
+// The same in single precision (rpt::ParamsT<float>: float tables, float transport), within
+// 128 registers (at most 512 threads per block; without the bound ptxas takes 133).
+__global__ void __launch_bounds__(512, 1) rpt_histories_kernel_f32(const rpt::ParamsT<float>* __restrict__ params,
                                          unsigned long long seed, long long h0, long long h1,
                                          unsigned long long* batch_tally,
                                          unsigned long long* counters) {

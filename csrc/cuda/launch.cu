@@ -163,6 +163,7 @@ class CudaExec {
   CudaExec(const host::HostRun& hr, const host::RunOptions& opt)
       : nv_(hr.n_voxels), n_regions_(opt.n_regions), single_(opt.precision == host::Precision::kSingle),
         wavefront_(opt.wavefront), params_(hr, opt.precision) {
+    check_block_dim(opt.block_dim, wavefront_, single_);
     int dev = 0;
     RPT_CUDA_CHECK(cudaGetDevice(&dev), "current device");
     RPT_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, dev),

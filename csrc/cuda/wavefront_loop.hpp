@@ -50,6 +50,16 @@ inline void wave_chunk_bounds(const WaveShape& shape, int64_t histories, int64_t
   upper = std::min<int64_t>(most, std::max<int64_t>(lower, (histories + 99) / 100));
 }
 
+// Threads per block a launch may ask for: the wavefront kernels and the single-precision history
+// kernel are compiled for at most kWaveMaxBlock (their __launch_bounds__), the double history
+// kernel for up to 1024. Throws std::invalid_argument for more.
+inline void check_block_dim(uint32_t block_dim, bool wavefront, bool single) {
+  if ((wavefront || single) && block_dim > kWaveMaxBlock)
+    throw std::invalid_argument("block_dim: expected at most " + std::to_string(kWaveMaxBlock) + " for the " +
+                                (wavefront ? std::string("wavefront") : std::string("single-precision history")) +
+                                " kernels, got " + std::to_string(block_dim));
+}
+
 // Device interface:
 //   void words(unsigned long long w[kWaveWords], bool to_device);   counters to / from the device
 //   void decay(int64_t n_list, int64_t h_start, int64_t n_fresh, uint32_t limit);
