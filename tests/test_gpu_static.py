@@ -84,7 +84,7 @@ def _kernels_of_kernels_cu():
     text = (ROOT / "csrc" / "cuda" / "kernels.cu").read_text()
     names = re.findall(r"__global__\s+void\s+" + bounds + r"(\w+)\s*\(", text)
     wave = (ROOT / "csrc" / "cuda" / "wavefront_kernels.cu").read_text()
-    stems = re.findall(r"__global__\s+void\s+" + bounds + r"(\w+)##SUFFIX", wave)
+    stems = re.findall(r"\b(rpt_\w+_kernel)##SUFFIX", wave)
     suffixes = re.findall(r"^RPT_WAVE_KERNELS\(\w+,\s*(\w*)\)", wave, re.M)
     assert names and stems and suffixes == ["", "_f32"]
     return names + [stem + sfx for stem in stems for sfx in suffixes]

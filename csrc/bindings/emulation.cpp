@@ -53,39 +53,37 @@ void emulate_launch(uint32_t grid, uint32_t block, int threads, Body&& body) {
 // Device interface of wavefront_loop.hpp on the CPU: the queues and lists a CudaExec keeps on
 // the device, the kernel bodies over emulated launches of `grid` blocks of `block` threads.
 template <class Real>
-struct EmulatedWaveDev {
-  const rpt::ParamsT<Real>* P;
-  uint64_t seed;
-  rpt::gpu::TrackQueue<Real> q[2][2];  // [buffer][0 electrons, 1 photons]
-  long long* def[2];
-  unsigned long long *words_d, *tally, *counters;
-  uint32_t grid, block;
-  int threads;
-  int side = 0, dside = 0;
+struct EmulatedWaveDev : rpt::gpu::WaveBuffers<Real> {
+  const rpt::ParamsT<Real>* P = nullptr;
+  uint32_t grid = 1, block = 1;
+  int threads = 1;
 
   void words(unsigned long long* w, bool to_device) {
-    if (to_device) std::memcpy(words_d, w, rpt::gpu::kWaveWords * sizeof(*w));
-    else std::memcpy(w, words_d, rpt::gpu::kWaveWords * sizeof(*w));
+    if (to_device) std::memcpy(this->words_d, w, rpt::gpu::kWaveWords * sizeof(*w));
+    else std::memcpy(w, this->words_d, rpt::gpu::kWaveWords * sizeof(*w));
   }
   void decay(int64_t n_list, int64_t h_start, int64_t n_fresh, uint32_t limit) {
     if (n_list + n_fresh == 0) return;
+    const int s = this->side, d = this->dside;
     emulate_launch(grid, block, threads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
-      rpt::gpu::wave_decay_body(bi, bd, gd, ti, *P, seed, def[dside], n_list, h_start, n_fresh, q[side][0],
-                                q[side][1], limit, limit, words_d, def[dside ^ 1], tally, counters);
+      rpt::gpu::wave_decay_body(bi, bd, gd, ti, *P, this->seed, this->def[d], n_list, h_start, n_fresh,
+                                this->q[s][0], this->q[s][1], limit, limit, this->words_d, this->def[d ^ 1],
+                                this->tally, this->counters);
     });
   }
-  void swap_deferred() { dside ^= 1; }
   void step(bool photon, int64_t n_in, int64_t n_step) {
+    const int s = this->side;
     emulate_launch(grid, block, threads, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
       if (photon)
-        rpt::gpu::wave_step_body<true>(bi, bd, gd, ti, *P, seed, q[side][1], n_in, n_step, q[side ^ 1][0],
-                                       q[side ^ 1][1], words_d, tally, counters);
+        rpt::gpu::wave_step_body<true>(bi, bd, gd, ti, *P, this->seed, this->q[s][1], n_in, n_step,
+                                       this->q[s ^ 1][0], this->q[s ^ 1][1], this->words_d, this->tally,
+                                       this->counters);
       else
-        rpt::gpu::wave_step_body<false>(bi, bd, gd, ti, *P, seed, q[side][0], n_in, n_step, q[side ^ 1][0],
-                                        q[side ^ 1][1], words_d, tally, counters);
+        rpt::gpu::wave_step_body<false>(bi, bd, gd, ti, *P, this->seed, this->q[s][0], n_in, n_step,
+                                        this->q[s ^ 1][0], this->q[s ^ 1][1], this->words_d, this->tally,
+                                        this->counters);
     });
   }
-  void swap_queues() { side ^= 1; }
 };
 
 // Queue capacity of an emulated wavefront when the request leaves it at 0.
@@ -105,9 +103,8 @@ class EmulatedExec {
     if (wavefront_) {
       wave_.capacity = uint64_t(std::max<int64_t>(
           opt.queue_capacity > 0 ? opt.queue_capacity : kEmulatedQueueCapacity, int64_t(rpt::gpu::kMinQueueCapacity)));
-      const uint64_t per = single_ ? rpt::gpu::track_queue_bytes<float>() : rpt::gpu::track_queue_bytes<double>();
-      queues_.assign(size_t(4 * wave_.capacity * per / 8), 0ull);
-      deferred_.assign(2 * size_t(wave_.max_decays()), 0ll);
+      queues_.assign(size_t(rpt::gpu::wave_queue_bytes(wave_, single_) / 8), 0ull);
+      deferred_.assign(size_t(rpt::gpu::wave_deferred_entries(wave_)), 0ll);
     }
   }
 
@@ -123,17 +120,7 @@ class EmulatedExec {
     upper = rpt::host::default_chunk(histories, int64_t(grid_) * block_);
   }
 
-  void report(rpt::host::RunOutput& out) const {
-    out.wavefront = wavefront_;
-    if (!wavefront_) return;
-    out.queue_capacity = int64_t(wave_.capacity);
-    out.wave_rounds = stats_.rounds;
-    out.wave_decay_launches = stats_.decay_launches;
-    out.wave_deferred = stats_.deferred;
-    out.electron_steps = stats_.electron_steps;
-    out.photon_steps = stats_.photon_steps;
-    out.wave_held = stats_.held;
-  }
+  void report(rpt::host::RunOutput& out) const { rpt::gpu::report_wave(wavefront_, wave_, stats_, out); }
 
   void histories(uint64_t seed, int64_t h0, int64_t h1) {
     if (wavefront_) {
@@ -189,17 +176,9 @@ class EmulatedExec {
   template <class Real>
   void wave(const rpt::ParamsT<Real>& P, uint64_t seed, int64_t h0, int64_t h1) {
     EmulatedWaveDev<Real> d;
+    d.attach(wave_, reinterpret_cast<unsigned char*>(queues_.data()), deferred_.data(), words_, batch_.data(),
+             counters_.data(), seed);
     d.P = &P;
-    d.seed = seed;
-    const uint64_t cap = wave_.capacity, per = rpt::gpu::track_queue_bytes<Real>();
-    unsigned char* base = reinterpret_cast<unsigned char*>(queues_.data());
-    for (int b = 0; b < 2; ++b)
-      for (int k = 0; k < 2; ++k) d.q[b][k] = rpt::gpu::carve_track_queue<Real>(base + (2 * b + k) * cap * per, cap);
-    d.def[0] = deferred_.data();
-    d.def[1] = deferred_.data() + wave_.max_decays();
-    d.words_d = words_;
-    d.tally = batch_.data();
-    d.counters = counters_.data();
     d.grid = grid_;
     d.block = block_;
     d.threads = threads_;

@@ -87,75 +87,56 @@ void history_shape(Kernel kernel, int sms, const host::RunOptions& opt, uint32_t
   block_out = uint32_t(std::max(block, 1));
 }
 
-// The wavefront kernels of one precision (the overloads pick the kernel).
-inline void launch_wave_decay(uint32_t g, uint32_t b, const ParamsT<double>& P, uint64_t seed,
-                              const long long* list, int64_t n_list, int64_t h_start, int64_t n_fresh,
-                              TrackQueue<double> qe, TrackQueue<double> qp, uint32_t limit,
-                              unsigned long long* words, long long* deferred, unsigned long long* tally,
-                              unsigned long long* counters) {
-  rpt_wave_decay_kernel<<<g, b>>>(P, seed, list, n_list, h_start, n_fresh, qe, qp, limit, limit, words,
-                                  deferred, tally, counters);
-}
-inline void launch_wave_decay(uint32_t g, uint32_t b, const ParamsT<float>& P, uint64_t seed,
-                              const long long* list, int64_t n_list, int64_t h_start, int64_t n_fresh,
-                              TrackQueue<float> qe, TrackQueue<float> qp, uint32_t limit,
-                              unsigned long long* words, long long* deferred, unsigned long long* tally,
-                              unsigned long long* counters) {
-  rpt_wave_decay_kernel_f32<<<g, b>>>(P, seed, list, n_list, h_start, n_fresh, qe, qp, limit, limit,
-                                      words, deferred, tally, counters);
-}
-inline void launch_wave_step(bool photon, uint32_t g, uint32_t b, const ParamsT<double>& P, uint64_t seed,
-                             TrackQueue<double> in, int64_t n_in, int64_t n_step, TrackQueue<double> oe,
-                             TrackQueue<double> op, unsigned long long* words, unsigned long long* tally,
-                             unsigned long long* counters) {
-  if (photon) rpt_wave_photon_kernel<<<g, b>>>(P, seed, in, n_in, n_step, oe, op, words, tally, counters);
-  else rpt_wave_electron_kernel<<<g, b>>>(P, seed, in, n_in, n_step, oe, op, words, tally, counters);
-}
-inline void launch_wave_step(bool photon, uint32_t g, uint32_t b, const ParamsT<float>& P, uint64_t seed,
-                             TrackQueue<float> in, int64_t n_in, int64_t n_step, TrackQueue<float> oe,
-                             TrackQueue<float> op, unsigned long long* words, unsigned long long* tally,
-                             unsigned long long* counters) {
-  if (photon) rpt_wave_photon_kernel_f32<<<g, b>>>(P, seed, in, n_in, n_step, oe, op, words, tally, counters);
-  else rpt_wave_electron_kernel_f32<<<g, b>>>(P, seed, in, n_in, n_step, oe, op, words, tally, counters);
-}
-
-// Device interface of wavefront_loop.hpp on a CUDA device: two buffers of an electron and a
-// photon queue, two deferred-decay lists, the counter words.
+// The wavefront kernels of one precision.
 template <class Real>
-struct CudaWaveDev {
+struct WaveKernels;
+template <>
+struct WaveKernels<double> {
+  static constexpr auto decay = rpt_wave_decay_kernel;
+  static constexpr auto electron = rpt_wave_electron_kernel;
+  static constexpr auto photon = rpt_wave_photon_kernel;
+};
+template <>
+struct WaveKernels<float> {
+  static constexpr auto decay = rpt_wave_decay_kernel_f32;
+  static constexpr auto electron = rpt_wave_electron_kernel_f32;
+  static constexpr auto photon = rpt_wave_photon_kernel_f32;
+};
+
+// Device interface of wavefront_loop.hpp on a CUDA device.
+template <class Real>
+struct CudaWaveDev : WaveBuffers<Real> {
   ParamsT<Real> P;  // pointers to device memory; passed by value to the kernels
-  uint64_t seed;
-  TrackQueue<Real> q[2][2];  // [buffer][0 electrons, 1 photons]
-  long long* def[2];
-  unsigned long long *words_d, *tally, *counters;
-  uint32_t block, max_grid;
-  int side = 0, dside = 0;
+  uint32_t block = 256, max_grid = 1;
 
   uint32_t grid_for(int64_t n) const {
     return uint32_t(std::max<int64_t>(1, std::min<int64_t>((n + block - 1) / block, max_grid)));
   }
   void words(unsigned long long* w, bool to_device) {
     if (to_device)
-      RPT_CUDA_CHECK(cudaMemcpy(words_d, w, kWaveWords * sizeof(*w), cudaMemcpyHostToDevice), "wavefront counters");
+      RPT_CUDA_CHECK(cudaMemcpy(this->words_d, w, kWaveWords * sizeof(*w), cudaMemcpyHostToDevice),
+                     "wavefront counters");
     else
-      RPT_CUDA_CHECK(cudaMemcpy(w, words_d, kWaveWords * sizeof(*w), cudaMemcpyDeviceToHost),
+      RPT_CUDA_CHECK(cudaMemcpy(w, this->words_d, kWaveWords * sizeof(*w), cudaMemcpyDeviceToHost),
                      "wavefront counters (after the kernels of the round)");
   }
   void decay(int64_t n_list, int64_t h_start, int64_t n_fresh, uint32_t limit) {
     const int64_t n = n_list + n_fresh;
     if (n == 0) return;
-    launch_wave_decay(grid_for(n), block, P, seed, def[dside], n_list, h_start, n_fresh, q[side][0], q[side][1],
-                      limit, words_d, def[dside ^ 1], tally, counters);
+    const int s = this->side, d = this->dside;
+    WaveKernels<Real>::decay<<<grid_for(n), block>>>(P, this->seed, this->def[d], n_list, h_start, n_fresh,
+                                                     this->q[s][0], this->q[s][1], limit, limit, this->words_d,
+                                                     this->def[d ^ 1], this->tally, this->counters);
     RPT_CUDA_CHECK(cudaGetLastError(), "launch of the wavefront's decay kernel");
   }
-  void swap_deferred() { dside ^= 1; }
   void step(bool photon, int64_t n_in, int64_t n_step) {
-    launch_wave_step(photon, grid_for(n_in), block, P, seed, q[side][photon ? 1 : 0], n_in, n_step,
-                     q[side ^ 1][0], q[side ^ 1][1], words_d, tally, counters);
+    const int s = this->side;
+    auto kernel = photon ? WaveKernels<Real>::photon : WaveKernels<Real>::electron;
+    kernel<<<grid_for(n_in), block>>>(P, this->seed, this->q[s][photon ? 1 : 0], n_in, n_step, this->q[s ^ 1][0],
+                                      this->q[s ^ 1][1], this->words_d, this->tally, this->counters);
     RPT_CUDA_CHECK(cudaGetLastError(), std::string("launch of the wavefront's ") +
                                            (photon ? "photon" : "electron") + " kernel");
   }
-  void swap_queues() { side ^= 1; }
 };
 
 class CudaExec {
@@ -179,8 +160,8 @@ class CudaExec {
       uint64_t cap = opt.queue_capacity > 0 ? uint64_t(opt.queue_capacity)
                                             : std::min<uint64_t>(uint64_t(1) << 21, free_b / 4 / (4 * per));
       wave_.capacity = std::max<uint64_t>(cap, kMinQueueCapacity);
-      queues_ = DeviceBuffer<unsigned char>(4 * wave_.capacity * per, "wavefront particle queues");
-      deferred_ = DeviceBuffer<long long>(2 * size_t(wave_.max_decays()), "wavefront deferred decays");
+      queues_ = DeviceBuffer<unsigned char>(wave_queue_bytes(wave_, single_), "wavefront particle queues");
+      deferred_ = DeviceBuffer<long long>(wave_deferred_entries(wave_), "wavefront deferred decays");
       words_ = DeviceBuffer<unsigned long long>(kWaveWords, "wavefront counters");
     } else if (single_) {
       history_shape(rpt_histories_kernel_f32, sms_, opt, grid_, block_);
@@ -240,17 +221,7 @@ class CudaExec {
                                                 std::to_string(h0) + ".." + std::to_string(h1));
   }
 
-  void report(host::RunOutput& out) const {
-    out.wavefront = wavefront_;
-    if (!wavefront_) return;
-    out.queue_capacity = int64_t(wave_.capacity);
-    out.wave_rounds = stats_.rounds;
-    out.wave_decay_launches = stats_.decay_launches;
-    out.wave_deferred = stats_.deferred;
-    out.electron_steps = stats_.electron_steps;
-    out.photon_steps = stats_.photon_steps;
-    out.wave_held = stats_.held;
-  }
+  void report(host::RunOutput& out) const { report_wave(wavefront_, wave_, stats_, out); }
 
   int64_t emitted_units() const { return counter(kEmitted, "emitted-energy counter"); }
   int64_t escaped_units() const { return counter(kEscaped, "escaped-energy counter"); }
@@ -306,17 +277,8 @@ class CudaExec {
   template <class Real>
   void wave(uint64_t seed, int64_t h0, int64_t h1) {
     CudaWaveDev<Real> d;
+    d.attach(wave_, queues_.get(), deferred_.get(), words_.get(), batch_.get(), counters_.get(), seed);
     d.P = params_.host_copy<Real>();
-    d.seed = seed;
-    const uint64_t cap = wave_.capacity, per = track_queue_bytes<Real>();
-    for (int b = 0; b < 2; ++b)
-      for (int k = 0; k < 2; ++k)
-        d.q[b][k] = carve_track_queue<Real>(queues_.get() + (2 * b + k) * cap * per, cap);
-    d.def[0] = deferred_.get();
-    d.def[1] = deferred_.get() + wave_.max_decays();
-    d.words_d = words_.get();
-    d.tally = batch_.get();
-    d.counters = counters_.get();
     d.block = block_;
     d.max_grid = grid_;
     run_wavefront(d, wave_, h0, h1, stats_);

@@ -60,6 +60,54 @@ inline void check_block_dim(uint32_t block_dim, bool wavefront, bool single) {
                                 " kernels, got " + std::to_string(block_dim));
 }
 
+// What a wavefront executor reports in a run's output.
+inline void report_wave(bool wavefront, const WaveShape& shape, const WaveStats& st, host::RunOutput& out) {
+  out.wavefront = wavefront;
+  if (!wavefront) return;
+  out.queue_capacity = int64_t(shape.capacity);
+  out.wave_rounds = st.rounds;
+  out.wave_decay_launches = st.decay_launches;
+  out.wave_deferred = st.deferred;
+  out.electron_steps = st.electron_steps;
+  out.photon_steps = st.photon_steps;
+  out.wave_held = st.held;
+}
+
+// Bytes of a wavefront's queues (two buffers of an electron and a photon queue) and of its two
+// deferred-decay lists.
+inline uint64_t wave_queue_bytes(const WaveShape& shape, bool single) {
+  return 4 * shape.capacity * (single ? track_queue_bytes<float>() : track_queue_bytes<double>());
+}
+inline uint64_t wave_deferred_entries(const WaveShape& shape) { return 2 * uint64_t(shape.max_decays()); }
+
+// The memory of a wavefront (on the device, or on the host in the emulation) as the kernels see
+// it, and the swaps of its double buffers: the part of the device interface that does not
+// launch anything. `queues` holds wave_queue_bytes(), `deferred` wave_deferred_entries().
+template <class Real>
+struct WaveBuffers {
+  uint64_t seed = 0;
+  TrackQueue<Real> q[2][2];  // [buffer][0 electrons, 1 photons]
+  long long* def[2] = {nullptr, nullptr};
+  unsigned long long *words_d = nullptr, *tally = nullptr, *counters = nullptr;
+  int side = 0, dside = 0;
+
+  void attach(const WaveShape& shape, unsigned char* queues, long long* deferred, unsigned long long* words,
+              unsigned long long* batch_tally, unsigned long long* energy_counters, uint64_t run_seed) {
+    const uint64_t cap = shape.capacity, per = track_queue_bytes<Real>();
+    for (int b = 0; b < 2; ++b)
+      for (int k = 0; k < 2; ++k) q[b][k] = carve_track_queue<Real>(queues + (2 * b + k) * cap * per, cap);
+    def[0] = deferred;
+    def[1] = deferred + shape.max_decays();
+    words_d = words;
+    tally = batch_tally;
+    counters = energy_counters;
+    seed = run_seed;
+    side = dside = 0;
+  }
+  void swap_deferred() { dside ^= 1; }
+  void swap_queues() { side ^= 1; }
+};
+
 // Device interface:
 //   void words(unsigned long long w[kWaveWords], bool to_device);   counters to / from the device
 //   void decay(int64_t n_list, int64_t h_start, int64_t n_fresh, uint32_t limit);
