@@ -199,6 +199,17 @@ def test_distributed_run_with_checkpoint_resumes(case, reference, thread_client,
     _assert_same(reference, res)
 
 
+def test_single_precision_is_kept_by_checkpoints_and_workers(case, reference, thread_client, tmp_path):
+    """A batch-wise run transports in the precision asked for, as the in-process run does."""
+    single = _run(case, backend="cpu", precision="single")
+    assert single.provenance["precision"] == "single"
+    assert not np.array_equal(single.dose_gy, reference.dose_gy)
+    for kw in (dict(backend="cpu", checkpoint=tmp_path / "single.h5"), dict(scheduler=thread_client)):
+        res = _run(case, precision="single", **kw)
+        _assert_same(single, res)
+        assert res.provenance["precision"] == "single"
+
+
 def test_local_worker_processes_and_a_lost_worker(case, reference):
     """'local:N' starts worker processes; one of them killed mid-run: its units are recomputed
     on the other and every batch is folded once."""

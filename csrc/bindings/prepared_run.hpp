@@ -23,6 +23,7 @@ class PreparedRun {
  public:
   explicit PreparedRun(py::object request) : args_(std::make_unique<RunArgs>()) {
     parse_inputs(*args_, request, false);  // regions are the folding side's (TallyState)
+    parse_transport_options(base_, request);  // precision, GPU launch and transport
     py::gil_scoped_release release;
     hr_ = std::make_unique<host::HostRun>(args_->in);
   }
@@ -37,7 +38,7 @@ class PreparedRun {
   // on_batch, into the returned list of such tuples.
   py::object run_batches(int64_t histories, uint64_t seed, int32_t batches, int32_t first, int32_t end,
                          int32_t threads, py::object progress, py::object on_batch) {
-    host::RunOptions opt;
+    host::RunOptions opt = base_;
     opt.histories = histories;
     opt.seed = seed;
     opt.batches = batches;
@@ -75,6 +76,7 @@ class PreparedRun {
  private:
   std::unique_ptr<RunArgs> args_;
   std::unique_ptr<host::HostRun> hr_;
+  host::RunOptions base_;  // the request's transport options (no run yet)
 };
 
 // Registers PreparedRun<Run> as `name` in module m.

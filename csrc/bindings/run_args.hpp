@@ -153,6 +153,20 @@ inline std::function<bool(int64_t)> make_progress(py::object progress,
   };
 }
 
+// How the request's histories are to be run, whoever runs them (a whole run, or batches of it:
+// PreparedRun): the precision, the GPU launch shape, chunk and transport.
+inline void parse_transport_options(host::RunOptions& opt, const py::object& req) {
+  opt.grid_dim = field<uint32_t>(req, "grid_dim");
+  opt.block_dim = field<uint32_t>(req, "block_dim");
+  opt.chunk = field<int64_t>(req, "chunk");
+  opt.precision = host::parse_precision(field<std::string>(req, "precision"));
+  const std::string transport = field<std::string>(req, "gpu_transport");
+  if (transport != "wavefront" && transport != "history")
+    throw std::invalid_argument("gpu_transport: expected 'wavefront' or 'history', got '" + transport + "'");
+  opt.wavefront = transport == "wavefront";
+  opt.queue_capacity = field<int64_t>(req, "queue_capacity");
+}
+
 // The whole request: the inputs into `a`, the run's options into `opt` (progress through
 // make_progress, its exception kept in `error`).
 inline void parse_request(RunArgs& a, host::RunOptions& opt, const py::object& req,
@@ -163,15 +177,7 @@ inline void parse_request(RunArgs& a, host::RunOptions& opt, const py::object& r
   if (batches < 1 || batches > INT32_MAX) throw std::invalid_argument("batches: expected 1..2^31-1");
   fill_options(a, opt, histories, field<uint64_t>(req, "seed"), int32_t(batches));
   opt.threads = field<int32_t>(req, "threads");
-  opt.grid_dim = field<uint32_t>(req, "grid_dim");
-  opt.block_dim = field<uint32_t>(req, "block_dim");
-  opt.chunk = field<int64_t>(req, "chunk");
-  opt.precision = host::parse_precision(field<std::string>(req, "precision"));
-  const std::string transport = field<std::string>(req, "gpu_transport");
-  if (transport != "wavefront" && transport != "history")
-    throw std::invalid_argument("gpu_transport: expected 'wavefront' or 'history', got '" + transport + "'");
-  opt.wavefront = transport == "wavefront";
-  opt.queue_capacity = field<int64_t>(req, "queue_capacity");
+  parse_transport_options(opt, req);
   opt.progress = make_progress(field<py::object>(req, "progress"), error);
 }
 

@@ -82,6 +82,7 @@ def run_batched(request: RunRequest, *, backend: str, scheduler: Any, checkpoint
         if cluster is not None:
             cluster.close()
     out = state.finish(histories, threads=threads)
+    out["precision"] = request.precision  # PreparedRun runs the request's precision
     out["elapsed_s"] = time.perf_counter() - t0
     out["batched"] = info
     return out
