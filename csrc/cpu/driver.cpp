@@ -108,10 +108,12 @@ struct CpuTally {
 // The CPU's sink of new particles: each one runs to its end as it is made, and its own
 // secondaries likewise, recursively (depth first, as the history kernel's stack; the depth is
 // the number of generations). No stack to copy particles through and no limit on their number.
+// push() is kept out of line: the emission that calls it stays small (most particles end at
+// birth and never get here), and the transport loop is one function.
 template <class Real>
 struct RunNow {
   StepCtx<Real, const CpuTally, RunNow>* ctx = nullptr;
-  bool push(const TrackT<Real>& t) {
+  __attribute__((noinline)) bool push(const TrackT<Real>& t) {
     TrackT<Real> u = t;
     run_to_end(u, *ctx);
     return true;
