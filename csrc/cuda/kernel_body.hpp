@@ -62,7 +62,7 @@ RPT_INLINE int64_t grid_stride(const Idx3& block_dim, const Idx3& grid_dim) {
 }
 
 // Live particles of one history in the history kernel: beyond this many, a new particle is
-// deposited where it is made (the CPU's stack grows instead; the wavefront has no limit).
+// deposited where it is made (the CPU and the wavefront have no such limit).
 constexpr int kHistoryStack = 24;
 
 // The history kernel: histories [h0, h1) of one launch, one thread per history in a

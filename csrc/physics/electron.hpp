@@ -116,7 +116,7 @@ RPT_INLINE Real sample_hard_elastic_cos(const TableViewT<Real>& t, int32_t m, EI
 // The end of a hard collision of p (kinetic energy T) that gives W to an atomic electron (Moller
 // and Bhabha alike): the electron's direction from two-body kinematics, cos = sqrt(W (T + 2 mc2) /
 // (T (W + 2 mc2))) at a uniform azimuth; the primary keeps T - W and the momentum that is left;
-// the electron goes onto the stack; the quantised energy is conserved exactly (the rounding
+// the electron is emitted (StepCtx::emit); the quantised energy is conserved exactly (the rounding
 // remainder deposited in the voxel).
 template <class Real, class Rng, class Ctx>
 RPT_INLINE void knock_on(ParticleT<Real>& p, Real w, int64_t voxel, Rng& rng, Ctx& c) {
@@ -137,8 +137,7 @@ RPT_INLINE void knock_on(ParticleT<Real>& p, Real w, int64_t voxel, Rng& rng, Ct
   c.emit(rng, ParticleT<Real>{p.r, dd, w, kElectron}, voxel);
 }
 
-// Hard Moller collision of electron p (kinetic energy > 2 el_wcc): the delta ray goes onto the
-// stack, the primary is slowed down and deflected (momentum conservation).
+// Hard Moller collision of electron p (kinetic energy > 2 el_wcc): the delta ray is emitted, the primary is slowed down and deflected (momentum conservation).
 template <class Real, class Rng, class Ctx>
 RPT_INLINE void moller_collision(ParticleT<Real>& p, int64_t voxel, Rng& rng, Ctx& c) {
   const Real mc2 = Real(kElectronMassMeV);
@@ -165,7 +164,7 @@ RPT_INLINE void moller_collision(ParticleT<Real>& p, int64_t voxel, Rng& rng, Ct
 // Hard Bhabha collision of positron p (kinetic energy T > el_wcc): an atomic electron gets
 // W = x T, x in (el_wcc/T, 1], sampled as in Geant4's G4MollerBhabhaModel (Bhabha, Proc R Soc A
 // 154:195, 1936): x from 1/x^2 between the limits, then rejection with the rest of the cross
-// section, whose bound grej is Geant4's. The electron goes onto the stack, the positron keeps
+// section, whose bound grej is Geant4's. The electron is emitted, the positron keeps
 // T - W and is deflected by momentum conservation (as in moller_collision).
 template <class Real, class Rng, class Ctx>
 RPT_INLINE void bhabha_collision(ParticleT<Real>& p, int64_t voxel, Rng& rng, Ctx& c) {

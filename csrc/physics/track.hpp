@@ -1,8 +1,9 @@
-// A particle in flight, the context its steps run in, and the stacks of the history-based
-// loop. Every backend moves particles with the same step functions (photon_step,
-// electron_step); they differ only in where a new particle waits for its first step (the
-// context's sink): a stack per history on the CPU (run_history), queues in device memory in
-// the GPU's wavefront (csrc/cuda/wavefront_body.hpp). Each particle carries its own random
+// A particle in flight, the context its steps run in, and the fixed stack of the GPU's history
+// kernel. Every backend moves particles with the same step functions (photon_step,
+// electron_step); they differ only in what happens to a new particle (the context's sink): the
+// CPU runs it to its end at once (cpu/driver.cpp), the history kernel keeps it on a stack
+// (run_history), the GPU's wavefront appends it to a queue in device memory
+// (csrc/cuda/wavefront_body.hpp). Each particle carries its own random
 // stream (rng.hpp), so every order of the steps gives the same bits.
 #pragma once
 #include "grid.hpp"
