@@ -105,6 +105,8 @@ class EmulatedExec {
           opt.queue_capacity > 0 ? opt.queue_capacity : kEmulatedQueueCapacity, int64_t(rpt::gpu::kMinQueueCapacity)));
       queues_.assign(size_t(rpt::gpu::wave_queue_bytes(wave_, single_) / 8), 0ull);
       deferred_.assign(size_t(rpt::gpu::wave_deferred_entries(wave_)), 0ll);
+      if (single_) attach_wave(dev_f_, P32_);
+      else attach_wave(dev_d_, P_);
     }
   }
 
@@ -122,10 +124,17 @@ class EmulatedExec {
 
   void report(rpt::host::RunOutput& out) const { rpt::gpu::report_wave(wavefront_, wave_, stats_, out); }
 
+  void end_batch() {
+    if (!wavefront_) return;
+    if (single_) wave(dev_f_, seed_, 0, 0, true);
+    else wave(dev_d_, seed_, 0, 0, true);
+  }
+
   void histories(uint64_t seed, int64_t h0, int64_t h1) {
     if (wavefront_) {
-      if (single_) wave(P32_, seed, h0, h1);
-      else wave(P_, seed, h0, h1);
+      seed_ = seed;
+      if (single_) wave(dev_f_, seed, h0, h1, false);
+      else wave(dev_d_, seed, h0, h1, false);
       return;
     }
     emulate_launch(grid_, block_, threads_, [&](const Idx3& bi, const Idx3& bd, const Idx3& gd, const Idx3& ti) {
@@ -173,16 +182,21 @@ class EmulatedExec {
   }
 
  private:
+  // histories [h0, h1) into the wavefront (drain: and every particle in flight to its end)
   template <class Real>
-  void wave(const rpt::ParamsT<Real>& P, uint64_t seed, int64_t h0, int64_t h1) {
-    EmulatedWaveDev<Real> d;
+  void wave(EmulatedWaveDev<Real>& d, uint64_t seed, int64_t h0, int64_t h1, bool drain) {
+    d.seed = seed;
+    rpt::gpu::run_wavefront(d, wave_, wave_state_, h0, h1, drain, stats_);
+  }
+
+  template <class Real>
+  void attach_wave(EmulatedWaveDev<Real>& d, const rpt::ParamsT<Real>& P) {
     d.attach(wave_, reinterpret_cast<unsigned char*>(queues_.data()), deferred_.data(), words_, batch_.data(),
-             counters_.data(), seed);
+             counters_.data(), 0);
     d.P = &P;
     d.grid = grid_;
     d.block = block_;
     d.threads = threads_;
-    rpt::gpu::run_wavefront(d, wave_, h0, h1, stats_);
   }
 
   const rpt::Params& P_;
@@ -192,7 +206,11 @@ class EmulatedExec {
   uint32_t grid_, block_;
   bool wavefront_;
   rpt::gpu::WaveShape wave_;
+  rpt::gpu::WaveState wave_state_;
   rpt::gpu::WaveStats stats_;
+  uint64_t seed_ = 0;
+  EmulatedWaveDev<double> dev_d_;
+  EmulatedWaveDev<float> dev_f_;
   std::vector<unsigned long long> queues_;  // 8-byte aligned
   std::vector<long long> deferred_;
   unsigned long long words_[rpt::gpu::kWaveWords] = {0, 0, 0, 0};

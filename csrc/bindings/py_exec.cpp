@@ -57,6 +57,7 @@ class PyExec {
   const int64_t* take_batch() { throw std::logic_error("PyExec: no export mode"); }
   void finalize(int64_t histories, int32_t batches) { o_.attr("finalize")(histories, batches); }
   void report(rpt::host::RunOutput& /*out*/) const {}  // the history kernel only
+  void end_batch() {}  // each launch runs its histories to their end
   void download(rpt::host::RunOutput& out) {
     py::dict d = o_.attr("download")();
     F64 edep = F64::ensure(d["edep_mev"]), rel = F64::ensure(d["rel_uncertainty"]);

@@ -184,6 +184,7 @@ class CpuExec {
     return batch_.data();
   }
   void report(host::RunOutput& /*out*/) const {}
+  void end_batch() {}  // every history ran to its end in histories()
   void finalize(int64_t /*histories*/, int32_t /*batches*/) {}  // done by download (TallyState::finish)
   void download(host::RunOutput& out) { state_->finish(histories_, batch_, out, threads_); }
 

@@ -187,6 +187,10 @@ class CudaExec {
                                                        "region batch sums");
       region_units_.zero();
     }
+    if (wavefront_) {  // the buffers in place: the wavefront's device interface over them
+      if (single_) attach_wave(dev_f_);
+      else attach_wave(dev_d_);
+    }
   }
 
   uint32_t grid_dim() const { return grid_; }
@@ -204,8 +208,9 @@ class CudaExec {
 
   void histories(uint64_t seed, int64_t h0, int64_t h1) {
     if (wavefront_) {
-      if (single_) wave<float>(seed, h0, h1);
-      else wave<double>(seed, h0, h1);
+      seed_ = seed;
+      if (single_) wave<float>(seed, h0, h1, false);
+      else wave<double>(seed, h0, h1, false);
       return;
     }
     const std::string kernel = single_ ? "rpt_histories_kernel_f32" : "rpt_histories_kernel";
@@ -222,6 +227,12 @@ class CudaExec {
   }
 
   void report(host::RunOutput& out) const { report_wave(wavefront_, wave_, stats_, out); }
+
+  void end_batch() {
+    if (!wavefront_) return;
+    if (single_) wave<float>(seed_, 0, 0, true);
+    else wave<double>(seed_, 0, 0, true);
+  }
 
   int64_t emitted_units() const { return counter(kEmitted, "emitted-energy counter"); }
   int64_t escaped_units() const { return counter(kEscaped, "escaped-energy counter"); }
@@ -275,14 +286,17 @@ class CudaExec {
 
  private:
   template <class Real>
-  void wave(uint64_t seed, int64_t h0, int64_t h1) {
-    CudaWaveDev<Real> d;
-    d.attach(wave_, queues_.get(), deferred_.get(), words_.get(), batch_.get(), counters_.get(), seed);
-    d.P = params_.host_copy<Real>();
-    d.block = block_;
-    d.max_grid = grid_;
-    run_wavefront(d, wave_, h0, h1, stats_);
-    RPT_CUDA_CHECK(cudaDeviceSynchronize(), "wavefront, histories " + std::to_string(h0) + ".." + std::to_string(h1));
+  CudaWaveDev<Real>& dev();
+
+  // histories [h0, h1) into the wavefront (drain: and every particle in flight to its end)
+  template <class Real>
+  void wave(uint64_t seed, int64_t h0, int64_t h1, bool drain) {
+    CudaWaveDev<Real>& d = dev<Real>();
+    d.seed = seed;
+    run_wavefront(d, wave_, wave_state_, h0, h1, drain, stats_);
+    RPT_CUDA_CHECK(cudaDeviceSynchronize(), drain ? std::string("wavefront, end of a batch")
+                                                  : "wavefront, histories " + std::to_string(h0) + ".." +
+                                                        std::to_string(h1));
   }
 
   int64_t counter(int32_t index, const char* what) const {
@@ -302,12 +316,29 @@ class CudaExec {
   DeviceBuffer<float> m2_;
   DeviceBuffer<int32_t> regions_;
   std::vector<int64_t> taken_;  // export mode: the last batch tally on the host
+  template <class Real>
+  void attach_wave(CudaWaveDev<Real>& d) {
+    d.attach(wave_, queues_.get(), deferred_.get(), words_.get(), batch_.get(), counters_.get(), 0);
+    d.P = params_.host_copy<Real>();
+    d.block = block_;
+    d.max_grid = grid_;
+  }
+
   WaveShape wave_;
+  WaveState wave_state_;
   WaveStats stats_;
+  uint64_t seed_ = 0;
+  CudaWaveDev<double> dev_d_;
+  CudaWaveDev<float> dev_f_;
   DeviceBuffer<unsigned char> queues_;
   DeviceBuffer<long long> deferred_;
   DeviceBuffer<unsigned long long> words_;
 };
+
+template <>
+CudaWaveDev<double>& CudaExec::dev<double>() { return dev_d_; }
+template <>
+CudaWaveDev<float>& CudaExec::dev<float>() { return dev_f_; }
 
 }  // namespace
 

@@ -5,8 +5,9 @@
 // A round: if there are decays left and room in the queues, the decay kernel (decays deferred
 // by the last one first, then new ones); then one step of every live electron and photon
 // (as many as the output queues are sure to hold; the rest are copied unchanged), and the
-// output queues become the input queues. The chunk ends when every decay has been run and
-// both queues are empty, so each batch's tally is complete when it is folded.
+// output queues become the input queues. Particles carry over from chunk to chunk of a batch;
+// at the batch's end (the executor's end_batch) the rounds go on until every decay has been
+// run and both queues are empty, so each batch's tally is complete when it is folded.
 //
 // Host-only C++ (no CUDA headers).
 #pragma once
@@ -82,7 +83,8 @@ inline uint64_t wave_deferred_entries(const WaveShape& shape) { return 2 * uint6
 
 // The memory of a wavefront (on the device, or on the host in the emulation) as the kernels see
 // it, and the swaps of its double buffers: the part of the device interface that does not
-// launch anything. `queues` holds wave_queue_bytes(), `deferred` wave_deferred_entries().
+// launch anything. `queues` holds wave_queue_bytes(), `deferred` wave_deferred_entries(). It
+// lives as long as its executor: which buffers are the inputs carries from chunk to chunk.
 template <class Real>
 struct WaveBuffers {
   uint64_t seed = 0;
@@ -116,23 +118,36 @@ struct WaveBuffers {
 //   void swap_deferred();
 //   void step(bool photon, int64_t n_in, int64_t n_step);  input queue of that type -> outputs
 //   void swap_queues();
-template <class Dev>
-void run_wavefront(Dev& dev, const WaveShape& shape, int64_t h0, int64_t h1, WaveStats& st) {
-  const uint64_t cap = shape.capacity, fill = shape.fill();
-  const int64_t max_decays = shape.max_decays();
-  unsigned long long w[kWaveWords] = {0, 0, 0, 0};
-  uint64_t n_e = 0, n_p = 0;   // live particles in the input queues
-  int64_t next = h0;           // first decay not yet tried
-  int64_t n_def = 0;           // decays deferred, waiting in the deferred list
-  // particles a decay puts in each queue, on average (decays that fit so far): sizes launches
+// What carries over from one chunk of a batch to the next: the particles in the queues, the
+// deferred decays, and the particles a decay adds on average (which sizes the decay launches).
+struct WaveState {
+  uint64_t n_e = 0, n_p = 0;  // live particles in the input queues
+  int64_t n_def = 0;          // decays deferred, waiting in the deferred list
   double per_decay_e = 1.0, per_decay_p = 1.0;
   int64_t decays_done = 0;
   uint64_t added_e = 0, added_p = 0;
+};
+
+// Decays h0..h1-1 and rounds of steps; with `drain`, also until every deferred decay has run and
+// both queues are empty (the end of a batch: its tally is then complete). Without, it returns
+// once every decay of the range has been launched (or deferred): what is left carries over to
+// the next chunk of the batch, so the queues stay full across chunks and drain once per batch.
+template <class Dev>
+void run_wavefront(Dev& dev, const WaveShape& shape, WaveState& ws, int64_t h0, int64_t h1, bool drain,
+                   WaveStats& st) {
+  const uint64_t cap = shape.capacity, fill = shape.fill();
+  const int64_t max_decays = shape.max_decays();
+  unsigned long long w[kWaveWords] = {0, 0, 0, 0};
+  uint64_t& n_e = ws.n_e;
+  uint64_t& n_p = ws.n_p;
+  int64_t& n_def = ws.n_def;
+  int64_t next = h0;  // first decay of the range not yet tried
   for (;;) {
+    if (!drain && next >= h1) return;
     const bool decays_left = next < h1 || n_def > 0;
     if (decays_left) {
-      const double room_e = double(fill > n_e ? fill - n_e : 0) / std::max(per_decay_e, 1e-3);
-      const double room_p = double(fill > n_p ? fill - n_p : 0) / std::max(per_decay_p, 1e-3);
+      const double room_e = double(fill > n_e ? fill - n_e : 0) / std::max(ws.per_decay_e, 1e-3);
+      const double room_p = double(fill > n_p ? fill - n_p : 0) / std::max(ws.per_decay_p, 1e-3);
       const int64_t room = int64_t(std::min(room_e, room_p));
       const bool empty = n_e + n_p == 0;
       if (empty || room >= max_decays / 8) {
@@ -149,12 +164,12 @@ void run_wavefront(Dev& dev, const WaveShape& shape, int64_t h0, int64_t h1, Wav
         if (e1 + p1 == 0 && empty && deferred == tried && tried > 0)
           throw std::runtime_error("wavefront: a decay needs more room than queues of " + std::to_string(cap) +
                                    " particles give; raise queue_capacity");
-        added_e += e1 - n_e;
-        added_p += p1 - n_p;
-        decays_done += tried - deferred;
-        if (decays_done > 0) {
-          per_decay_e = double(added_e) / double(decays_done);
-          per_decay_p = double(added_p) / double(decays_done);
+        ws.added_e += e1 - n_e;
+        ws.added_p += p1 - n_p;
+        ws.decays_done += tried - deferred;
+        if (ws.decays_done > 0) {
+          ws.per_decay_e = double(ws.added_e) / double(ws.decays_done);
+          ws.per_decay_p = double(ws.added_p) / double(ws.decays_done);
         }
         st.deferred += deferred;
         n_e = e1;
@@ -166,7 +181,7 @@ void run_wavefront(Dev& dev, const WaveShape& shape, int64_t h0, int64_t h1, Wav
     }
     if (n_e + n_p == 0) {
       if (next < h1 || n_def > 0) continue;
-      break;
+      return;
     }
     // the steps the output queues surely hold: n_e + k_e + k_p <= cap, n_p + 3 k_e <= cap
     const uint64_t k_e = std::min<uint64_t>({n_e, (cap - n_p) / kElectronStepMaxPhotons, cap - n_e});

@@ -122,6 +122,8 @@ inline int64_t default_chunk(int64_t histories, int64_t threads_per_launch) {
 //                                               chunk sizes when RunOptions::chunk is 0
 //   int32_t threads_used() const; uint32_t grid_dim() const, block_dim() const;
 //   void histories(uint64_t seed, int64_t h0, int64_t h1);   histories [h0, h1) into the batch
+//                                               (a wavefront may keep particles in flight)
+//   void end_batch();                           the batch's particles all to their end
 //   int64_t emitted_units(), escaped_units();   energy so far (after histories())
 //   void fold(int32_t batch, int64_t h_before, int64_t n_batch);
 //                                               batch tally -> total, M2, region row `batch`;
@@ -169,6 +171,7 @@ RunOutput drive(Exec& ex, int64_t capacity, const RunOptions& opt) {
       }
     }
     if (out.aborted) break;
+    ex.end_batch();  // whatever the batch's histories still have in flight, to its end
     if (export_mode) {
       const int64_t em = ex.emitted_units(), es = ex.escaped_units();
       if (!opt.take_batch(b, ex.take_batch(), em - emitted_before, es - escaped_before)) out.aborted = true;
