@@ -22,11 +22,12 @@ struct Idx3 {
 
 // Relaxed 64-bit atomic add; the tallies hold int64 values in two's complement, so adding a
 // negative value through the unsigned type is exact.
-RPT_INLINE void atomic_add_u64(unsigned long long* p, unsigned long long v) {
+// Returns the value before the add (the wavefront's queue appends use it).
+RPT_INLINE unsigned long long atomic_add_u64(unsigned long long* p, unsigned long long v) {
 #if defined(__CUDA_ARCH__)
-  atomicAdd(p, v);
+  return atomicAdd(p, v);
 #else
-  __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+  return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 #endif
 }
 

@@ -71,14 +71,6 @@ RPT_INLINE unsigned long long atomic_cas_u64(unsigned long long* p, unsigned lon
 #endif
 }
 
-RPT_INLINE unsigned long long atomic_fetch_add_u64(unsigned long long* p, unsigned long long v) {
-#if defined(__CUDA_ARCH__)
-  return atomicAdd(p, v);
-#else
-  return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
-#endif
-}
-
 RPT_INLINE unsigned long long atomic_load_u64(unsigned long long* p) {
 #if defined(__CUDA_ARCH__)
   return *(volatile unsigned long long*)p;
@@ -198,7 +190,7 @@ RPT_INLINE uint64_t append_index(unsigned long long* words, int which) {
   base = peers.shfl(base, 0);
   return uint64_t(base) + peers.thread_rank();
 #else
-  return atomic_fetch_add_u64(words + which, 1ull);
+  return atomic_add_u64(words + which, 1ull);
 #endif
 }
 

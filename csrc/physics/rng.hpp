@@ -87,10 +87,10 @@ struct PhiloxT {
   RPT_INLINE PhiloxT child() {
     uint32_t id = next_u32();
     if (id == kStreamTag) id ^= 1u;
-    PhiloxT c;
-    c.key0 = key0; c.key1 = key1; c.ctr0 = ctr0; c.ctr1 = ctr1;
-    c.block = 0; c.stream = id; c.used = 4;
-    c.out[0] = c.out[1] = c.out[2] = c.out[3] = 0;
+    PhiloxT c(*this);  // key and history
+    c.block = 0;
+    c.stream = id;
+    c.used = 4;  // nothing drawn yet
     return c;
   }
 
