@@ -224,12 +224,12 @@ inline py::dict result_dict(const std::vector<py::ssize_t>& shape, int32_t n_reg
     launch["transport"] = out.wavefront ? "wavefront" : "history";
     if (out.wavefront) {
       launch["queue_capacity"] = out.queue_capacity;
-      launch["rounds"] = out.wave_rounds;
-      launch["decay_launches"] = out.wave_decay_launches;
-      launch["deferred_decays"] = out.wave_deferred;
-      launch["electron_steps"] = out.electron_steps;
-      launch["photon_steps"] = out.photon_steps;
-      launch["held_particles"] = out.wave_held;
+      launch["rounds"] = out.wave.rounds;
+      launch["decay_launches"] = out.wave.decay_launches;
+      launch["deferred_decays"] = out.wave.deferred;
+      launch["electron_steps"] = out.wave.electron_steps;
+      launch["photon_steps"] = out.wave.photon_steps;
+      launch["held_particles"] = out.wave.held;
     }
     res["launch"] = launch;
   }

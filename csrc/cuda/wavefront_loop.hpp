@@ -30,13 +30,7 @@ struct WaveShape {
   int64_t max_decays() const { return int64_t(fill()); }  // decays per decay launch (and deferred)
 };
 
-struct WaveStats {
-  int64_t rounds = 0;          // step launches (one electron and one photon kernel each)
-  int64_t decay_launches = 0;
-  int64_t deferred = 0;        // decays deferred for want of room (run in a later round)
-  int64_t electron_steps = 0, photon_steps = 0;
-  int64_t held = 0;            // particles copied without a step (no room sure for their outputs)
-};
+using host::WaveStats;
 
 // Smallest queue capacity (tests use small queues to exercise deferred decays and held
 // particles). A decay that needs more room than fill() in one queue cannot run: the run stops
@@ -66,12 +60,7 @@ inline void report_wave(bool wavefront, const WaveShape& shape, const WaveStats&
   out.wavefront = wavefront;
   if (!wavefront) return;
   out.queue_capacity = int64_t(shape.capacity);
-  out.wave_rounds = st.rounds;
-  out.wave_decay_launches = st.decay_launches;
-  out.wave_deferred = st.deferred;
-  out.electron_steps = st.electron_steps;
-  out.photon_steps = st.photon_steps;
-  out.wave_held = st.held;
+  out.wave = st;
 }
 
 // Bytes of a wavefront's queues (two buffers of an electron and a photon queue) and of its two

@@ -59,6 +59,15 @@ struct RunOptions {
   std::function<bool(int64_t)> progress;
 };
 
+// What a GPU wavefront did in a run (cuda/wavefront_loop.hpp counts it).
+struct WaveStats {
+  int64_t rounds = 0;          // step launches (one electron and one photon kernel each)
+  int64_t decay_launches = 0;
+  int64_t deferred = 0;        // decays deferred for want of room (run in a later round)
+  int64_t electron_steps = 0, photon_steps = 0;
+  int64_t held = 0;            // particles copied without a step (no room sure for their outputs)
+};
+
 struct RunOutput {
   // [n_voxels] energy (MeV) summed over all histories, and the relative uncertainty, as
   // float64 bit patterns (the CPU converts its integer tallies in place: no second buffer)
@@ -72,9 +81,7 @@ struct RunOutput {
   int64_t launches = 0;                  // chunks run
   bool wavefront = false;                // GPU: the wavefront ran (else the history kernel)
   int64_t queue_capacity = 0;            // wavefront: particles per queue
-  int64_t wave_rounds = 0, wave_decay_launches = 0, wave_deferred = 0;
-  int64_t electron_steps = 0, photon_steps = 0;  // wavefront: steps taken
-  int64_t wave_held = 0;                 // wavefront: particles held over a round without a step
+  WaveStats wave;                        // wavefront: what it did
   Precision precision = Precision::kDouble;
   bool aborted = false;
 };
