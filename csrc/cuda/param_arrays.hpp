@@ -1,6 +1,7 @@
 // Every array a rpt::Params points to, with its element count: one list, used to copy a run's
 // parameters to a device (rptdose._core_cuda), to export them for the cupy backend
-// (_core.prepare_run) and by the emulation. Host-only C++ (no CUDA headers).
+// (_core.prepare_run), by the emulation, and to make the single-precision parameters
+// (host/params.cpp single_precision_params). Host-only C++ (no CUDA headers).
 #pragma once
 #include <cstddef>
 #include <cstdint>

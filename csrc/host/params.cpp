@@ -5,7 +5,10 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <cstring>
+#include <type_traits>
 
+#include "cuda/param_arrays.hpp"
 #include "physics/types.hpp"
 
 namespace rpt::host {
@@ -166,51 +169,58 @@ ParamsT<float> single_precision_params(const Params& p, std::vector<std::vector<
   ParamsT<float> f{};
   const TableView& t = p.tab;
   TableViewT<float>& u = f.tab;
-  const size_t me = size_t(t.n_mat) * size_t(t.n_e);
   u.n_mat = t.n_mat;
   u.n_e = t.n_e;
   u.ln_e_min = float(t.ln_e_min);
   u.inv_dln_e = float(t.inv_dln_e);
   u.dln_e = float(t.dln_e);
-  u.mu_photo = conv(t.mu_photo, me);
-  u.mu_incoh = conv(t.mu_incoh, me);
-  u.mu_coh = conv(t.mu_coh, me);
+  u.n_sf = t.n_sf;
+  u.sf_lnx_min = float(t.sf_lnx_min);
+  u.sf_inv_dlnx = float(t.sf_inv_dlnx);
+  u.sf_lnx_max = float(t.sf_lnx_max);
+  u.n_coh = t.n_coh;
+  u.el_wcc = float(t.el_wcc);
+  u.brems_kc = float(t.brems_kc);
+  u.brems_nu = t.brems_nu;
+  u.ms_n = t.ms_n;
+  u.ms_ln_mean_min = float(t.ms_ln_mean_min);
+  u.ms_inv_dln = float(t.ms_inv_dln);
+  u.ms_mean_max = float(t.ms_mean_max);
+  f.src = p.src;  // shared: the source is drawn in double in both precisions
   // Woodcock tracking needs majorant >= the voxel's mu_photo + mu_incoh + mu_coh as the float
   // transport sums them: the double majorant (1e-9 above them) rounds within a few 1e-7, so
   // it is raised by 1e-5 (that many more virtual collisions, no bias).
   std::vector<double> maj(t.majorant, t.majorant + t.n_e);
   for (double& v : maj) v *= 1.0 + 1e-5;
-  u.majorant = conv(maj.data(), maj.size());
-  u.n_sf = t.n_sf;
-  u.sf_lnx_min = float(t.sf_lnx_min);
-  u.sf_inv_dlnx = float(t.sf_inv_dlnx);
-  u.sf_lnx_max = float(t.sf_lnx_max);
-  u.incoh_sf = conv(t.incoh_sf, size_t(t.n_mat) * size_t(t.n_sf));
-  u.n_coh = t.n_coh;
-  u.coh_x2 = conv(t.coh_x2, size_t(t.n_coh));
-  u.coh_cum = conv(t.coh_cum, size_t(t.n_mat) * size_t(t.n_coh));
-  u.el_dedx = conv(t.el_dedx, me);
-  u.el_range = conv(t.el_range, me);
-  u.el_sigma_hard = conv(t.el_sigma_hard, me);
-  u.el_tr1 = conv(t.el_tr1, me);
-  u.el_sigma_el = conv(t.el_sigma_el, me);
-  u.el_el_inv_lo = conv(t.el_el_inv_lo, me);
-  u.el_el_inv_hi = conv(t.el_el_inv_hi, me);
-  u.el_el_eta = conv(t.el_el_eta, me);
-  u.el_mott_b = conv(t.el_mott_b, me);
-  u.el_mott_c = conv(t.el_mott_c, me);
-  u.pos_range = conv(t.pos_range, me);
-  u.pos_sigma_hard = conv(t.pos_sigma_hard, me);
-  u.el_wcc = float(t.el_wcc);
-  u.brems_kc = float(t.brems_kc);
-  u.brems_nu = t.brems_nu;
-  u.el_sigma_brems = t.brems_nu > 0 ? conv(t.el_sigma_brems, me) : nullptr;
-  u.brems_rej = t.brems_nu > 0 ? conv(t.brems_rej, size_t(t.n_e) * size_t(t.brems_nu)) : nullptr;
-  u.ms_n = t.ms_n;
-  u.ms_ln_mean_min = float(t.ms_ln_mean_min);
-  u.ms_inv_dln = float(t.ms_inv_dln);
-  u.ms_mean_max = float(t.ms_mean_max);
-  u.ms_ln_lambda = conv(t.ms_ln_lambda, size_t(t.ms_n));
+  // The arrays: the one list of them (cuda/param_arrays.hpp visit_param_arrays), walked over
+  // the double parameters and then over the float ones in the same order; the tables (double
+  // there, float here) are rounded to float, the rest (phantom, source) shared.
+  struct Array {
+    const char* name;
+    const void* data;
+    size_t count;
+    bool is_double;
+  };
+  std::vector<Array> arrays;
+  Params pd = p;  // visited for its pointers only
+  gpu::visit_param_arrays(pd, 0, [&arrays](const char* name, auto& ptr, size_t count) {
+    using T = std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<decltype(ptr)>>>;
+    arrays.push_back({name, ptr, count, std::is_same<T, double>::value});
+  });
+  size_t next = 0;
+  gpu::visit_param_arrays(f, 0, [&](const char* name, auto& ptr, size_t) {
+    using T = std::remove_cv_t<std::remove_pointer_t<std::remove_reference_t<decltype(ptr)>>>;
+    const Array& a = arrays.at(next++);
+    if (std::strcmp(a.name, name) != 0) fail(std::string("single_precision_params: array ") + name + " out of order");
+    if constexpr (std::is_same<T, float>::value) {
+      if (a.is_double) {
+        const double* from = std::strcmp(name, "majorant") == 0 ? maj.data() : static_cast<const double*>(a.data);
+        ptr = conv(from, a.count);
+        return;
+      }
+    }
+    ptr = static_cast<const T*>(a.data);
+  });
   // the range tables are inverted by bisection (physics/tables.hpp index_from_range) and must
   // stay strictly increasing in float: with steps of ~3 % between grid points they do; a tie
   // (not seen with the shipped tables) would become the next float up
@@ -227,9 +237,6 @@ ParamsT<float> single_precision_params(const Params& p, std::vector<std::vector<
   const GridView& g = p.grid;
   f.grid.nx = g.nx; f.grid.ny = g.ny; f.grid.nz = g.nz;
   f.grid.sx = float(g.sx); f.grid.sy = float(g.sy); f.grid.sz = float(g.sz);
-  f.grid.density = g.density;
-  f.grid.material = g.material;
-  f.src = p.src;  // shared: the source is drawn in double in both precisions
 
   const Settings& st = p.set;
   f.set.el_cut = float(st.el_cut);
